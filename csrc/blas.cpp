@@ -1,0 +1,130 @@
+#include "blas.h"
+
+#include <dlfcn.h>
+
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "common.h"
+
+namespace pycnn::blas {
+namespace {
+
+// CBLAS enum values (cblas.h): RowMajor = 101, NoTrans = 111, Trans = 112.
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+using sgemm_t = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+using dgemm_t = void (*)(int, int, int, int, int, int, double, const double*, int, const double*, int, double, double*,
+                         int);
+using set_threads_t = void (*)(int);
+using get_threads_t = int (*)();
+using corename_t = char* (*)();
+
+struct Lib {
+  void* handle = nullptr;
+  sgemm_t sgemm = nullptr;
+  dgemm_t dgemm = nullptr;
+  set_threads_t set_threads = nullptr;
+  get_threads_t get_threads = nullptr;
+  corename_t corename = nullptr;
+  corename_t config = nullptr;
+};
+Lib g_lib;
+std::mutex g_mu;
+
+// OpenBLAS does not recognise Zen 4/5 and falls back to its AVX2 (Haswell) kernels, half the
+// FMA throughput of the AVX-512 ones these CPUs run well. When the CPU has the AVX-512 subsets
+// OpenBLAS's SkylakeX kernels use and the user set nothing, ask for those kernels.
+void choose_core_type() {
+  if (std::getenv("OPENBLAS_CORETYPE")) return;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+#endif
+}
+
+template <class F>
+F sym(void* h, const char* name, bool required) {
+  void* p = dlsym(h, name);
+  if (!p && required) throw std::runtime_error(cat("BLAS library lacks symbol ", name));
+  return reinterpret_cast<F>(p);
+}
+
+const Lib& lib() {
+  if (!g_lib.handle) throw std::runtime_error("BLAS is not loaded: import pycnn (not pycnn._core) first");
+  return g_lib;
+}
+
+int as_int(int64_t v, const char* what) {
+  if (v > INT_MAX) throw ValueError(cat("GEMM dimension ", what, " = ", v, " exceeds the 32-bit BLAS limit"));
+  return static_cast<int>(v);
+}
+
+}  // namespace
+
+void load(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_lib.handle) return;
+  choose_core_type();
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) throw std::runtime_error(cat("could not load the BLAS library ", path, ": ", dlerror()));
+  Lib l;
+  l.handle = h;
+  l.sgemm = sym<sgemm_t>(h, "scipy_cblas_sgemm", true);
+  l.dgemm = sym<dgemm_t>(h, "scipy_cblas_dgemm", true);
+  l.set_threads = sym<set_threads_t>(h, "scipy_openblas_set_num_threads", true);
+  l.get_threads = sym<get_threads_t>(h, "scipy_openblas_get_num_threads", false);
+  l.corename = sym<corename_t>(h, "scipy_openblas_get_corename", false);
+  l.config = sym<corename_t>(h, "scipy_openblas_get_config", false);
+  g_lib = l;
+}
+
+bool loaded() { return g_lib.handle != nullptr; }
+std::string core_name() { return loaded() && g_lib.corename ? g_lib.corename() : ""; }
+std::string config() { return loaded() && g_lib.config ? g_lib.config() : ""; }
+void set_num_threads(int n) { lib().set_threads(n); }
+int get_num_threads() { return loaded() && g_lib.get_threads ? g_lib.get_threads() : 1; }
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  lib().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, as_int(M, "M"), as_int(N, "N"),
+              as_int(K, "K"), alpha, A, as_int(lda, "lda"), B, as_int(ldb, "ldb"), beta, C, as_int(ldc, "ldc"));
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+                  const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  lib().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, as_int(M, "M"), as_int(N, "N"),
+              as_int(K, "K"), alpha, A, as_int(lda, "lda"), B, as_int(ldb, "ldb"), beta, C, as_int(ldc, "ldc"));
+}
+
+}  // namespace pycnn::blas
+
+namespace pycnn::cpu {
+
+int num_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void set_num_threads(int n) {
+  PYCNN_CHECK(n >= 1, ValueError, "set_num_threads: expected n >= 1, got ", n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+  if (blas::loaded()) blas::set_num_threads(n);
+}
+
+}  // namespace pycnn::cpu

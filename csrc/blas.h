@@ -1,0 +1,30 @@
+// The one GEMM door. Row-major C = alpha * op(A) * op(B) + beta * C, with op(A) M x K and
+// op(B) K x N. On the CPU it calls OpenBLAS (scipy-openblas32), loaded at import time by
+// `blas_load` so that its kernel choice can be fixed before the library initialises;
+// on CUDA, cuBLAS (see cuda/blas.cu).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pycnn::blas {
+
+// Loads the shared library at `path` (called once from Python with the wheel's path).
+void load(const std::string& path);
+bool loaded();
+std::string core_name();     // OpenBLAS kernel family in use, e.g. "SkylakeX" or "Haswell"
+std::string config();        // OpenBLAS build configuration string
+void set_num_threads(int n);
+int get_num_threads();
+
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+}  // namespace pycnn::blas
+
+namespace pycnn::cpu {
+// Runs an element loop body over [0, n) with OpenMP when the work is large enough to pay for it.
+int num_threads();
+void set_num_threads(int n);
+}  // namespace pycnn::cpu

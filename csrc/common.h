@@ -1,0 +1,101 @@
+// Shared vocabulary of the core: dtypes, devices, errors, and the two dispatch switches
+// (element type, device) that every op goes through.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#if defined(__CUDACC__)
+#define PYCNN_HD __host__ __device__
+#else
+#define PYCNN_HD
+#endif
+
+namespace pycnn {
+
+using Shape = std::vector<int64_t>;
+
+enum class DType : int8_t { Float32 = 0, Float64 = 1, Int64 = 2 };
+
+inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : 8; }
+inline const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Int64: return "int64";
+  }
+  return "?";
+}
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::Float32; }
+template <> constexpr DType dtype_of<double>() { return DType::Float64; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::Int64; }
+
+enum class DeviceType : int8_t { CPU = 0, CUDA = 1 };
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  bool operator==(const Device& o) const { return type == o.type && (is_cpu() || index == o.index); }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+  static Device parse(const std::string& s);  // "cpu", "cuda", "cuda:1"
+};
+
+// ---- errors: each maps to one Python exception (see bindings/module.cpp) ----
+struct ValueError : std::invalid_argument { using std::invalid_argument::invalid_argument; };
+struct TypeError : std::invalid_argument { using std::invalid_argument::invalid_argument; };
+struct DeviceError : std::runtime_error { using std::runtime_error::runtime_error; };
+struct OutOfMemory : std::runtime_error { using std::runtime_error::runtime_error; };
+
+template <class... A>
+std::string cat(A&&... a) {
+  std::ostringstream s;
+  (s << ... << std::forward<A>(a));
+  return s.str();
+}
+
+std::string shape_str(const Shape& s);
+
+#define PYCNN_CHECK(cond, Err, ...) \
+  do {                              \
+    if (!(cond)) throw ::pycnn::Err(::pycnn::cat(__VA_ARGS__)); \
+  } while (0)
+
+[[noreturn]] void throw_no_cuda(const char* what);
+
+// Element-type switch: f(T{}) for float32/float64, TypeError for anything else.
+template <class F>
+decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::Float32: return f(float{});
+    case DType::Float64: return f(double{});
+    default: break;
+  }
+  throw TypeError(cat(op, ": expected a float32 or float64 tensor, got ", dtype_name(t)));
+}
+
+bool cuda_compiled();  // true when this build has the CUDA backend
+
+}  // namespace pycnn
+
+// Device switch: the same kernel name lives in namespace cpu (ops/*.cpp) and cuda (ops/*.cu).
+#ifdef PYCNN_WITH_CUDA
+#define PYCNN_ON_DEVICE(dev, fn, ...)              \
+  do {                                             \
+    if ((dev).is_cuda()) ::pycnn::cuda::fn(__VA_ARGS__); \
+    else ::pycnn::cpu::fn(__VA_ARGS__);            \
+  } while (0)
+#else
+#define PYCNN_ON_DEVICE(dev, fn, ...)                        \
+  do {                                                       \
+    if ((dev).is_cuda()) ::pycnn::throw_no_cuda(#fn);        \
+    else ::pycnn::cpu::fn(__VA_ARGS__);                      \
+  } while (0)
+#endif

@@ -1,0 +1,35 @@
+// The CUDA runtime as the CPU side of the core sees it. In a CPU-only build these are
+// defined in runtime_none.cpp (they report "no CUDA"); in a CUDA build in runtime.cu.
+// Nothing here needs CUDA headers, so tensor.cpp and the bindings compile the same either way.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "../common.h"
+
+namespace pycnn::cuda_runtime {
+
+bool is_available();              // a driver and at least one device
+int device_count();               // 0 when unavailable
+std::string device_name(int index);
+std::string status_message();     // why CUDA is unavailable, or "ok"
+std::string version();            // CUDA runtime version compiled against, "" in a CPU build
+void check_device(int index);     // DeviceError unless `index` names a usable device
+void synchronize(int index);
+
+void* device_alloc(size_t nbytes, int index);  // caching allocator; OutOfMemory with sizes on failure
+void device_free(void* ptr, size_t nbytes, int index);
+void memset_zero(void* ptr, size_t nbytes, int index);
+void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);  // synchronous w.r.t. host
+
+std::map<std::string, int64_t> memory_stats(int index);  // allocated, max_allocated, reserved, device_allocs, ...
+void reset_peak_memory_stats(int index);
+void empty_cache(int index);
+
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
+}  // namespace pycnn::cuda_runtime

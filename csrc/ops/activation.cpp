@@ -1,0 +1,146 @@
+#include "activation.h"
+
+namespace pycnn {
+
+const char* act_name(Act a) {
+  static const char* names[] = {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus"};
+  return names[static_cast<int>(a)];
+}
+
+Tensor activation_forward(const Tensor& x_, Act a, double alpha) {
+  check_defined(x_, act_name(a), "input");
+  const Tensor x = x_.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), act_name(a), [&](auto t) {
+    using T = decltype(t);
+    PYCNN_ON_DEVICE(x.device(), activation_forward<T>, x.data<T>(), y.data<T>(), x.numel(), a, T(alpha));
+  });
+  return y;
+}
+
+Tensor activation_backward(const Tensor& dy_, const Tensor& x_, Act a, double alpha) {
+  const char* op = act_name(a);
+  check_defined(dy_, op, "grad_output");
+  check_defined(x_, op, "saved input");
+  check_same_device(dy_, x_, op, "grad_output", "input");
+  check_same_dtype(dy_, x_, op, "grad_output", "input");
+  check_shape(dy_, x_.shape(), op, "grad_output");
+  const Tensor dy = dy_.contiguous(), x = x_.contiguous();
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), op, [&](auto t) {
+    using T = decltype(t);
+    PYCNN_ON_DEVICE(x.device(), activation_backward<T>, dy.data<T>(), x.data<T>(), dx.data<T>(), x.numel(), a,
+                    T(alpha));
+  });
+  return dx;
+}
+
+namespace {
+// (outer, channels, inner) view of x for a slope per channel along dim 1.
+void prelu_layout(const Tensor& x, const Tensor& w, int64_t& outer, int64_t& channels, int64_t& inner) {
+  PYCNN_CHECK(w.dim() == 1, ValueError, "prelu: expected weight of shape (1,) or (C,), got ", shape_str(w.shape()));
+  channels = w.size(0);
+  if (channels == 1) {
+    outer = 1;
+    inner = x.numel();
+    return;
+  }
+  PYCNN_CHECK(x.dim() >= 2 && x.size(1) == channels, ValueError, "prelu: weight has ", channels,
+              " slopes, so the input needs ", channels, " channels in dim 1, got shape ", shape_str(x.shape()));
+  outer = x.size(0);
+  inner = x.numel() / std::max<int64_t>(outer * channels, 1);
+}
+}  // namespace
+
+Tensor prelu_forward(const Tensor& x_, const Tensor& w_) {
+  check_defined(x_, "prelu", "input");
+  check_defined(w_, "prelu", "weight");
+  check_same_device(x_, w_, "prelu", "input", "weight");
+  check_same_dtype(x_, w_, "prelu", "input", "weight");
+  const Tensor x = x_.contiguous(), w = w_.contiguous();
+  int64_t outer, channels, inner;
+  prelu_layout(x, w, outer, channels, inner);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_float(x.dtype(), "prelu", [&](auto t) {
+    using T = decltype(t);
+    PYCNN_ON_DEVICE(x.device(), prelu_forward<T>, x.data<T>(), w.data<T>(), y.data<T>(), outer, channels, inner);
+  });
+  return y;
+}
+
+std::pair<Tensor, Tensor> prelu_backward(const Tensor& dy_, const Tensor& x_, const Tensor& w_) {
+  check_defined(dy_, "prelu", "grad_output");
+  check_same_device(dy_, x_, "prelu", "grad_output", "input");
+  check_same_device(x_, w_, "prelu", "input", "weight");
+  check_same_dtype(dy_, x_, "prelu", "grad_output", "input");
+  check_same_dtype(x_, w_, "prelu", "input", "weight");
+  check_shape(dy_, x_.shape(), "prelu", "grad_output");
+  const Tensor dy = dy_.contiguous(), x = x_.contiguous(), w = w_.contiguous();
+  int64_t outer, channels, inner;
+  prelu_layout(x, w, outer, channels, inner);
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor dw = Tensor::empty(w.shape(), w.dtype(), w.device());
+  dispatch_float(x.dtype(), "prelu", [&](auto t) {
+    using T = decltype(t);
+    PYCNN_ON_DEVICE(x.device(), prelu_backward<T>, dy.data<T>(), x.data<T>(), w.data<T>(), dx.data<T>(),
+                    dw.data<T>(), outer, channels, inner);
+  });
+  return {dx, dw};
+}
+
+namespace cpu {
+
+constexpr int64_t kParallelGrain = 1 << 15;  // below this, threads cost more than they save
+
+template <class T>
+void activation_forward(const T* x, T* y, int64_t n, Act a, T alpha) {
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = act_forward(a, x[i], alpha);
+}
+
+template <class T>
+void activation_backward(const T* dy, const T* x, T* dx, int64_t n, Act a, T alpha) {
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) dx[i] = act_backward(a, x[i], dy[i], alpha);
+}
+
+template <class T>
+void prelu_forward(const T* x, const T* w, T* y, int64_t outer, int64_t channels, int64_t inner) {
+#pragma omp parallel for collapse(2) if (outer * channels * inner > kParallelGrain)
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t base = (o * channels + c) * inner;
+      for (int64_t i = 0; i < inner; ++i) y[base + i] = x[base + i] > T(0) ? x[base + i] : w[c] * x[base + i];
+    }
+}
+
+// dw is a reduction: one thread per channel, summing in a fixed order, so results repeat.
+template <class T>
+void prelu_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, int64_t outer, int64_t channels,
+                    int64_t inner) {
+#pragma omp parallel for if (outer * channels * inner > kParallelGrain)
+  for (int64_t c = 0; c < channels; ++c) {
+    T acc = 0;
+    for (int64_t o = 0; o < outer; ++o) {
+      const int64_t base = (o * channels + c) * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        const T xi = x[base + i], g = dy[base + i];
+        dx[base + i] = xi > T(0) ? g : w[c] * g;
+        if (xi <= T(0)) acc += xi * g;
+      }
+    }
+    dw[c] = acc;
+  }
+}
+
+#define PYCNN_INSTANTIATE(T)                                                                             \
+  template void activation_forward<T>(const T*, T*, int64_t, Act, T);                                    \
+  template void activation_backward<T>(const T*, const T*, T*, int64_t, Act, T);                         \
+  template void prelu_forward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t);                     \
+  template void prelu_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace pycnn

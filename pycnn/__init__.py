@@ -1,0 +1,17 @@
+"""pycnn: convolutional neural networks with a C++/CUDA core."""
+from __future__ import annotations
+
+from . import _core_loader  # noqa: F401  (loads the core and its BLAS first)
+from . import _core
+from ._random import manual_seed
+from .tensor import (DType, Tensor, as_tensor, empty, float32, float64, from_dlpack, from_numpy, full, int64,
+                     is_tensor, ones, rand, randn, tensor, zeros)
+from .runtime import backends, build_info, cuda, get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DType", "Tensor", "as_tensor", "empty", "float32", "float64", "from_dlpack", "from_numpy", "full", "int64",
+    "is_tensor", "ones", "rand", "randn", "tensor", "zeros", "manual_seed", "backends", "build_info", "cuda",
+    "get_num_threads", "set_num_threads", "__version__",
+]

@@ -1,0 +1,8 @@
+"""Data pipeline: in-memory datasets, a mini-batch loader, dataset readers and batch transforms.
+
+Pure NumPy: batches are tuples of NumPy arrays, which the Trainer converts to Tensors.
+"""
+from . import datasets, transforms
+from .loader import DataLoader, TensorDataset
+
+__all__ = ["TensorDataset", "DataLoader", "datasets", "transforms"]

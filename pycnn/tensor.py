@@ -1,0 +1,106 @@
+"""Tensor creation and interop. `Tensor` itself is the C++ class (pycnn._core.Tensor)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _core, _random
+from ._core import DType, Tensor
+
+float32 = DType.float32
+float64 = DType.float64
+int64 = DType.int64
+
+_NUMPY_OF = {float32: np.float32, float64: np.float64, int64: np.int64}
+
+
+def _np_dtype(dtype: Any) -> np.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, DType):
+        return np.dtype(_NUMPY_OF[dtype])
+    return np.dtype(dtype)
+
+
+def _shape(shape: Sequence[Any]) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A CPU tensor sharing memory with `array` (copied when not contiguous float32/float64/int64)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return _core.from_numpy(array)
+
+
+def tensor(data: Any, dtype: Any = None, device: str = "cpu") -> Tensor:
+    """A new tensor holding a copy of `data` (array, nested lists, number or Tensor).
+
+    Floating data defaults to float32 (as in PyTorch), integer data to int64.
+    """
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    arr = np.array(data, dtype=_np_dtype(dtype), copy=True)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"tensor: cannot make a tensor from data of dtype {arr.dtype} "
+                        "(object, string or complex); pass numbers")
+    if dtype is None:
+        arr = arr.astype(np.float32 if arr.dtype.kind == "f" else np.int64, copy=False)
+    return _core.from_numpy(np.ascontiguousarray(arr)).to(device)
+
+
+def as_tensor(data: Any, dtype: Any = None, device: str = "cpu") -> Tensor:
+    """Like `tensor`, but shares memory when `data` is already a suitable Tensor or array."""
+    if isinstance(data, Tensor):
+        t = data if dtype is None else data.to(dtype)
+        return t.to(device)
+    if isinstance(data, np.ndarray) and (dtype is None or _np_dtype(dtype) == data.dtype):
+        return _core.from_numpy(data).to(device)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_dlpack(x: Any) -> Tensor:
+    """A tensor sharing memory with any object that implements the DLPack protocol."""
+    if isinstance(x, Tensor):
+        return x
+    if hasattr(x, "__dlpack__"):
+        try:
+            capsule = x.__dlpack__(max_version=None)
+        except TypeError:
+            capsule = x.__dlpack__()
+        return _core.from_dlpack_capsule(capsule)
+    return _core.from_dlpack_capsule(x)
+
+
+def zeros(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
+    return _core.zeros(list(_shape(shape)), dtype, device)
+
+
+def ones(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
+    return _core.full(list(_shape(shape)), 1.0, dtype, device)
+
+
+def full(shape: Sequence[int], value: float, dtype: Any = float32, device: str = "cpu") -> Tensor:
+    return _core.full(list(_shape((shape,))), float(value), dtype, device)
+
+
+def empty(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
+    return _core.empty(list(_shape(shape)), dtype, device)
+
+
+def randn(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
+    """Standard normal samples from the generator `pc.manual_seed` seeds."""
+    a = _random.generator().standard_normal(_shape(shape)).astype(_np_dtype(dtype))
+    return _core.from_numpy(a).to(device)
+
+
+def rand(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
+    a = _random.generator().random(_shape(shape)).astype(_np_dtype(dtype))
+    return _core.from_numpy(a).to(device)
+
+
+def is_tensor(x: Any) -> bool:
+    return isinstance(x, Tensor)
