@@ -10,6 +10,10 @@ execute_process(
     "import nvidia, os; [print(os.path.join(p, s)) for p in nvidia.__path__ for s in ('cu13', 'cu12', 'cublas')]"
   OUTPUT_VARIABLE _wheel_dirs OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
 string(REPLACE "\n" ";" _wheel_dirs "${_wheel_dirs}")
+set(PYCNN_CUBLAS_ROOT "$ENV{CUBLAS_ROOT}" CACHE PATH "Folder holding include/cublas_v2.h and lib/libcublas.so*")
+if(PYCNN_CUBLAS_ROOT)
+  list(PREPEND _wheel_dirs "${PYCNN_CUBLAS_ROOT}")
+endif()
 set(_inc_hints ${_hints})
 set(_lib_hints ${_hints})
 foreach(d ${_wheel_dirs})

@@ -1,0 +1,234 @@
+// CUDA-side helpers shared by runtime.cu, blas.cu and ops/*.cu (never included by .cpp files):
+// error-checking macros, the per-device context (one stream + one cuBLAS handle, created lazily),
+// a device guard, and the launch helper for grid-stride loops.
+//
+// Ordering model: every kernel, copy and memset for device d goes on context(d).stream, so the
+// work of one device runs in issue order; the caching allocator can hand a freed block to the
+// next op without a sync, and device->host copies synchronise that one stream.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "../common.h"
+#include "../workspace.h"
+
+namespace pycnn::cuda {
+
+[[noreturn]] void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line);
+[[noreturn]] void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, int line);
+const char* cublas_status_name(cublasStatus_t st);
+
+}  // namespace pycnn::cuda
+
+// DeviceError "<file>:<line>: <expr> failed: <cuda error string> (<name>)"
+#define PYCNN_CUDA_CHECK(expr)                                                        \
+  do {                                                                                \
+    const cudaError_t pycnn_err_ = (expr);                                            \
+    if (pycnn_err_ != cudaSuccess)                                                    \
+      ::pycnn::cuda::throw_cuda_error(pycnn_err_, #expr, __FILE__, __LINE__);         \
+  } while (0)
+
+#define PYCNN_CUBLAS_CHECK(expr)                                                      \
+  do {                                                                                \
+    const cublasStatus_t pycnn_st_ = (expr);                                          \
+    if (pycnn_st_ != CUBLAS_STATUS_SUCCESS)                                           \
+      ::pycnn::cuda::throw_cublas_error(pycnn_st_, #expr, __FILE__, __LINE__);        \
+  } while (0)
+
+// After a kernel launch: configuration errors and earlier asynchronous faults.
+#define PYCNN_CUDA_CHECK_LAUNCH() PYCNN_CUDA_CHECK(cudaGetLastError())
+
+// 64-bit-safe grid-stride loop over [0, n).
+#define PYCNN_KERNEL_LOOP(i, n)                                                                 \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);        \
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+namespace pycnn::cuda {
+
+// One device's stream and cuBLAS handle. RAII: the destructor releases both (ignoring errors,
+// since it may run while the driver shuts down). Contexts live for the whole process.
+class DeviceContext {
+ public:
+  explicit DeviceContext(int device);
+  ~DeviceContext();
+  DeviceContext(const DeviceContext&) = delete;
+  DeviceContext& operator=(const DeviceContext&) = delete;
+
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+  cublasHandle_t cublas();  // created on first use, bound to stream()
+  int sm_count() const { return sm_count_; }
+
+ private:
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  int sm_count_ = 1;
+};
+
+// The context of `device` (created on first use; DeviceError for an unusable index).
+DeviceContext& context(int device);
+
+// Device that owns a device pointer (0 without a lookup on single-GPU machines).
+int device_of(const void* ptr);
+
+// Makes `device` current for the scope, restoring the previous one.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = -1;
+};
+
+// What an op's CUDA kernel needs: the device of its data made current, and that device's stream.
+//   Exec ex(y);  my_kernel<<<ex.blocks(n), kThreads, 0, ex.stream()>>>(...);  PYCNN_CUDA_CHECK_LAUNCH();
+// or simply ex.launch(n, my_kernel<T>, args...).
+constexpr int kThreads = 256;
+
+class Exec {
+ public:
+  explicit Exec(const void* any_device_ptr) : Exec(device_of(any_device_ptr), 0) {}
+  Exec(int device, int /*tag*/) : guard_(device), ctx_(&context(device)) {}
+
+  cudaStream_t stream() const { return ctx_->stream(); }
+  DeviceContext& ctx() const { return *ctx_; }
+  int device() const { return ctx_->device(); }
+
+  // Blocks for a grid-stride loop over n elements: enough to fill the GPU, capped so that the
+  // grid size always fits and each thread loops when n is huge. n must be > 0.
+  unsigned blocks(int64_t n, int threads = kThreads) const {
+    const int64_t want = (n + threads - 1) / threads;
+    const int64_t cap = static_cast<int64_t>(ctx_->sm_count()) * 32;
+    return static_cast<unsigned>(want < cap ? (want > 0 ? want : 1) : cap);
+  }
+
+  // Grid-stride launch over n elements (nothing when n == 0), then the launch check.
+  template <class Kernel, class... Args>
+  void launch(int64_t n, Kernel kernel, Args... args) const {
+    if (n <= 0) return;
+    kernel<<<blocks(n), kThreads, 0, stream()>>>(args...);
+    PYCNN_CUDA_CHECK_LAUNCH();
+  }
+
+  // One block per row (row reductions): `rows` blocks of `threads` threads, capped at 2^31-1
+  // blocks; the kernel loops over rows with a block-stride loop.
+  template <class Kernel, class... Args>
+  void launch_rows(int64_t rows, int threads, size_t shmem, Kernel kernel, Args... args) const {
+    if (rows <= 0) return;
+    const int64_t cap = 65535LL * 32;
+    const unsigned grid = static_cast<unsigned>(rows < cap ? rows : cap);
+    kernel<<<grid, threads, shmem, stream()>>>(args...);
+    PYCNN_CUDA_CHECK_LAUNCH();
+  }
+
+ private:
+  DeviceGuard guard_;
+  DeviceContext* ctx_;
+};
+
+// Block-stride loop over rows for kernels launched with launch_rows.
+#define PYCNN_ROW_LOOP(r, rows) for (int64_t r = blockIdx.x; r < (rows); r += gridDim.x)
+
+// Deterministic block reduction: each thread passes its partial sum (accumulated in a fixed
+// order over a fixed index set), then a fixed-shape tree in shared memory. blockDim.x must be a
+// power of two, `sh` holds blockDim.x values. Every thread gets the total. No atomics.
+template <class T>
+__device__ inline T block_reduce_sum(T v, T* sh) {
+  const int t = threadIdx.x;
+  sh[t] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (t < s) sh[t] += sh[t + s];
+    __syncthreads();
+  }
+  const T total = sh[0];
+  __syncthreads();  // sh may be reused right after
+  return total;
+}
+
+template <class T>
+__device__ inline T block_reduce_max(T v, T* sh) {
+  const int t = threadIdx.x;
+  sh[t] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (t < s) sh[t] = sh[t + s] > sh[t] ? sh[t + s] : sh[t];
+    __syncthreads();
+  }
+  const T total = sh[0];
+  __syncthreads();
+  return total;
+}
+
+// Shared memory for block reductions of T (avoids the extern-shared type clash of templates).
+template <class T>
+__device__ inline T* shared_buffer() {
+  extern __shared__ __align__(16) unsigned char pycnn_shared_bytes[];
+  return reinterpret_cast<T*>(pycnn_shared_bytes);
+}
+
+// Threads per block for row reductions: a power of two, at most 256, at least 32.
+inline int reduce_threads(int64_t row_len) {
+  int t = 32;
+  while (t < 256 && t < row_len) t <<= 1;
+  return t;
+}
+
+// Scratch on the device an Exec runs on (the calling thread's arena, see workspace.h).
+template <class T>
+inline T* device_workspace(const Exec& ex, size_t count) {
+  return static_cast<T*>(workspace(Device{DeviceType::CUDA, ex.device()}, count * sizeof(T)));
+}
+
+// ---- deterministic sums to one scalar: fixed chunks of kReduceChunk elements (the partition does
+// not depend on the GPU), one block per chunk -> partials, then one block adds the partials.
+constexpr int64_t kReduceChunk = 8192;
+constexpr int kReduceThreads = 256;
+
+// part[b] = sum of f(i) for i in chunk b. F: a functor with `__device__ Acc operator()(int64_t) const`.
+template <class Acc, class F>
+__global__ void chunk_sum_kernel(F f, int64_t n, Acc* part) {
+  Acc* sh = shared_buffer<Acc>();
+  const int64_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
+  for (int64_t b = blockIdx.x; b < chunks; b += gridDim.x) {
+    const int64_t lo = b * kReduceChunk, hi = (lo + kReduceChunk < n) ? lo + kReduceChunk : n;
+    Acc s = Acc(0);
+    for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) s += f(i);
+    s = block_reduce_sum(s, sh);
+    if (threadIdx.x == 0) part[b] = s;
+  }
+}
+
+// out[0] = (sum of part[0..m)) / div, one block.
+template <class Acc, class Out>
+__global__ void final_sum_kernel(const Acc* part, int64_t m, Out* out, Acc div) {
+  Acc* sh = shared_buffer<Acc>();
+  Acc s = Acc(0);
+  for (int64_t i = threadIdx.x; i < m; i += blockDim.x) s += part[i];
+  s = block_reduce_sum(s, sh);
+  if (threadIdx.x == 0) out[0] = static_cast<Out>(s / div);
+}
+
+// out[0] = Out(sum_{i<n} f(i) / div), accumulated in Acc (double for floats, int64 for counts).
+template <class Acc, class Out, class F>
+void sum_to_scalar(const Exec& ex, F f, int64_t n, Out* out, Acc div) {
+  const int64_t chunks = n > 0 ? (n + kReduceChunk - 1) / kReduceChunk : 0;
+  Acc* part = device_workspace<Acc>(ex, static_cast<size_t>(chunks > 0 ? chunks : 1));
+  if (chunks > 0) {
+    const int64_t cap = 65535;
+    const unsigned grid = static_cast<unsigned>(chunks < cap ? chunks : cap);
+    chunk_sum_kernel<Acc, F><<<grid, kReduceThreads, kReduceThreads * sizeof(Acc), ex.stream()>>>(f, n, part);
+    PYCNN_CUDA_CHECK_LAUNCH();
+  }
+  final_sum_kernel<Acc, Out><<<1, kReduceThreads, kReduceThreads * sizeof(Acc), ex.stream()>>>(part, chunks, out, div);
+  PYCNN_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace pycnn::cuda

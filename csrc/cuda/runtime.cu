@@ -1,0 +1,447 @@
+// The CUDA runtime of a CUDA build (runtime.h): device discovery, per-device contexts (stream +
+// cuBLAS handle, context.cuh), the caching allocator, copies and memsets.
+// runtime_none.cpp is the CPU-only stand-in with the same entry points.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "context.cuh"
+#include "runtime.h"
+
+namespace pycnn {
+bool cuda_compiled() { return true; }
+}  // namespace pycnn
+
+// ================================================================================== errors
+namespace pycnn::cuda {
+
+namespace {
+const char* short_file(const char* file) {
+  const char* p = std::strstr(file, "csrc/");
+  return p ? p : file;
+}
+}  // namespace
+
+const char* cublas_status_name(cublasStatus_t st) {
+  switch (st) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED (no usable GPU or driver?)";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED (out of device memory)";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    default: break;
+  }
+  return "unknown cuBLAS status";
+}
+
+void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line) {
+  const std::string msg = cat(short_file(file), ":", line, ": ", expr, " failed: ", cudaGetErrorString(err), " (",
+                              cudaGetErrorName(err), ")");
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // not sticky: clear it so that later launch checks do not see it
+    throw OutOfMemory(msg);
+  }
+  throw DeviceError(msg);
+}
+
+void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, int line) {
+  const std::string msg =
+      cat(short_file(file), ":", line, ": ", expr, " failed: ", cublas_status_name(st), " (status ", int(st), ")");
+  if (st == CUBLAS_STATUS_ALLOC_FAILED) throw OutOfMemory(msg);
+  throw DeviceError(msg);
+}
+
+}  // namespace pycnn::cuda
+
+// ================================================================================= discovery
+namespace pycnn::cuda_runtime {
+namespace {
+
+struct Discovery {
+  int count = 0;
+  std::string message = "ok";
+};
+
+const Discovery& discovery() {
+  static Discovery d;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      d.message = cat("cudaGetDeviceCount failed: ", cudaGetErrorString(err), " (", cudaGetErrorName(err), ")");
+      cudaGetLastError();  // clear
+      d.count = 0;
+    } else if (n <= 0) {
+      d.message = "no CUDA device found";
+      d.count = 0;
+    } else {
+      d.count = n;
+    }
+  });
+  return d;
+}
+
+std::atomic<bool> g_tf32{false};
+
+}  // namespace
+
+bool is_available() { return discovery().count > 0; }
+int device_count() { return discovery().count; }
+std::string status_message() { return discovery().message; }
+
+std::string version() {
+  const int v = CUDART_VERSION;  // e.g. 13000
+  return cat(v / 1000, ".", (v % 1000) / 10);
+}
+
+void check_device(int index) {
+  if (!is_available()) throw_no_cuda(cat("cuda:", index).c_str());
+  const int n = device_count();
+  PYCNN_CHECK(index >= 0 && index < n, DeviceError, "cuda:", index, ": invalid device index; this machine has ", n,
+              " CUDA device", n == 1 ? "" : "s", " (cuda:0", n > 1 ? cat(" .. cuda:", n - 1) : std::string(), ")");
+}
+
+std::string device_name(int index) {
+  check_device(index);
+  cudaDeviceProp prop{};
+  PYCNN_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  return prop.name;
+}
+
+void synchronize(int index) {
+  if (!is_available()) return;
+  check_device(index);
+  cuda::DeviceGuard g(index);
+  PYCNN_CUDA_CHECK(cudaStreamSynchronize(cuda::context(index).stream()));
+  PYCNN_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void set_allow_tf32(bool allow) { g_tf32.store(allow); }
+bool allow_tf32() { return g_tf32.load(); }
+
+}  // namespace pycnn::cuda_runtime
+
+// ============================================================================ device contexts
+namespace pycnn::cuda {
+
+DeviceContext::DeviceContext(int device) : device_(device) {
+  DeviceGuard g(device);
+  PYCNN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && sms > 0)
+    sm_count_ = sms;
+  else
+    cudaGetLastError();
+}
+
+DeviceContext::~DeviceContext() {
+  if (cublas_) cublasDestroy(cublas_);
+  if (stream_) cudaStreamDestroy(stream_);
+  cudaGetLastError();
+}
+
+cublasHandle_t DeviceContext::cublas() {
+  if (!cublas_) {
+    DeviceGuard g(device_);
+    cublasHandle_t h = nullptr;
+    PYCNN_CUBLAS_CHECK(cublasCreate(&h));
+    const cublasStatus_t st = cublasSetStream(h, stream_);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      cublasDestroy(h);
+      PYCNN_CUBLAS_CHECK(st);
+    }
+    cublas_ = h;
+  }
+  return cublas_;
+}
+
+namespace {
+struct ContextTable {
+  std::mutex mu;
+  std::vector<std::unique_ptr<DeviceContext>> ctx;
+};
+// Leaked on purpose: contexts (and cached blocks) must outlive every tensor, including those
+// Python destroys at interpreter exit, and never run CUDA calls during static destruction.
+ContextTable& contexts() {
+  static ContextTable* t = new ContextTable;
+  return *t;
+}
+}  // namespace
+
+DeviceContext& context(int device) {
+  cuda_runtime::check_device(device);
+  ContextTable& t = contexts();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (t.ctx.empty()) t.ctx.resize(static_cast<size_t>(cuda_runtime::device_count()));
+  auto& slot = t.ctx[static_cast<size_t>(device)];
+  if (!slot) slot = std::make_unique<DeviceContext>(device);
+  return *slot;
+}
+
+int device_of(const void* ptr) {
+  if (cuda_runtime::device_count() <= 1 || ptr == nullptr) return 0;
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return attr.type == cudaMemoryTypeDevice ? attr.device : 0;
+}
+
+DeviceGuard::DeviceGuard(int device) {
+  int cur = -1;
+  PYCNN_CUDA_CHECK(cudaGetDevice(&cur));
+  if (cur != device) {
+    PYCNN_CUDA_CHECK(cudaSetDevice(device));
+    prev_ = cur;
+  }
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (prev_ >= 0) cudaSetDevice(prev_);
+}
+
+}  // namespace pycnn::cuda
+
+// ============================================================================ caching allocator
+//
+// Sizes are rounded up (512 B granularity up to 1 MiB, 2 MiB above) and freed blocks wait in a
+// free list per rounded size; cudaMalloc runs only on a miss. All work of a device is on its one
+// stream, so a block freed by the host can serve the next allocation right away: every later use
+// is queued behind every earlier one. On cudaMalloc failure the cache is released and the
+// allocation retried once; then OutOfMemory with the numbers.
+namespace pycnn::cuda_runtime {
+namespace {
+
+constexpr size_t kSmallGranularity = 512;
+constexpr size_t kSmallLimit = size_t(1) << 20;
+constexpr size_t kLargeGranularity = size_t(2) << 20;
+constexpr size_t kMaxBytes = size_t(1) << 50;  // 1 PiB: anything larger cannot succeed
+constexpr double kMiB = 1024.0 * 1024.0;
+
+size_t round_size(size_t n) {
+  const size_t g = n <= kSmallLimit ? kSmallGranularity : kLargeGranularity;
+  return (n + g - 1) / g * g;
+}
+
+struct DeviceAllocator {
+  std::mutex mu;
+  std::map<size_t, std::vector<void*>> free_blocks;  // rounded size -> cached blocks
+  std::unordered_map<void*, size_t> live;            // block -> rounded size
+  int64_t allocated = 0, max_allocated = 0, reserved = 0, cached = 0;
+  int64_t allocs = 0, frees = 0, cache_hits = 0, device_allocs = 0, device_frees = 0, oom_retries = 0;
+  int64_t num_ooms = 0;
+};
+
+struct AllocatorTable {
+  std::mutex mu;
+  std::vector<std::unique_ptr<DeviceAllocator>> per_device;
+};
+
+AllocatorTable& allocators() {
+  static AllocatorTable* t = new AllocatorTable;  // leaked on purpose (see contexts())
+  return *t;
+}
+
+DeviceAllocator& allocator(int index) {
+  check_device(index);
+  AllocatorTable& t = allocators();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (t.per_device.empty()) t.per_device.resize(static_cast<size_t>(device_count()));
+  auto& slot = t.per_device[static_cast<size_t>(index)];
+  if (!slot) slot = std::make_unique<DeviceAllocator>();
+  return *slot;
+}
+
+// Frees every cached block (caller holds a.mu). Waits for the device's queued work first.
+void release_cache(DeviceAllocator& a, int index) {
+  if (a.free_blocks.empty()) return;
+  cuda::DeviceGuard g(index);
+  PYCNN_CUDA_CHECK(cudaStreamSynchronize(cuda::context(index).stream()));
+  for (auto& [size, blocks] : a.free_blocks) {
+    for (void* p : blocks) {
+      PYCNN_CUDA_CHECK(cudaFree(p));
+      a.reserved -= static_cast<int64_t>(size);
+      a.cached -= static_cast<int64_t>(size);
+      ++a.device_frees;
+    }
+  }
+  a.free_blocks.clear();
+}
+
+std::string mib(double bytes) {
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(2);
+  s << bytes / kMiB;
+  return s.str();
+}
+
+[[noreturn]] void throw_oom(DeviceAllocator& a, int index, size_t requested) {
+  ++a.num_ooms;
+  size_t free_b = 0, total_b = 0;
+  std::string free_s = "unknown";
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+    free_s = mib(static_cast<double>(free_b)) + " MiB free of " + mib(static_cast<double>(total_b)) + " MiB";
+  else
+    cudaGetLastError();
+  throw OutOfMemory(cat("CUDA out of memory: tried to allocate ", mib(static_cast<double>(requested)), " MiB on cuda:",
+                        index, "; ", mib(static_cast<double>(a.allocated)), " MiB allocated by pycnn, ",
+                        mib(static_cast<double>(a.cached)), " MiB cached, ", free_s, " on the device"));
+}
+
+}  // namespace
+
+void* device_alloc(size_t nbytes, int index) {
+  DeviceAllocator& a = allocator(index);  // checks the device
+  if (nbytes == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(a.mu);
+  if (nbytes > kMaxBytes) throw_oom(a, index, nbytes);
+  const size_t size = round_size(nbytes);
+  ++a.allocs;
+  void* p = nullptr;
+  auto it = a.free_blocks.find(size);
+  if (it != a.free_blocks.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+    if (it->second.empty()) a.free_blocks.erase(it);
+    a.cached -= static_cast<int64_t>(size);
+    ++a.cache_hits;
+  } else {
+    cuda::DeviceGuard g(index);
+    cudaError_t err = cudaMalloc(&p, size);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // clear the (non-sticky) error before anything else checks it
+      ++a.oom_retries;
+      release_cache(a, index);
+      err = cudaMalloc(&p, size);
+      if (err == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        throw_oom(a, index, size);
+      }
+    }
+    PYCNN_CUDA_CHECK(err);
+    ++a.device_allocs;
+    a.reserved += static_cast<int64_t>(size);
+  }
+  a.live[p] = size;
+  a.allocated += static_cast<int64_t>(size);
+  a.max_allocated = std::max(a.max_allocated, a.allocated);
+  return p;
+}
+
+// Called from Storage's destructor: never throws, never calls CUDA (the block goes to the cache).
+void device_free(void* ptr, size_t nbytes, int index) {
+  if (ptr == nullptr) return;
+  try {
+    DeviceAllocator& a = allocator(index);
+    std::lock_guard<std::mutex> lock(a.mu);
+    size_t size = round_size(nbytes);
+    auto it = a.live.find(ptr);
+    if (it != a.live.end()) {
+      size = it->second;
+      a.live.erase(it);
+    }
+    a.allocated -= static_cast<int64_t>(size);
+    a.cached += static_cast<int64_t>(size);
+    ++a.frees;
+    a.free_blocks[size].push_back(ptr);
+  } catch (...) {
+    // Only reachable on bad_alloc of the free list: the block is leaked, never double-used.
+  }
+}
+
+void empty_cache(int index) {
+  if (!is_available()) return;
+  DeviceAllocator& a = allocator(index);
+  std::lock_guard<std::mutex> lock(a.mu);
+  release_cache(a, index);
+}
+
+std::map<std::string, int64_t> memory_stats(int index) {
+  DeviceAllocator& a = allocator(index);
+  std::lock_guard<std::mutex> lock(a.mu);
+  return {
+      {"allocated_bytes", a.allocated},   {"max_allocated_bytes", a.max_allocated},
+      {"reserved_bytes", a.reserved},     {"cached_bytes", a.cached},
+      {"allocs", a.allocs},               {"frees", a.frees},
+      {"cache_hits", a.cache_hits},       {"device_allocs", a.device_allocs},
+      {"device_frees", a.device_frees},   {"oom_retries", a.oom_retries},
+      {"num_ooms", a.num_ooms},           {"live_blocks", static_cast<int64_t>(a.live.size())},
+  };
+}
+
+void reset_peak_memory_stats(int index) {
+  DeviceAllocator& a = allocator(index);
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.max_allocated = a.allocated;
+}
+
+// ==================================================================================== copies
+void memset_zero(void* ptr, size_t nbytes, int index) {
+  if (nbytes == 0) return;
+  cuda::Exec ex(index, 0);
+  PYCNN_CUDA_CHECK(cudaMemsetAsync(ptr, 0, nbytes, ex.stream()));
+}
+
+namespace {
+bool is_pinned_host(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return attr.type == cudaMemoryTypeHost;
+}
+}  // namespace
+
+void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
+  if (nbytes == 0) return;
+  if (dst_dev.is_cpu() && src_dev.is_cpu()) {
+    std::memcpy(dst, src, nbytes);
+    return;
+  }
+  if (dst_dev.is_cuda() && src_dev.is_cpu()) {
+    // Pageable source: the driver stages it before returning, so the caller may free it at once.
+    // Pinned source: the DMA reads it later, so wait for it.
+    cuda::Exec ex(dst_dev.index, 0);
+    PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, ex.stream()));
+    if (is_pinned_host(src)) PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
+    return;
+  }
+  if (dst_dev.is_cpu() && src_dev.is_cuda()) {
+    cuda::Exec ex(src_dev.index, 0);
+    PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, ex.stream()));
+    PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
+    return;
+  }
+  if (dst_dev.index == src_dev.index) {
+    cuda::Exec ex(dst_dev.index, 0);
+    PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, ex.stream()));
+    return;
+  }
+  // Between two devices (rare): finish the source's queued work, copy on the destination's
+  // stream, and wait for it so that the source may be freed and reused right after.
+  {
+    cuda::Exec sx(src_dev.index, 0);
+    PYCNN_CUDA_CHECK(cudaStreamSynchronize(sx.stream()));
+  }
+  cuda::Exec dx(dst_dev.index, 0);
+  PYCNN_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, nbytes, dx.stream()));
+  PYCNN_CUDA_CHECK(cudaStreamSynchronize(dx.stream()));
+}
+
+}  // namespace pycnn::cuda_runtime

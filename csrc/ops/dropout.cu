@@ -1,0 +1,48 @@
+// CUDA kernels of dropout.h: one thread per element, the mask from the counter-based RNG
+// (random.h), so CUDA draws exactly the CPU's mask for the same seed and offset.
+#include "../cuda/context.cuh"
+#include "../random.h"
+#include "dropout.h"
+
+namespace pycnn::cuda {
+namespace {
+
+template <class T>
+__global__ void dropout_fwd_kernel(const T* x, T* y, T* mask, int64_t n, double p, T scale, uint64_t seed,
+                                   uint64_t base) {
+  PYCNN_KERNEL_LOOP(i, n) {
+    const T m = rng::uniform(seed, base + static_cast<uint64_t>(i)) >= p ? scale : T(0);
+    mask[i] = m;
+    y[i] = x[i] * m;
+  }
+}
+
+template <class T>
+__global__ void dropout_bwd_kernel(const T* dy, const T* mask, T* dx, int64_t n) {
+  PYCNN_KERNEL_LOOP(i, n) dx[i] = dy[i] * mask[i];
+}
+
+}  // namespace
+
+template <class T>
+void dropout_forward(const T* x, T* y, T* mask, int64_t n, double p, T scale, uint64_t seed, uint64_t base) {
+  if (n <= 0) return;
+  Exec ex(y);
+  ex.launch(n, dropout_fwd_kernel<T>, x, y, mask, n, p, scale, seed, base);
+}
+
+template <class T>
+void dropout_backward(const T* dy, const T* mask, T* dx, int64_t n) {
+  if (n <= 0) return;
+  Exec ex(dx);
+  ex.launch(n, dropout_bwd_kernel<T>, dy, mask, dx, n);
+}
+
+#define PYCNN_INSTANTIATE(T)                                                                    \
+  template void dropout_forward<T>(const T*, T*, T*, int64_t, double, T, uint64_t, uint64_t);   \
+  template void dropout_backward<T>(const T*, const T*, T*, int64_t);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace pycnn::cuda

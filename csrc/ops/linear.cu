@@ -1,0 +1,54 @@
+// CUDA kernels of linear.h: the products through cuBLAS (cuda::gemm, same row-major calls as the
+// CPU), the bias add one thread per element, the bias gradient one thread per output feature
+// adding the rows in order (a fixed order: bit-identical run to run, no atomics).
+#include "../cuda/blas.cuh"
+#include "../cuda/context.cuh"
+#include "linear.h"
+
+namespace pycnn::cuda {
+namespace {
+
+template <class T>
+__global__ void add_bias_kernel(T* y, const T* b, int64_t out, int64_t total) {
+  PYCNN_KERNEL_LOOP(k, total) y[k] += b[k % out];
+}
+
+template <class T>
+__global__ void column_sum_kernel(const T* dy, T* db, int64_t rows, int64_t cols) {
+  PYCNN_KERNEL_LOOP(c, cols) {
+    T acc = T(0);
+    for (int64_t r = 0; r < rows; ++r) acc += dy[r * cols + c];
+    db[c] = acc;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void linear_forward(const T* x, const T* w, const T* b, T* y, LinearDims d) {
+  if (d.N == 0 || d.out == 0) return;
+  gemm<T>(false, true, d.N, d.out, d.in, T(1), x, d.in, w, d.in, T(0), y, d.out);  // in == 0 writes zeros
+  if (!b) return;
+  Exec ex(y);
+  const int64_t total = d.N * d.out;
+  ex.launch(total, add_bias_kernel<T>, y, b, d.out, total);
+}
+
+template <class T>
+void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, LinearDims d) {
+  if (dx) gemm<T>(false, false, d.N, d.in, d.out, T(1), dy, d.out, w, d.in, T(0), dx, d.in);  // dy @ w
+  if (dw) gemm<T>(true, false, d.out, d.in, d.N, T(1), dy, d.out, x, d.in, T(0), dw, d.in);   // dy^T @ x
+  if (db && d.out > 0) {
+    Exec ex(db);
+    ex.launch(d.out, column_sum_kernel<T>, dy, db, d.N, d.out);
+  }
+}
+
+#define PYCNN_INSTANTIATE(T)                                                            \
+  template void linear_forward<T>(const T*, const T*, const T*, T*, LinearDims);       \
+  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, LinearDims);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace pycnn::cuda

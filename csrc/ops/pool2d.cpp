@@ -1,0 +1,360 @@
+#include "pool2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace pycnn {
+
+namespace {
+
+std::string pair_str(PoolPair p) { return cat("(", p[0], ", ", p[1], ")"); }
+
+void check_nchw(const Shape& s, const char* op, const char* arg) {
+  if (s.size() == 3)
+    throw ValueError(cat(op, ": expected ", arg, " of 4 dimensions (N, C, H, W), got shape ", shape_str(s),
+                         "; add a batch dimension, e.g. x.reshape(1, ", s[0], ", ", s[1], ", ", s[2], ")"));
+  PYCNN_CHECK(s.size() == 4, ValueError, op, ": expected ", arg, " of 4 dimensions (N, C, H, W), got shape ",
+              shape_str(s));
+  checked_numel(s, op);
+  PYCNN_CHECK(s[2] >= 1 && s[3] >= 1, ValueError, op, ": expected ", arg,
+              " with a non-empty H x W plane, got shape ", shape_str(s));
+}
+
+}  // namespace
+
+Pool2dGeom pool2d_shape(const Shape& s, PoolPair k, PoolPair st, PoolPair p, const char* op) {
+  check_nchw(s, op, "input");
+  PYCNN_CHECK(k[0] >= 1 && k[1] >= 1, ValueError, op, ": kernel_size must be >= 1 in both dimensions, got kernel_size=",
+              pair_str(k));
+  PYCNN_CHECK(st[0] >= 1 && st[1] >= 1, ValueError, op, ": stride must be >= 1 in both dimensions, got stride=",
+              pair_str(st));
+  PYCNN_CHECK(p[0] >= 0 && p[1] >= 0, ValueError, op, ": padding must be >= 0, got padding=", pair_str(p));
+  PYCNN_CHECK(p[0] <= k[0] / 2 && p[1] <= k[1] / 2, ValueError, op,
+              ": pad should be at most half of kernel size, but got padding=", pair_str(p), " for kernel_size=",
+              pair_str(k), "; use padding <= kernel_size // 2 = ", pair_str({k[0] / 2, k[1] / 2}));
+  Pool2dGeom g;
+  g.planes = s[0] * s[1];
+  g.H = s[2];
+  g.W = s[3];
+  g.kh = k[0];
+  g.kw = k[1];
+  g.sh = st[0];
+  g.sw = st[1];
+  g.ph = p[0];
+  g.pw = p[1];
+  // H + 2p >= k, written so that it cannot overflow (0 <= k - 2p <= k).
+  const int64_t need_h = g.kh - 2 * g.ph, need_w = g.kw - 2 * g.pw;
+  g.OH = g.H >= need_h ? (g.H - need_h) / g.sh + 1 : 0;
+  g.OW = g.W >= need_w ? (g.W - need_w) / g.sw + 1 : 0;
+  PYCNN_CHECK(g.OH >= 1 && g.OW >= 1, ValueError, op, ": output size would be ", g.OH, "x", g.OW, " for input ",
+              shape_str(s), " with kernel_size=", pair_str(k), ", stride=", pair_str(st), ", padding=", pair_str(p),
+              "; the padded input (", g.H + 2 * g.ph, "x", g.W + 2 * g.pw, ") must be at least as large as the ",
+              "kernel: use a larger input, a smaller kernel_size or more padding");
+  return g;
+}
+
+Pool2dGeom adaptive_pool2d_shape(const Shape& s, PoolPair out, const char* op) {
+  check_nchw(s, op, "input");
+  PYCNN_CHECK(out[0] >= 1 && out[1] >= 1, ValueError, op, ": output_size must be >= 1 in both dimensions, got ",
+              pair_str(out));
+  Pool2dGeom g;
+  g.planes = s[0] * s[1];
+  g.H = s[2];
+  g.W = s[3];
+  g.OH = out[0];
+  g.OW = out[1];
+  return g;
+}
+
+namespace {
+
+Shape out_shape(const Shape& in, const Pool2dGeom& g) { return {in[0], in[1], g.OH, g.OW}; }
+
+void check_grad_output(const Tensor& dy, const Tensor& other, const char* op, const char* other_name) {
+  check_defined(dy, op, "grad_output");
+  check_defined(other, op, other_name);
+  check_same_device(dy, other, op, "grad_output", other_name);
+}
+
+}  // namespace
+
+std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x_, PoolPair kernel, PoolPair stride, PoolPair padding) {
+  const Pool2dGeom g = pool2d_shape(x_, kernel, stride, padding, "max_pool2d");
+  const Tensor x = x_.contiguous();
+  const Shape os = out_shape(x.shape(), g);
+  return dispatch_float(x.dtype(), "max_pool2d", [&](auto t) {
+    using T = decltype(t);
+    Tensor y = Tensor::empty(os, x.dtype(), x.device());
+    Tensor idx = Tensor::empty(os, DType::Int64, x.device());
+    PYCNN_ON_DEVICE(x.device(), max_pool2d_forward<T>, x.data<T>(), y.data<T>(), idx.data<int64_t>(), g);
+    return std::make_pair(y, idx);
+  });
+}
+
+Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& input_shape) {
+  const char* op = "max_pool2d_backward";
+  check_grad_output(dy_, am_, op, "argmax");
+  check_nchw(input_shape, op, "input_shape");
+  PYCNN_CHECK(am_.dtype() == DType::Int64, TypeError, op, ": expected argmax of dtype int64, got ",
+              dtype_name(am_.dtype()), "; pass the argmax returned by max_pool2d_forward");
+  PYCNN_CHECK(dy_.dim() == 4 && dy_.size(0) == input_shape[0] && dy_.size(1) == input_shape[1], ValueError, op,
+              ": expected grad_output of shape (", input_shape[0], ", ", input_shape[1],
+              ", OH, OW) for input_shape ", shape_str(input_shape), ", got ", shape_str(dy_.shape()));
+  PYCNN_CHECK(am_.shape() == dy_.shape(), ValueError, op, ": expected argmax of shape ", shape_str(dy_.shape()),
+              " (that of grad_output), got ", shape_str(am_.shape()));
+  Pool2dGeom g;
+  g.planes = input_shape[0] * input_shape[1];
+  g.H = input_shape[2];
+  g.W = input_shape[3];
+  g.OH = dy_.size(2);
+  g.OW = dy_.size(3);
+  const Tensor dy = dy_.contiguous(), am = am_.contiguous();
+  if (am.device().is_cpu()) {
+    // One pass over the indices: a wrong argmax must raise, not write outside dx.
+    const int64_t* a = am.data<int64_t>();
+    const int64_t n = am.numel(), hw = g.H * g.W;
+    int64_t first_bad = n;
+#pragma omp parallel for reduction(min : first_bad) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i)
+      if ((a[i] < 0 || a[i] >= hw) && i < first_bad) first_bad = i;
+    if (first_bad < n) {
+      const Shape& s = am.shape();
+      const int64_t i = first_bad;
+      throw ValueError(cat(op, ": argmax", shape_str({i / (s[1] * s[2] * s[3]), i / (s[2] * s[3]) % s[1],
+                                                        i / s[3] % s[2], i % s[3]}),
+                           " = ", a[i], " is outside [0, ", hw, ") for input planes of ", g.H, "x", g.W,
+                           "; pass the argmax that max_pool2d_forward returned for an input of shape ",
+                           shape_str(input_shape)));
+    }
+  }
+  return dispatch_float(dy.dtype(), op, [&](auto t) {
+    using T = decltype(t);
+    Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
+    PYCNN_ON_DEVICE(dy.device(), max_pool2d_backward<T>, dy.data<T>(), am.data<int64_t>(), dx.data<T>(), g);
+    return dx;
+  });
+}
+
+Tensor avg_pool2d_forward(const Tensor& x_, PoolPair kernel, PoolPair stride, PoolPair padding) {
+  const Pool2dGeom g = pool2d_shape(x_, kernel, stride, padding, "avg_pool2d");
+  const Tensor x = x_.contiguous();
+  return dispatch_float(x.dtype(), "avg_pool2d", [&](auto t) {
+    using T = decltype(t);
+    Tensor y = Tensor::empty(out_shape(x.shape(), g), x.dtype(), x.device());
+    PYCNN_ON_DEVICE(x.device(), avg_pool2d_forward<T>, x.data<T>(), y.data<T>(), g);
+    return y;
+  });
+}
+
+Tensor avg_pool2d_backward(const Tensor& dy_, const Shape& input_shape, PoolPair kernel, PoolPair stride,
+                           PoolPair padding) {
+  const char* op = "avg_pool2d_backward";
+  check_defined(dy_, op, "grad_output");
+  const Pool2dGeom g = pool2d_shape(input_shape, kernel, stride, padding, op);
+  check_shape(dy_, out_shape(input_shape, g), op, "grad_output");
+  const Tensor dy = dy_.contiguous();
+  return dispatch_float(dy.dtype(), op, [&](auto t) {
+    using T = decltype(t);
+    Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
+    PYCNN_ON_DEVICE(dy.device(), avg_pool2d_backward<T>, dy.data<T>(), dx.data<T>(), g);
+    return dx;
+  });
+}
+
+Tensor adaptive_avg_pool2d_forward(const Tensor& x_, PoolPair output_size) {
+  const char* op = "adaptive_avg_pool2d";
+  check_defined(x_, op, "input");
+  const Pool2dGeom g = adaptive_pool2d_shape(x_.shape(), output_size, op);
+  const Tensor x = x_.contiguous();
+  return dispatch_float(x.dtype(), op, [&](auto t) {
+    using T = decltype(t);
+    Tensor y = Tensor::empty(out_shape(x.shape(), g), x.dtype(), x.device());
+    PYCNN_ON_DEVICE(x.device(), adaptive_avg_pool2d_forward<T>, x.data<T>(), y.data<T>(), g);
+    return y;
+  });
+}
+
+Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& input_shape) {
+  const char* op = "adaptive_avg_pool2d_backward";
+  check_defined(dy_, op, "grad_output");
+  check_nchw(input_shape, op, "input_shape");
+  PYCNN_CHECK(dy_.dim() == 4 && dy_.size(0) == input_shape[0] && dy_.size(1) == input_shape[1] && dy_.size(2) >= 1 &&
+                  dy_.size(3) >= 1,
+              ValueError, op, ": expected grad_output of shape (", input_shape[0], ", ", input_shape[1],
+              ", OH, OW) with OH, OW >= 1 for input_shape ", shape_str(input_shape), ", got ",
+              shape_str(dy_.shape()));
+  const Pool2dGeom g = adaptive_pool2d_shape(input_shape, {dy_.size(2), dy_.size(3)}, op);
+  const Tensor dy = dy_.contiguous();
+  return dispatch_float(dy.dtype(), op, [&](auto t) {
+    using T = decltype(t);
+    Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
+    PYCNN_ON_DEVICE(dy.device(), adaptive_avg_pool2d_backward<T>, dy.data<T>(), dx.data<T>(), g);
+    return dx;
+  });
+}
+
+namespace cpu {
+
+constexpr int64_t kParallelGrain = 1 << 15;  // below this much work, threads cost more than they save
+
+// count_include_pad=True divisor of output row/column o: the window clipped to the PADDED input.
+inline int64_t avg_extent(int64_t o, int64_t s, int64_t p, int64_t k, int64_t in) {
+  const int64_t start = o * s - p;
+  return std::min(start + k, in + p) - start;
+}
+
+// Outputs o whose window [o*s - p, o*s - p + k) covers input index i: [lo, hi] (empty when lo > hi).
+inline void covering(int64_t i, int64_t s, int64_t p, int64_t k, int64_t out, int64_t& lo, int64_t& hi) {
+  const int64_t a = i + p - k + 1;
+  lo = a <= 0 ? 0 : (a + s - 1) / s;
+  hi = std::min(out - 1, (i + p) / s);
+}
+
+// Each (plane, output row) is one independent task: writes are disjoint, so any schedule gives
+// the same bits.
+template <class T>
+void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const bool par = g.planes * out_plane * g.kh * g.kw > kParallelGrain;
+#pragma omp parallel for collapse(2) if (par)
+  for (int64_t p = 0; p < g.planes; ++p)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const T* xp = x + p * in_plane;
+      const int64_t hs = oh * g.sh - g.ph, h0 = std::max<int64_t>(hs, 0), h1 = std::min(hs + g.kh, g.H);
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t ws = ow * g.sw - g.pw, w0 = std::max<int64_t>(ws, 0), w1 = std::min(ws + g.kw, g.W);
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t bi = h0 * g.W + w0;  // padding is -inf: the first in-bounds element wins an all -inf window
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const T v = xp[h * g.W + w];
+            if (v > best || std::isnan(v)) {  // strict: ties keep the FIRST maximum; a NaN wins
+              best = v;
+              bi = h * g.W + w;
+            }
+          }
+        y[p * out_plane + oh * g.OW + ow] = best;
+        argmax[p * out_plane + oh * g.OW + ow] = bi;
+      }
+    }
+}
+
+// One thread per plane; within a plane the outputs are added in order, so the sums repeat.
+template <class T>
+void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g) {
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+#pragma omp parallel for if (g.planes * (in_plane + out_plane) > kParallelGrain)
+  for (int64_t p = 0; p < g.planes; ++p) {
+    T* dxp = dx + p * in_plane;
+    const T* dyp = dy + p * out_plane;
+    const int64_t* ap = argmax + p * out_plane;
+    std::fill(dxp, dxp + in_plane, T(0));
+    for (int64_t o = 0; o < out_plane; ++o) dxp[ap[o]] += dyp[o];
+  }
+}
+
+template <class T>
+void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const bool par = g.planes * out_plane * g.kh * g.kw > kParallelGrain;
+#pragma omp parallel for collapse(2) if (par)
+  for (int64_t p = 0; p < g.planes; ++p)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const T* xp = x + p * in_plane;
+      const int64_t hs = oh * g.sh - g.ph, h0 = std::max<int64_t>(hs, 0), h1 = std::min(hs + g.kh, g.H);
+      const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t ws = ow * g.sw - g.pw, w0 = std::max<int64_t>(ws, 0), w1 = std::min(ws + g.kw, g.W);
+        const int64_t ew = avg_extent(ow, g.sw, g.pw, g.kw, g.W);
+        T sum = 0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
+        y[p * out_plane + oh * g.OW + ow] = sum / static_cast<T>(eh * ew);
+      }
+    }
+}
+
+// Gather: dx[h, w] = sum over the outputs whose window covers (h, w), in row-major output order,
+// of dy / divisor.
+template <class T>
+void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const bool par = g.planes * in_plane * ((g.kh + g.sh - 1) / g.sh) * ((g.kw + g.sw - 1) / g.sw) > kParallelGrain;
+#pragma omp parallel for collapse(2) if (par)
+  for (int64_t p = 0; p < g.planes; ++p)
+    for (int64_t h = 0; h < g.H; ++h) {
+      const T* dyp = dy + p * out_plane;
+      int64_t oh0, oh1;
+      covering(h, g.sh, g.ph, g.kh, g.OH, oh0, oh1);
+      for (int64_t w = 0; w < g.W; ++w) {
+        int64_t ow0, ow1;
+        covering(w, g.sw, g.pw, g.kw, g.OW, ow0, ow1);
+        T acc = 0;
+        for (int64_t oh = oh0; oh <= oh1; ++oh) {
+          const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
+          for (int64_t ow = ow0; ow <= ow1; ++ow)
+            acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * avg_extent(ow, g.sw, g.pw, g.kw, g.W));
+        }
+        dx[p * in_plane + h * g.W + w] = acc;
+      }
+    }
+}
+
+template <class T>
+void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
+#pragma omp parallel for collapse(2) if (par)
+  for (int64_t p = 0; p < g.planes; ++p)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const T* xp = x + p * in_plane;
+      const int64_t h0 = adaptive_start(oh, g.H, g.OH), h1 = adaptive_end(oh, g.H, g.OH);
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const int64_t w0 = adaptive_start(ow, g.W, g.OW), w1 = adaptive_end(ow, g.W, g.OW);
+        T sum = 0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
+        y[p * out_plane + oh * g.OW + ow] = sum / static_cast<T>((h1 - h0) * (w1 - w0));
+      }
+    }
+}
+
+// Gather: bin i covers index j iff floor(j*O/S) <= i <= ceil((j+1)*O/S) - 1.
+template <class T>
+void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
+  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
+  const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
+#pragma omp parallel for collapse(2) if (par)
+  for (int64_t p = 0; p < g.planes; ++p)
+    for (int64_t h = 0; h < g.H; ++h) {
+      const T* dyp = dy + p * out_plane;
+      const int64_t oh0 = adaptive_start(h, g.OH, g.H), oh1 = adaptive_end(h, g.OH, g.H);
+      for (int64_t w = 0; w < g.W; ++w) {
+        const int64_t ow0 = adaptive_start(w, g.OW, g.W), ow1 = adaptive_end(w, g.OW, g.W);
+        T acc = 0;
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          const int64_t eh = adaptive_end(oh, g.H, g.OH) - adaptive_start(oh, g.H, g.OH);
+          for (int64_t ow = ow0; ow < ow1; ++ow) {
+            const int64_t ew = adaptive_end(ow, g.W, g.OW) - adaptive_start(ow, g.W, g.OW);
+            acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * ew);
+          }
+        }
+        dx[p * in_plane + h * g.W + w] = acc;
+      }
+    }
+}
+
+#define PYCNN_INSTANTIATE(T)                                                            \
+  template void max_pool2d_forward<T>(const T*, T*, int64_t*, Pool2dGeom);              \
+  template void max_pool2d_backward<T>(const T*, const int64_t*, T*, Pool2dGeom);       \
+  template void avg_pool2d_forward<T>(const T*, T*, Pool2dGeom);                        \
+  template void avg_pool2d_backward<T>(const T*, T*, Pool2dGeom);                       \
+  template void adaptive_avg_pool2d_forward<T>(const T*, T*, Pool2dGeom);               \
+  template void adaptive_avg_pool2d_backward<T>(const T*, T*, Pool2dGeom);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace pycnn

@@ -1,0 +1,70 @@
+// 2-D pooling over NCHW planes: max (with argmax), average (count_include_pad=True) and adaptive
+// average. Every kernel sees the input as `planes = N*C` independent H x W planes; forward and
+// backward are both gathers (each output element is written by exactly one thread, summing in a
+// fixed order), so results repeat bit for bit on any thread count.
+#pragma once
+
+#include <array>
+#include <tuple>
+
+#include "../tensor.h"
+
+namespace pycnn {
+
+using PoolPair = std::array<int64_t, 2>;  // (h, w)
+
+// Geometry shared by the CPU loops and the CUDA kernels (trivially copyable, passed by value).
+struct Pool2dGeom {
+  int64_t planes = 0;    // N * C
+  int64_t H = 0, W = 0;  // input plane
+  int64_t OH = 0, OW = 0;
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+};
+
+// The one check of max_pool2d / avg_pool2d: input_shape 4-D (N, C, H, W) with H, W >= 1,
+// kernel and stride >= 1, 0 <= padding <= kernel / 2 (as PyTorch) and an output of at least 1x1:
+// OH = floor((H + 2*ph - kh) / sh) + 1. Throws ValueError naming `op` otherwise.
+Pool2dGeom pool2d_shape(const Shape& input_shape, PoolPair kernel, PoolPair stride, PoolPair padding, const char* op);
+inline Pool2dGeom pool2d_shape(const Tensor& x, PoolPair kernel, PoolPair stride, PoolPair padding, const char* op) {
+  check_defined(x, op, "input");
+  return pool2d_shape(x.shape(), kernel, stride, padding, op);
+}
+
+// Adaptive average pooling: bin i of an axis of length S split in O covers
+// [floor(i*S/O), ceil((i+1)*S/O)).
+Pool2dGeom adaptive_pool2d_shape(const Shape& input_shape, PoolPair output_size, const char* op);
+
+// y (N, C, OH, OW) and argmax int64 (N, C, OH, OW) = h*W + w in each input plane.
+std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, PoolPair kernel, PoolPair stride, PoolPair padding);
+Tensor max_pool2d_backward(const Tensor& grad_output, const Tensor& argmax, const Shape& input_shape);
+Tensor avg_pool2d_forward(const Tensor& x, PoolPair kernel, PoolPair stride, PoolPair padding);
+Tensor avg_pool2d_backward(const Tensor& grad_output, const Shape& input_shape, PoolPair kernel, PoolPair stride,
+                           PoolPair padding);
+Tensor adaptive_avg_pool2d_forward(const Tensor& x, PoolPair output_size);
+Tensor adaptive_avg_pool2d_backward(const Tensor& grad_output, const Shape& input_shape);
+
+// First and one-past-last input index of adaptive bin i (PyTorch's rule).
+PYCNN_HD inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+PYCNN_HD inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+namespace cpu {
+template <class T> void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g);
+// dx is written in full (no need to zero it first). The CPU caller checks argmax values are in
+// [0, H*W); a kernel that cannot (CUDA) must skip out-of-range ones.
+template <class T> void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g);
+template <class T> void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
+template <class T> void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
+template <class T> void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
+template <class T> void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
+}  // namespace cpu
+
+namespace cuda {
+template <class T> void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g);
+template <class T> void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g);
+template <class T> void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
+template <class T> void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
+template <class T> void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
+template <class T> void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
+}  // namespace cuda
+
+}  // namespace pycnn

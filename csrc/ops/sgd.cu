@@ -1,0 +1,40 @@
+// CUDA kernel of sgd.h: one thread per element, torch.optim.SGD's operations in the CPU's order.
+#include "../cuda/context.cuh"
+#include "sgd.h"
+
+namespace pycnn::cuda {
+namespace {
+
+template <class T>
+__global__ void sgd_kernel(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening,
+                           T weight_decay, bool nesterov, bool first_step) {
+  PYCNN_KERNEL_LOOP(i, n) {
+    T g = grad[i];
+    if (weight_decay != T(0)) g = g + weight_decay * param[i];
+    if (buf) {
+      const T b = first_step ? g : buf[i] * momentum + one_minus_dampening * g;
+      buf[i] = b;
+      g = nesterov ? g + momentum * b : b;
+    }
+    param[i] = param[i] + (-lr) * g;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
+              bool nesterov, bool first_step) {
+  if (n <= 0) return;
+  Exec ex(param);
+  ex.launch(n, sgd_kernel<T>, param, grad, buf, n, lr, momentum, one_minus_dampening, weight_decay, nesterov,
+            first_step);
+}
+
+#define PYCNN_INSTANTIATE(T) \
+  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace pycnn::cuda

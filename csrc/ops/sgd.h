@@ -1,0 +1,34 @@
+// Fused SGD step for a whole parameter group, with torch.optim.SGD's exact update rule:
+//   g = grad + weight_decay * param
+//   if momentum != 0: buf = g (first step) else momentum*buf + (1 - dampening)*g
+//                     g = g + momentum*buf (nesterov) else buf
+//   param -= lr * g
+// params and momentum buffers are updated IN PLACE (they must be contiguous).
+#pragma once
+
+#include <vector>
+
+#include "../tensor.h"
+
+namespace pycnn {
+
+// momentum_buffers: one per param when momentum != 0, else empty (ignored).
+void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+              const std::vector<Tensor>& momentum_buffers, double lr, double momentum, double dampening,
+              double weight_decay, bool nesterov, bool first_step);
+
+// One tensor of the group; buf is null when momentum == 0; one_minus_dampening = 1 - dampening
+// rounded once from double, as PyTorch passes it.
+namespace cpu {
+template <class T>
+void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
+              bool nesterov, bool first_step);
+}  // namespace cpu
+
+namespace cuda {
+template <class T>
+void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
+              bool nesterov, bool first_step);
+}  // namespace cuda
+
+}  // namespace pycnn

@@ -1,0 +1,133 @@
+// CUDA kernels of softmax_ce.h: one block per row; the row maximum and the sums (exp, dot) are
+// block tree reductions in double over a fixed partition, so results repeat bit for bit. The
+// cross-entropy loss adds the per-row losses in one block, in a fixed order. No atomics.
+#include "../cuda/context.cuh"
+#include "softmax_ce.h"
+
+namespace pycnn::cuda {
+namespace {
+
+// Row r's maximum m and sum of exp(x - m), both in double, known to every thread of the block.
+template <class T>
+__device__ inline void row_stats(const T* xr, int64_t c, double* sh, double& m, double& s) {
+  double lm = -INFINITY;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+    const double v = static_cast<double>(xr[j]);
+    if (v > lm) lm = v;
+  }
+  m = block_reduce_max(lm, sh);
+  double ls = 0;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) ls += exp(static_cast<double>(xr[j]) - m);
+  s = block_reduce_sum(ls, sh);
+}
+
+template <class T>
+__global__ void softmax_fwd_kernel(const T* x, T* y, int64_t n, int64_t c, bool log) {
+  double* sh = shared_buffer<double>();
+  PYCNN_ROW_LOOP(r, n) {
+    const T* xr = x + r * c;
+    T* yr = y + r * c;
+    double m, s;
+    row_stats(xr, c, sh, m, s);
+    if (log) {
+      const double ls = ::log(s);
+      for (int64_t j = threadIdx.x; j < c; j += blockDim.x) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m) - ls);
+    } else {
+      const double inv = 1.0 / s;
+      for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+        yr[j] = static_cast<T>(exp(static_cast<double>(xr[j]) - m) * inv);
+    }
+  }
+}
+
+template <class T>
+__global__ void softmax_bwd_kernel(const T* dy, const T* y, T* dx, int64_t n, int64_t c) {
+  double* sh = shared_buffer<double>();
+  PYCNN_ROW_LOOP(r, n) {
+    const T* dyr = dy + r * c;
+    const T* yr = y + r * c;
+    double ld = 0;
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) ld += static_cast<double>(dyr[j]) * static_cast<double>(yr[j]);
+    const double dot = block_reduce_sum(ld, sh);
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+      dx[r * c + j] = static_cast<T>(static_cast<double>(yr[j]) * (static_cast<double>(dyr[j]) - dot));
+  }
+}
+
+template <class T>
+__global__ void ce_fwd_kernel(const T* logits, const int64_t* labels, T* probs, double* row_loss, int64_t n, int64_t c) {
+  double* sh = shared_buffer<double>();
+  PYCNN_ROW_LOOP(r, n) {
+    const T* xr = logits + r * c;
+    T* pr = probs + r * c;
+    double m, s;
+    row_stats(xr, c, sh, m, s);
+    const double inv = 1.0 / s;
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) pr[j] = static_cast<T>(exp(static_cast<double>(xr[j]) - m) * inv);
+    if (threadIdx.x == 0) {
+      const int64_t lbl = labels[r];
+      const double z = (lbl >= 0 && lbl < c) ? static_cast<double>(xr[lbl]) : NAN;  // labels are checked on the host
+      row_loss[r] = ::log(s) - (z - m);
+    }
+  }
+}
+
+template <class T>
+__global__ void ce_bwd_kernel(const T* probs, const int64_t* labels, T* dx, int64_t c, T scale, int64_t total) {
+  PYCNN_KERNEL_LOOP(k, total) {
+    const int64_t r = k / c, j = k % c;
+    const T p = probs[k];
+    dx[k] = j == labels[r] ? (p - T(1)) * scale : p * scale;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void softmax_forward(const T* x, T* y, int64_t n, int64_t c, bool log) {
+  if (c == 0 || n == 0) return;
+  Exec ex(y);
+  const int threads = reduce_threads(c);
+  ex.launch_rows(n, threads, threads * sizeof(double), softmax_fwd_kernel<T>, x, y, n, c, log);
+}
+
+template <class T>
+void softmax_backward(const T* dy, const T* y, T* dx, int64_t n, int64_t c) {
+  if (c == 0 || n == 0) return;
+  Exec ex(dx);
+  const int threads = reduce_threads(c);
+  ex.launch_rows(n, threads, threads * sizeof(double), softmax_bwd_kernel<T>, dy, y, dx, n, c);
+}
+
+template <class T>
+void cross_entropy_forward(const T* logits, const int64_t* labels, T* probs, T* loss, int64_t n, int64_t c) {
+  Exec ex(loss);
+  // Row losses, then their mean in one block (the rows are few: one pass is enough).
+  double* row_loss = device_workspace<double>(ex, static_cast<size_t>(n > 0 ? n : 1));
+  if (n > 0 && c > 0) {
+    const int threads = reduce_threads(c);
+    ex.launch_rows(n, threads, threads * sizeof(double), ce_fwd_kernel<T>, logits, labels, probs, row_loss, n, c);
+  }
+  final_sum_kernel<double, T><<<1, kReduceThreads, kReduceThreads * sizeof(double), ex.stream()>>>(
+      row_loss, n, loss, static_cast<double>(n));
+  PYCNN_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void cross_entropy_backward(const T* probs, const int64_t* labels, T* dx, int64_t n, int64_t c, T scale) {
+  const int64_t total = n * c;
+  if (total <= 0) return;
+  Exec ex(dx);
+  ex.launch(total, ce_bwd_kernel<T>, probs, labels, dx, c, scale, total);
+}
+
+#define PYCNN_INSTANTIATE(T)                                                                       \
+  template void softmax_forward<T>(const T*, T*, int64_t, int64_t, bool);                          \
+  template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t);                     \
+  template void cross_entropy_forward<T>(const T*, const int64_t*, T*, T*, int64_t, int64_t);      \
+  template void cross_entropy_backward<T>(const T*, const int64_t*, T*, int64_t, int64_t, T);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace pycnn::cuda

@@ -1,0 +1,146 @@
+// CUDA kernels of tensor_ops.h: elementwise ops one thread per element; sum_all a deterministic
+// two-stage sum in double (fixed chunks, fixed trees); count_correct one thread per row then a
+// fixed-order integer sum; isfinite_all a flag that any thread may set (every writer stores the
+// same value, so the result does not depend on timing). No atomics.
+#include "../cuda/context.cuh"
+#include "tensor_ops.h"
+
+namespace pycnn::cuda {
+namespace {
+
+template <class T>
+__global__ void add_kernel(const T* a, const T* b, T* out, int64_t n) {
+  PYCNN_KERNEL_LOOP(i, n) out[i] = a[i] + b[i];
+}
+
+template <class T>
+__global__ void add_inplace_kernel(T* dst, const T* src, int64_t n, T alpha) {
+  if (alpha == T(1)) {
+    PYCNN_KERNEL_LOOP(i, n) dst[i] += src[i];
+  } else {
+    PYCNN_KERNEL_LOOP(i, n) dst[i] += alpha * src[i];
+  }
+}
+
+template <class T>
+__global__ void scale_kernel(T* t, int64_t n, T s) {
+  PYCNN_KERNEL_LOOP(i, n) t[i] *= s;
+}
+
+template <class T>
+__global__ void copy_rows_kernel(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t cols,
+                                 int64_t total) {
+  PYCNN_KERNEL_LOOP(k, total) {
+    const int64_t r = k / cols, j = k % cols;
+    dst[r * dst_stride + j] = src[r * src_stride + j];
+  }
+}
+
+template <class T>
+struct AsDouble {
+  const T* x;
+  __device__ double operator()(int64_t i) const { return static_cast<double>(x[i]); }
+};
+
+// correct[r] = 1 when the row's first argmax (a NaN counts as the maximum) equals the label.
+template <class T>
+__global__ void row_correct_kernel(const T* logits, const int64_t* labels, int64_t* correct, int64_t n, int64_t c) {
+  PYCNN_KERNEL_LOOP(r, n) {
+    const T* row = logits + r * c;
+    int64_t best = 0;
+    for (int64_t j = 1; j < c; ++j) {
+      const T v = row[j], b = row[best];
+      if (v > b || (v != v && b == b)) best = j;
+    }
+    correct[r] = best == labels[r] ? 1 : 0;
+  }
+}
+
+template <class T>
+__global__ void nonfinite_flag_kernel(const T* x, int64_t n, int* flag) {
+  PYCNN_KERNEL_LOOP(i, n) {
+    const T v = x[i];
+    if (!isfinite(v)) *flag = 1;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void add(const T* a, const T* b, T* out, int64_t n) {
+  if (n <= 0) return;
+  Exec ex(out);
+  ex.launch(n, add_kernel<T>, a, b, out, n);
+}
+
+template <class T>
+void add_(T* dst, const T* src, int64_t n, T alpha) {
+  if (n <= 0) return;
+  Exec ex(dst);
+  ex.launch(n, add_inplace_kernel<T>, dst, src, n, alpha);
+}
+
+template <class T>
+void scale_(T* t, int64_t n, T s) {
+  if (n <= 0) return;
+  Exec ex(t);
+  ex.launch(n, scale_kernel<T>, t, n, s);
+}
+
+template <class T>
+void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  if (total <= 0) return;
+  Exec ex(dst);
+  ex.launch(total, copy_rows_kernel<T>, src, src_stride, dst, dst_stride, cols, total);
+}
+
+template <class T>
+void sum_all(const T* x, T* out, int64_t n) {
+  Exec ex(out);
+  sum_to_scalar<double, T>(ex, AsDouble<T>{x}, n, out, 1.0);
+}
+
+template <class T>
+void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c) {
+  Exec ex(out);
+  int64_t* correct = device_workspace<int64_t>(ex, static_cast<size_t>(n > 0 ? n : 1));
+  if (n > 0 && c > 0) ex.launch(n, row_correct_kernel<T>, logits, labels, correct, n, c);
+  const int64_t rows = c > 0 ? n : 0;
+  final_sum_kernel<int64_t, int64_t><<<1, kReduceThreads, kReduceThreads * sizeof(int64_t), ex.stream()>>>(
+      correct, rows, out, int64_t(1));
+  PYCNN_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void isfinite_all(const T* x, int64_t n, bool* result) {
+  *result = true;
+  if (n <= 0) return;
+  Exec ex(x);
+  int* flag = device_workspace<int>(ex, 1);
+  PYCNN_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), ex.stream()));
+  ex.launch(n, nonfinite_flag_kernel<T>, x, n, flag);
+  int host = 0;
+  PYCNN_CUDA_CHECK(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, ex.stream()));
+  PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
+  *result = host == 0;
+}
+
+#define PYCNN_INSTANTIATE_ALL(T)                                                     \
+  template void add<T>(const T*, const T*, T*, int64_t);                             \
+  template void add_<T>(T*, const T*, int64_t, T);                                   \
+  template void copy_rows<T>(const T*, int64_t, T*, int64_t, int64_t, int64_t);
+#define PYCNN_INSTANTIATE_FLOAT(T)                                                   \
+  template void scale_<T>(T*, int64_t, T);                                           \
+  template void sum_all<T>(const T*, T*, int64_t);                                   \
+  template void count_correct<T>(const T*, const int64_t*, int64_t*, int64_t, int64_t); \
+  template void isfinite_all<T>(const T*, int64_t, bool*);
+PYCNN_INSTANTIATE_ALL(float)
+PYCNN_INSTANTIATE_ALL(double)
+PYCNN_INSTANTIATE_ALL(int64_t)
+PYCNN_INSTANTIATE_FLOAT(float)
+PYCNN_INSTANTIATE_FLOAT(double)
+#undef PYCNN_INSTANTIATE_ALL
+#undef PYCNN_INSTANTIATE_FLOAT
+
+}  // namespace pycnn::cuda

@@ -1,0 +1,44 @@
+// Small tensor utilities the autograd engine and the training loop need: elementwise add (new
+// and in place, for gradient accumulation), in-place scale, concat/split along one dim (always
+// contiguous copies), a fixed-order sum, an accuracy counter and a NaN/Inf check.
+// Reductions run over fixed blocks in double, so results repeat bit for bit whatever the threads.
+#pragma once
+
+#include <vector>
+
+#include "../tensor.h"
+
+namespace pycnn {
+
+Tensor add(const Tensor& a, const Tensor& b);                    // same shape, dtype, device
+void add_(const Tensor& dst, const Tensor& src, double alpha);   // dst += alpha * src, in place
+void scale_(const Tensor& t, double s);                          // t *= s, in place
+Tensor concat(const std::vector<Tensor>& tensors, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim);
+Tensor sum_all(const Tensor& x);                                 // shape (), dtype of x
+Tensor count_correct(const Tensor& logits, const Tensor& labels);  // int64 (): rows whose first argmax == label
+bool isfinite_all(const Tensor& x);                              // no NaN, no Inf
+
+// add, add_ and copy_rows exist for float, double and int64_t; the rest for float and double.
+namespace cpu {
+template <class T> void add(const T* a, const T* b, T* out, int64_t n);
+template <class T> void add_(T* dst, const T* src, int64_t n, T alpha);
+template <class T> void scale_(T* t, int64_t n, T s);
+// dst[r * dst_stride + j] = src[r * src_stride + j] for r < rows, j < cols
+template <class T> void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
+template <class T> void sum_all(const T* x, T* out, int64_t n);
+template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
+template <class T> void isfinite_all(const T* x, int64_t n, bool* result);  // result points to host memory
+}  // namespace cpu
+
+namespace cuda {
+template <class T> void add(const T* a, const T* b, T* out, int64_t n);
+template <class T> void add_(T* dst, const T* src, int64_t n, T alpha);
+template <class T> void scale_(T* t, int64_t n, T s);
+template <class T> void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
+template <class T> void sum_all(const T* x, T* out, int64_t n);
+template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
+template <class T> void isfinite_all(const T* x, int64_t n, bool* result);
+}  // namespace cuda
+
+}  // namespace pycnn

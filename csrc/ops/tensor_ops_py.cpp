@@ -1,0 +1,16 @@
+#include "../bindings/registry.h"
+#include "tensor_ops.h"
+
+PYCNN_BINDINGS(40, tensor_ops) {
+  using namespace pycnn;
+  using pycnn::bindings::nogil;
+  namespace py = pybind11;
+  m.def("add", &add, py::arg("a"), py::arg("b"), nogil());
+  m.def("add_", &add_, py::arg("dst"), py::arg("src"), py::arg("alpha") = 1.0, nogil());
+  m.def("scale_", &scale_, py::arg("t"), py::arg("s"), nogil());
+  m.def("concat", &concat, py::arg("tensors"), py::arg("dim") = 0, nogil());
+  m.def("split", &split, py::arg("x"), py::arg("sizes"), py::arg("dim") = 0, nogil());
+  m.def("sum_all", &sum_all, py::arg("x"), nogil());
+  m.def("count_correct", &count_correct, py::arg("logits"), py::arg("labels"), nogil());
+  m.def("isfinite_all", &isfinite_all, py::arg("x"), nogil());
+}

@@ -1,0 +1,577 @@
+"""Functional ops: forward and backward of every layer, one `_core` call each.
+
+Each function normalises its arguments (int -> pair, ``"same"``/``"valid"`` padding -> the
+``(top, bottom, left, right)`` 4-tuple, pool ``stride=None`` -> kernel size), converts NumPy
+arrays (and ``nn.Parameter``) to Tensors, and calls the C++ core, which checks shapes, dtypes and
+devices once.  Bad argument kinds raise ``TypeError``, bad values ``ValueError``; both name the
+function.  Names and defaults follow ``torch.nn.functional``; the ``*_backward`` functions are
+pycnn's own (there is no autograd: layers call them from ``Module.backward``).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from .tensor import Tensor, as_tensor, int64
+
+__all__ = [
+    "conv2d", "conv2d_backward", "im2col", "conv_output_size", "same_padding",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+    "linear", "linear_backward",
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+    "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "softplus", "softplus_backward",
+    "prelu", "prelu_backward",
+    "softmax", "softmax_backward", "log_softmax",
+    "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
+    "dropout", "dropout_backward",
+    "batch_norm", "batch_norm_train", "batch_norm_eval", "batch_norm_backward",
+    "add", "concat", "split",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# argument normalisation
+# ----------------------------------------------------------------------------------------------
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _tensor(x: Any, fn: str, name: str = "input", dtype: Any = None) -> Tensor:
+    """A Tensor from a Tensor, an nn.Parameter or a NumPy array; TypeError otherwise."""
+    if isinstance(x, Tensor):
+        return x
+    data = getattr(x, "_pycnn_parameter_data", None)  # nn.Parameter
+    if data is not None:
+        return data
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{fn}: {name} has NumPy dtype {x.dtype}; expected float32, float64 or integers")
+        return as_tensor(x, dtype=dtype)
+    raise TypeError(f"{fn}: {name} must be a pycnn Tensor or a NumPy array, got {type(x).__name__}")
+
+
+def _opt_tensor(x: Any, fn: str, name: str) -> Optional[Tensor]:
+    return None if x is None else _tensor(x, fn, name)
+
+
+def _labels(y: Any, fn: str, device: str) -> Tensor:
+    """Class labels as an int64 tensor on `device` (NumPy int arrays and lists are converted)."""
+    if isinstance(y, Tensor):
+        if y.dtype != int64:
+            raise TypeError(f"{fn}: class labels must be int64, got a {y.dtype} tensor")
+        return y.to(device) if y.device != device else y
+    if isinstance(y, (list, tuple, np.ndarray)) or _is_int(y):
+        arr = np.asarray(y)
+        if arr.dtype.kind not in "iu" and arr.size > 0:
+            raise TypeError(f"{fn}: class labels must be integers, got dtype {arr.dtype}")
+        t = as_tensor(np.ascontiguousarray(arr, dtype=np.int64))
+        return t.to(device) if device != "cpu" else t
+    raise TypeError(f"{fn}: labels must be an int64 Tensor or a NumPy integer array, got {type(y).__name__}")
+
+
+def _pair(v: Any, fn: str, name: str, minimum: int) -> tuple[int, int]:
+    """int -> (v, v); a pair of ints -> tuple. TypeError for other kinds, ValueError below `minimum`."""
+    if _is_int(v):
+        p = (int(v), int(v))
+    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(t) for t in v):
+        p = (int(v[0]), int(v[1]))
+    else:
+        raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
+    if min(p) < minimum:
+        what = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{fn}: {name} must be {what}, got {v!r}")
+    return p
+
+
+def _dilated(k: tuple[int, int], d: tuple[int, int]) -> tuple[int, int]:
+    return d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1
+
+
+def same_padding(kernel_size: Any, dilation: Any = 1) -> tuple[int, int, int, int]:
+    """The (top, bottom, left, right) padding of ``padding="same"`` at stride 1: total
+    ``dilation*(k-1)`` per axis, the odd pixel on the bottom/right (as PyTorch)."""
+    kh, kw = _pair(kernel_size, "same_padding", "kernel_size", 1)
+    dh, dw = _pair(dilation, "same_padding", "dilation", 1)
+    th, tw = dh * (kh - 1), dw * (kw - 1)
+    return th // 2, th - th // 2, tw // 2, tw - tw // 2
+
+
+def _conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int],
+                  stride: tuple[int, int], fn: str) -> tuple[int, int, int, int]:
+    """int, (ph, pw), (top, bottom, left, right), "valid" or "same" -> (top, bottom, left, right)."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return 0, 0, 0, 0
+        if mode == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{fn}: padding='same' is not supported for strided convolutions "
+                                 f"(stride={stride}); use an explicit padding")
+            return same_padding(kernel, dilation)
+        raise ValueError(f"{fn}: padding must be an int, a pair, (top, bottom, left, right), "
+                         f"'valid' or 'same', got {padding!r}")
+    if _is_int(padding):
+        p = (int(padding),) * 4
+    elif isinstance(padding, (tuple, list)) and len(padding) in (2, 4) and all(_is_int(t) for t in padding):
+        q = tuple(int(t) for t in padding)
+        p = (q[0], q[0], q[1], q[1]) if len(q) == 2 else q
+    else:
+        raise TypeError(f"{fn}: padding must be an int, a pair, (top, bottom, left, right), 'valid' or "
+                        f"'same', got {padding!r}")
+    if min(p) < 0:
+        raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}")
+    return p  # type: ignore[return-value]
+
+
+def _groups(groups: Any, fn: str) -> int:
+    if not _is_int(groups):
+        raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
+    if int(groups) < 1:
+        raise ValueError(f"{fn}: groups must be positive, got {groups}")
+    return int(groups)
+
+
+def _conv_args(fn: str, w_shape: Sequence[int], stride: Any, padding: Any, dilation: Any, groups: Any):
+    if len(w_shape) != 4:
+        raise ValueError(f"{fn}: weight must be 4-D (out_channels, in_channels/groups, kh, kw), "
+                         f"got shape {tuple(w_shape)}")
+    k = (int(w_shape[2]), int(w_shape[3]))
+    st = _pair(stride, fn, "stride", 1)
+    dil = _pair(dilation, fn, "dilation", 1)
+    pad = _conv_padding(padding, k, dil, st, fn)
+    return st, pad, dil, _groups(groups, fn)
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
+                     dilation: int = 1) -> int:
+    """Output length along one axis: (size + lo + hi - dilation*(k-1) - 1) // stride + 1."""
+    return (size + pad_lo + pad_hi - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def _pool_args(fn: str, kernel_size: Any, stride: Any, padding: Any):
+    k = _pair(kernel_size, fn, "kernel_size", 1)
+    st = k if stride is None else _pair(stride, fn, "stride", 1)
+    pad = _pair(padding, fn, "padding", 0)
+    if pad[0] > k[0] // 2 or pad[1] > k[1] // 2:
+        raise ValueError(f"{fn}: padding should be at most half of the kernel size, got padding={pad} "
+                         f"for kernel_size={k}")
+    return k, st, pad
+
+
+def _shape4(shape: Any, fn: str, name: str = "input_shape") -> list[int]:
+    if isinstance(shape, (tuple, list)) and all(_is_int(s) for s in shape):
+        return [int(s) for s in shape]
+    raise TypeError(f"{fn}: {name} must be a tuple of ints, got {shape!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# convolution
+# ----------------------------------------------------------------------------------------------
+def conv2d(x: Any, w: Any, b: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation (PyTorch's conv2d). x (N, C, H, W), w (O, C/groups, kh, kw), b (O,).
+
+    padding: int, (ph, pw), (top, bottom, left, right), "valid" or "same" (stride 1 only; total
+    dilation*(k-1) per axis with the odd pixel on the bottom/right).
+    """
+    x, w, b = _tensor(x, "conv2d", "input"), _tensor(w, "conv2d", "weight"), _opt_tensor(b, "conv2d", "bias")
+    st, pad, dil, g = _conv_args("conv2d", w.shape, stride, padding, dilation, groups)
+    return _core.conv2d_forward(x, w, b, st, pad, dil, g)
+
+
+def conv2d_backward(grad_output: Any, x: Any, w: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+                    groups: int = 1, need_dx: bool = True, need_dw: bool = True, need_db: bool = True):
+    """Gradients of conv2d: (dx, dw, db), an entry None where it was not asked for."""
+    fn = "conv2d_backward"
+    dy, x, w = _tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"), _tensor(w, fn, "weight")
+    st, pad, dil, g = _conv_args(fn, w.shape, stride, padding, dilation, groups)
+    return tuple(_core.conv2d_backward(dy, x, w, st, pad, dil, g, bool(need_dx), bool(need_dw), bool(need_db)))
+
+
+def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> Tensor:
+    """The (N, C*kh*kw, OH*OW) column matrix (torch.nn.functional.unfold's layout)."""
+    x = _tensor(x, "im2col", "input")
+    k = _pair(kernel_size, "im2col", "kernel_size", 1)
+    st = _pair(stride, "im2col", "stride", 1)
+    dil = _pair(dilation, "im2col", "dilation", 1)
+    pad = _conv_padding(padding, k, dil, st, "im2col")
+    return _core.im2col(x, k, st, pad, dil)
+
+
+# ----------------------------------------------------------------------------------------------
+# pooling
+# ----------------------------------------------------------------------------------------------
+def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, return_indices: bool = False):
+    """Max pooling (-inf padding, ties to the first maximum). With return_indices, (y, indices),
+    indices int64 = h*W + w in each input plane (PyTorch's layout)."""
+    x = _tensor(x, "max_pool2d", "input")
+    k, st, pad = _pool_args("max_pool2d", kernel_size, stride, padding)
+    y, idx = _core.max_pool2d_forward(x, k, st, pad)
+    return (y, idx) if return_indices else y
+
+
+def max_pool2d_backward(grad_output: Any, indices: Any, input_shape: Sequence[int]) -> Tensor:
+    fn = "max_pool2d_backward"
+    return _core.max_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _tensor(indices, fn, "indices"),
+                                     _shape4(input_shape, fn))
+
+
+def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
+    """Average pooling, count_include_pad=True, ceil_mode=False (PyTorch's defaults)."""
+    x = _tensor(x, "avg_pool2d", "input")
+    k, st, pad = _pool_args("avg_pool2d", kernel_size, stride, padding)
+    return _core.avg_pool2d_forward(x, k, st, pad)
+
+
+def avg_pool2d_backward(grad_output: Any, input_shape: Sequence[int], kernel_size: Any, stride: Any = None,
+                        padding: Any = 0) -> Tensor:
+    fn = "avg_pool2d_backward"
+    k, st, pad = _pool_args(fn, kernel_size, stride, padding)
+    return _core.avg_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _shape4(input_shape, fn), k, st, pad)
+
+
+def _adaptive_size(output_size: Any, x_shape: Sequence[int], fn: str) -> tuple[int, int]:
+    if _is_int(output_size) or output_size is None:
+        output_size = (output_size, output_size)
+    if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2
+            and all(s is None or _is_int(s) for s in output_size)):
+        raise TypeError(f"{fn}: output_size must be an int or a pair of ints (or None), got {output_size!r}")
+    if len(x_shape) < 2:
+        raise ValueError(f"{fn}: expected input of shape (N, C, H, W), got {tuple(x_shape)}")
+    out = tuple(int(x_shape[-2 + i]) if s is None else int(s) for i, s in enumerate(output_size))
+    if min(out) < 1:
+        raise ValueError(f"{fn}: output_size must be positive, got {output_size!r}")
+    return out  # type: ignore[return-value]
+
+
+def adaptive_avg_pool2d(x: Any, output_size: Any) -> Tensor:
+    """Adaptive average pooling to `output_size` (int or pair; None keeps that input size)."""
+    x = _tensor(x, "adaptive_avg_pool2d", "input")
+    return _core.adaptive_avg_pool2d_forward(x, _adaptive_size(output_size, x.shape, "adaptive_avg_pool2d"))
+
+
+def adaptive_avg_pool2d_backward(grad_output: Any, input_shape: Sequence[int]) -> Tensor:
+    fn = "adaptive_avg_pool2d_backward"
+    return _core.adaptive_avg_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _shape4(input_shape, fn))
+
+
+# ----------------------------------------------------------------------------------------------
+# linear
+# ----------------------------------------------------------------------------------------------
+def linear(x: Any, w: Any, b: Any = None) -> Tensor:
+    """y = x @ w.T + b; x (N, in), w (out, in), b (out,)."""
+    return _core.linear_forward(_tensor(x, "linear", "input"), _tensor(w, "linear", "weight"),
+                                _opt_tensor(b, "linear", "bias"))
+
+
+def linear_backward(grad_output: Any, x: Any, w: Any, need_dx: bool = True, need_dw: bool = True,
+                    need_db: bool = True):
+    """(dx, dw, db) of linear; an entry None where it was not asked for."""
+    fn = "linear_backward"
+    return tuple(_core.linear_backward(_tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"),
+                                       _tensor(w, fn, "weight"), bool(need_dx), bool(need_dw), bool(need_db)))
+
+
+# ----------------------------------------------------------------------------------------------
+# activations
+# ----------------------------------------------------------------------------------------------
+def _number(v: Any, fn: str, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{fn}: {name} must be a number, got {v!r}")
+    return float(v)
+
+
+def _act(x: Any, kind: Any, alpha: float, fn: str) -> Tensor:
+    return _core.activation_forward(_tensor(x, fn, "input"), kind, alpha)
+
+
+def _act_backward(grad_output: Any, x: Any, kind: Any, alpha: float, fn: str) -> Tensor:
+    return _core.activation_backward(_tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"), kind, alpha)
+
+
+def relu(x: Any) -> Tensor:
+    return _act(x, _core.Act.relu, 0.0, "relu")
+
+
+def relu_backward(grad_output: Any, x: Any) -> Tensor:
+    return _act_backward(grad_output, x, _core.Act.relu, 0.0, "relu_backward")
+
+
+def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
+    return _act(x, _core.Act.leaky_relu, _number(negative_slope, "leaky_relu", "negative_slope"), "leaky_relu")
+
+
+def leaky_relu_backward(grad_output: Any, x: Any, negative_slope: float = 0.01) -> Tensor:
+    fn = "leaky_relu_backward"
+    return _act_backward(grad_output, x, _core.Act.leaky_relu, _number(negative_slope, fn, "negative_slope"), fn)
+
+
+def elu(x: Any, alpha: float = 1.0) -> Tensor:
+    return _act(x, _core.Act.elu, _number(alpha, "elu", "alpha"), "elu")
+
+
+def elu_backward(grad_output: Any, x: Any, alpha: float = 1.0) -> Tensor:
+    return _act_backward(grad_output, x, _core.Act.elu, _number(alpha, "elu_backward", "alpha"), "elu_backward")
+
+
+def sigmoid(x: Any) -> Tensor:
+    return _act(x, _core.Act.sigmoid, 0.0, "sigmoid")
+
+
+def sigmoid_backward(grad_output: Any, x: Any) -> Tensor:
+    """Takes the op's INPUT x (not its output)."""
+    return _act_backward(grad_output, x, _core.Act.sigmoid, 0.0, "sigmoid_backward")
+
+
+def tanh(x: Any) -> Tensor:
+    return _act(x, _core.Act.tanh, 0.0, "tanh")
+
+
+def tanh_backward(grad_output: Any, x: Any) -> Tensor:
+    """Takes the op's INPUT x (not its output)."""
+    return _act_backward(grad_output, x, _core.Act.tanh, 0.0, "tanh_backward")
+
+
+def _softplus_args(beta: Any, threshold: Any, fn: str) -> float:
+    beta = _number(beta, fn, "beta")
+    if beta <= 0:
+        raise ValueError(f"{fn}: beta must be positive, got {beta}")
+    if _number(threshold, fn, "threshold") != 20.0:
+        raise ValueError(f"{fn}: only threshold=20 (PyTorch's default) is supported, got {threshold}")
+    return beta
+
+
+def softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta*x)) / beta, and x where beta*x > threshold."""
+    return _act(x, _core.Act.softplus, _softplus_args(beta, threshold, "softplus"), "softplus")
+
+
+def softplus_backward(grad_output: Any, x: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    fn = "softplus_backward"
+    return _act_backward(grad_output, x, _core.Act.softplus, _softplus_args(beta, threshold, fn), fn)
+
+
+def prelu(x: Any, weight: Any) -> Tensor:
+    """x where x > 0, weight*x elsewhere; weight (1,) or (C,) over dim 1."""
+    return _core.prelu_forward(_tensor(x, "prelu", "input"), _tensor(weight, "prelu", "weight"))
+
+
+def prelu_backward(grad_output: Any, x: Any, weight: Any):
+    """(dx, dweight)."""
+    fn = "prelu_backward"
+    return tuple(_core.prelu_backward(_tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"),
+                                      _tensor(weight, fn, "weight")))
+
+
+# ----------------------------------------------------------------------------------------------
+# softmax and losses
+# ----------------------------------------------------------------------------------------------
+def _as_rows(x: Tensor, dim: Any, fn: str) -> tuple[Tensor, tuple[int, ...]]:
+    """View x as (rows, C) with the softmax dim last; only the last dim (or dim 1 of a 2-D input) is
+    supported (the core has no transpose)."""
+    if not _is_int(dim):
+        raise TypeError(f"{fn}: dim must be an int, got {dim!r}")
+    nd = len(x.shape)
+    if nd == 0:
+        raise ValueError(f"{fn}: expected an input of shape (N, C), got a 0-d tensor")
+    d = int(dim) + nd if int(dim) < 0 else int(dim)
+    if not 0 <= d < nd:
+        raise ValueError(f"{fn}: dim {dim} out of range for an input of shape {tuple(x.shape)}")
+    if d != nd - 1:
+        raise ValueError(f"{fn}: only the last dimension is supported (dim=1 of an (N, C) input), got dim={dim} "
+                         f"for an input of shape {tuple(x.shape)}")
+    if nd == 2:
+        return x, x.shape
+    return x.reshape(-1, x.shape[-1]), x.shape
+
+
+def softmax(x: Any, dim: int = 1) -> Tensor:
+    """Softmax over `dim` (the last dimension: dim 1 of (N, C))."""
+    x = _tensor(x, "softmax", "input")
+    rows, shape = _as_rows(x, dim, "softmax")
+    y = _core.softmax_forward(rows)
+    return y if len(shape) == 2 else y.reshape(*shape)
+
+
+def softmax_backward(grad_output: Any, y: Any, dim: int = 1) -> Tensor:
+    """dx = y * (g - sum(g * y)); `y` is softmax's OUTPUT."""
+    fn = "softmax_backward"
+    g, y = _tensor(grad_output, fn, "grad_output"), _tensor(y, fn, "output")
+    yr, shape = _as_rows(y, dim, fn)
+    gr = g if len(shape) == 2 else g.reshape(-1, shape[-1])
+    dx = _core.softmax_backward(gr, yr)
+    return dx if len(shape) == 2 else dx.reshape(*shape)
+
+
+def log_softmax(x: Any, dim: int = 1) -> Tensor:
+    x = _tensor(x, "log_softmax", "input")
+    rows, shape = _as_rows(x, dim, "log_softmax")
+    y = _core.log_softmax_forward(rows)
+    return y if len(shape) == 2 else y.reshape(*shape)
+
+
+_REDUCTIONS = ("mean", "sum")
+
+
+def _reduction(reduction: Any, fn: str) -> str:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{fn}: reduction must be 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def _cross_entropy(logits: Any, target: Any, reduction: str, fn: str):
+    """(loss, probs, labels, scale): the fused forward; scale = N for 'sum', 1 for 'mean'."""
+    logits = _tensor(logits, fn, "input")
+    labels = _labels(target, fn, logits.device)
+    loss, probs = _core.cross_entropy_forward(logits, labels)
+    scale = 1.0
+    if _reduction(reduction, fn) == "sum":
+        scale = float(logits.shape[0])
+        _core.scale_(loss, scale)
+    return loss, probs, labels, scale
+
+
+def cross_entropy(input: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """Fused log-softmax + negative log-likelihood of raw logits (N, C) and int64 labels (N,);
+    a tensor of shape ()."""
+    return _cross_entropy(input, target, reduction, "cross_entropy")[0]
+
+
+def cross_entropy_backward(input: Any, target: Any, grad: float = 1.0, reduction: str = "mean") -> Tensor:
+    """d cross_entropy / d logits times `grad` (recomputes the softmax)."""
+    fn = "cross_entropy_backward"
+    logits = _tensor(input, fn, "input")
+    labels = _labels(target, fn, logits.device)
+    _loss, probs = _core.cross_entropy_forward(logits, labels)
+    scale = float(logits.shape[0]) if _reduction(reduction, fn) == "sum" else 1.0
+    return _core.cross_entropy_backward(probs, labels, _number(grad, fn, "grad") * scale)
+
+
+def _target_like(target: Any, x: Tensor, fn: str) -> Tensor:
+    if isinstance(target, np.ndarray):
+        t = _tensor(np.ascontiguousarray(target, dtype=x.dtype.numpy), fn, "target")
+    else:
+        t = _tensor(target, fn, "target")
+    if t.device != x.device:
+        t = t.to(x.device)
+    return t
+
+
+def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """mean((input - target)^2) (or the sum); a tensor of shape ()."""
+    x = _tensor(input, "mse_loss", "input")
+    t = _target_like(target, x, "mse_loss")
+    loss = _core.mse_forward(x, t)
+    if _reduction(reduction, "mse_loss") == "sum":
+        _core.scale_(loss, float(x.numel()))
+    return loss
+
+
+def mse_loss_backward(input: Any, target: Any, grad: float = 1.0, reduction: str = "mean") -> Tensor:
+    fn = "mse_loss_backward"
+    x = _tensor(input, fn, "input")
+    t = _target_like(target, x, fn)
+    scale = float(x.numel()) if _reduction(reduction, fn) == "sum" else 1.0
+    return _core.mse_backward(x, t, _number(grad, fn, "grad") * scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# dropout and batch norm
+# ----------------------------------------------------------------------------------------------
+def _probability(p: Any, fn: str) -> float:
+    p = _number(p, fn, "p")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{fn}: dropout probability has to be between 0 and 1, but got {p}")
+    return p
+
+
+def dropout(x: Any, p: float = 0.5, training: bool = True, return_mask: bool = False):
+    """Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p).
+    Identity when not training (the mask is then None). With return_mask, (y, mask)."""
+    x = _tensor(x, "dropout", "input")
+    p = _probability(p, "dropout")
+    if not training:
+        return (x, None) if return_mask else x
+    y, mask = _core.dropout_forward(x, p)
+    return (y, mask) if return_mask else y
+
+
+def dropout_backward(grad_output: Any, mask: Any) -> Tensor:
+    fn = "dropout_backward"
+    return _core.dropout_backward(_tensor(grad_output, fn, "grad_output"), _tensor(mask, fn, "mask"))
+
+
+def _momentum(momentum: Any, fn: str) -> float:
+    m = _number(momentum, fn, "momentum")
+    if not 0.0 <= m <= 1.0:
+        raise ValueError(f"{fn}: momentum must be in [0, 1], got {m}")
+    return m
+
+
+def _eps(eps: Any, fn: str) -> float:
+    e = _number(eps, fn, "eps")
+    if e < 0:
+        raise ValueError(f"{fn}: eps must be >= 0, got {e}")
+    return e
+
+
+def batch_norm_train(x: Any, weight: Any = None, bias: Any = None, running_mean: Any = None,
+                     running_var: Any = None, momentum: float = 0.1, eps: float = 1e-5):
+    """Training-mode batch norm over every dim but 1: (y, save_mean, save_invstd). Updates the
+    running statistics in place (unbiased variance) when they are given."""
+    fn = "batch_norm"
+    return tuple(_core.batch_norm_forward_train(
+        _tensor(x, fn, "input"), _opt_tensor(weight, fn, "weight"), _opt_tensor(bias, fn, "bias"),
+        _opt_tensor(running_mean, fn, "running_mean"), _opt_tensor(running_var, fn, "running_var"),
+        _momentum(momentum, fn), _eps(eps, fn)))
+
+
+def batch_norm_eval(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+                    eps: float = 1e-5) -> Tensor:
+    fn = "batch_norm"
+    return _core.batch_norm_forward_eval(
+        _tensor(x, fn, "input"), _opt_tensor(weight, fn, "weight"), _opt_tensor(bias, fn, "bias"),
+        _tensor(running_mean, fn, "running_mean"), _tensor(running_var, fn, "running_var"), _eps(eps, fn))
+
+
+def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """torch.nn.functional.batch_norm: batch statistics when training (updating the running ones
+    when given), the running statistics otherwise."""
+    if training:
+        return batch_norm_train(input, weight, bias, running_mean, running_var, momentum, eps)[0]
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: running_mean and running_var are required when training=False")
+    return batch_norm_eval(input, running_mean, running_var, weight, bias, eps)
+
+
+def batch_norm_backward(grad_output: Any, x: Any, weight: Any, save_mean: Any, save_invstd: Any):
+    """Training-mode gradients: (dx, dweight, dbias)."""
+    fn = "batch_norm_backward"
+    return tuple(_core.batch_norm_backward(
+        _tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"), _opt_tensor(weight, fn, "weight"),
+        _tensor(save_mean, fn, "save_mean"), _tensor(save_invstd, fn, "save_invstd")))
+
+
+# ----------------------------------------------------------------------------------------------
+# structural helpers used by Residual / Concat
+# ----------------------------------------------------------------------------------------------
+def add(a: Any, b: Any) -> Tensor:
+    """a + b (same shape, dtype and device)."""
+    return _core.add(_tensor(a, "add", "a"), _tensor(b, "add", "b"))
+
+
+def concat(tensors: Sequence[Any], dim: int = 1) -> Tensor:
+    if not _is_int(dim):
+        raise TypeError(f"concat: dim must be an int, got {dim!r}")
+    return _core.concat([_tensor(t, "concat", "tensors") for t in tensors], int(dim))
+
+
+def split(x: Any, sizes: Sequence[int], dim: int = 1) -> list:
+    if not _is_int(dim):
+        raise TypeError(f"split: dim must be an int, got {dim!r}")
+    return list(_core.split(_tensor(x, "split", "input"), [int(s) for s in sizes], int(dim)))

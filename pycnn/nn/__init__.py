@@ -1,0 +1,20 @@
+"""Layers (``pc.nn``): PyTorch's names and defaults, with an explicit ``backward``."""
+from __future__ import annotations
+
+from . import init
+from .activation import ELU, LeakyReLU, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .conv import Conv2d
+from .dropout import Dropout
+from .linear import Flatten, Linear
+from .loss import CrossEntropyLoss, MSELoss
+from .module import Concat, Identity, Module, Parameter, Residual, Sequential
+from .norm import BatchNorm1d, BatchNorm2d
+from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+
+__all__ = [
+    "init", "Module", "Parameter", "Sequential", "Residual", "Concat", "Identity",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Flatten", "Dropout",
+    "BatchNorm1d", "BatchNorm2d",
+    "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax",
+    "CrossEntropyLoss", "MSELoss",
+]

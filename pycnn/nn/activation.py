@@ -1,0 +1,190 @@
+"""Activations: ReLU, LeakyReLU, PReLU, ELU, Sigmoid, Tanh, Softplus, Softmax."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import functional as F
+from ..tensor import Tensor, full
+from .module import Module, Parameter, _param_dtype
+
+__all__ = ["ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax"]
+
+
+class _Elementwise(Module):
+    """f(x) elementwise; backward needs the input x (cached by forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache = None
+
+    def _clear_cache(self) -> None:
+        self._cache = None
+
+    def _fwd(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _bwd(self, g: Tensor, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Any) -> Tensor:
+        x = self._input(x)
+        y = self._call_core(self._fwd, x)
+        self._cache = x
+        return y
+
+    def backward(self, grad_output: Any) -> Tensor:
+        x = self._cache
+        if x is None:
+            raise self._no_cache()
+        dx = self._call_core(self._bwd, self._input(grad_output), x)
+        self._cache = None
+        return dx
+
+
+class ReLU(_Elementwise):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+
+    def _fwd(self, x):
+        return F.relu(x)
+
+    def _bwd(self, g, x):
+        return F.relu_backward(g, x)
+
+
+class LeakyReLU(_Elementwise):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = F._number(negative_slope, "LeakyReLU", "negative_slope")
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+    def _fwd(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    def _bwd(self, g, x):
+        return F.leaky_relu_backward(g, x, self.negative_slope)
+
+
+class ELU(_Elementwise):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = F._number(alpha, "ELU", "alpha")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+    def _fwd(self, x):
+        return F.elu(x, self.alpha)
+
+    def _bwd(self, g, x):
+        return F.elu_backward(g, x, self.alpha)
+
+
+class Sigmoid(_Elementwise):
+    def _fwd(self, x):
+        return F.sigmoid(x)
+
+    def _bwd(self, g, x):
+        return F.sigmoid_backward(g, x)
+
+
+class Tanh(_Elementwise):
+    def _fwd(self, x):
+        return F.tanh(x)
+
+    def _bwd(self, g, x):
+        return F.tanh_backward(g, x)
+
+
+class Softplus(_Elementwise):
+    """log(1 + exp(beta*x)) / beta (x itself where beta*x > threshold; only 20 is supported)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = F._softplus_args(beta, threshold, "Softplus")
+        self.threshold = float(threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+    def _fwd(self, x):
+        return F.softplus(x, self.beta, self.threshold)
+
+    def _bwd(self, g, x):
+        return F.softplus_backward(g, x, self.beta, self.threshold)
+
+
+class PReLU(Module):
+    """x where x > 0, a*x elsewhere, with a learnable slope: one shared (num_parameters=1) or one
+    per channel (num_parameters=C, dim 1 of the input), initialised to `init`."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        if not F._is_int(num_parameters):
+            raise TypeError(f"PReLU: num_parameters must be an int, got {num_parameters!r}")
+        if int(num_parameters) < 1:
+            raise ValueError(f"PReLU: num_parameters must be positive, got {num_parameters}")
+        self.num_parameters = int(num_parameters)
+        self.init = F._number(init, "PReLU", "init")
+        dt = _param_dtype(dtype, "PReLU")
+        self.weight = Parameter(full((self.num_parameters,), self.init, dtype=dt))
+        if device is not None:
+            self.to(device)
+        self._cache = None
+
+    def _clear_cache(self) -> None:
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+    def forward(self, x: Any) -> Tensor:
+        x = self._input(x)
+        if self.num_parameters > 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
+            raise ValueError(f"{self._name()}: expected input of shape (N, {self.num_parameters}, ...), "
+                             f"got {tuple(x.shape)}")
+        y = self._call_core(F.prelu, x, self.weight.data)
+        self._cache = x
+        return y
+
+    def backward(self, grad_output: Any) -> Tensor:
+        x = self._cache
+        if x is None:
+            raise self._no_cache()
+        dx, dw = self._call_core(F.prelu_backward, self._input(grad_output), x, self.weight.data)
+        self._cache = None
+        self._accumulate(self.weight, dw)
+        return dx
+
+
+class Softmax(Module):
+    """Softmax over `dim` (the class dimension of (N, C): dim=1 or -1)."""
+
+    def __init__(self, dim: int = 1) -> None:
+        super().__init__()
+        if not F._is_int(dim):
+            raise TypeError(f"Softmax: dim must be an int, got {dim!r}")
+        self.dim = int(dim)
+        self._cache = None
+
+    def _clear_cache(self) -> None:
+        self._cache = None
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+    def forward(self, x: Any) -> Tensor:
+        x = self._input(x)
+        y = self._call_core(F.softmax, x, self.dim)
+        self._cache = y
+        return y
+
+    def backward(self, grad_output: Any) -> Tensor:
+        y = self._cache
+        if y is None:
+            raise self._no_cache()
+        dx = self._call_core(F.softmax_backward, self._input(grad_output), y, self.dim)
+        self._cache = None
+        return dx
