@@ -162,7 +162,8 @@ def test_matches_torch_over_several_steps():
         gamma = r.uniform(0.5, 1.5, size=C).astype(dtype)
         beta = r.normal(size=C).astype(dtype)
         rm, rv = T(np.zeros(C, dtype)), T(np.ones(C, dtype))
-        trm, trv = torch.zeros(C, dtype=torch.from_numpy(gamma).dtype), torch.ones(C, dtype=torch.from_numpy(gamma).dtype)
+        tdt = torch.from_numpy(gamma).dtype
+        trm, trv = torch.zeros(C, dtype=tdt), torch.ones(C, dtype=tdt)
         for step in range(4):
             x = (r.normal(size=(6, C, 3, 5)) * (step + 1) + step).astype(dtype)
             dy = r.normal(size=x.shape).astype(dtype)

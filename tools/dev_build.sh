@@ -10,4 +10,7 @@ dir=build/dev${PYCNN_DEV_SUFFIX:-}
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPYCNN_CUDA="${PYCNN_CUDA:-OFF}" \
   -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(command -v python)" "$@" >/dev/null
 cmake --build "$dir" -j 2
-[ -n "${PYCNN_DEV_SUFFIX:-}" ] || cp "$dir"/_core*.so pycnn/
+if [ -z "${PYCNN_DEV_SUFFIX:-}" ]; then
+  # copy then rename: a running Python that mapped the old file keeps it intact
+  for so in "$dir"/_core*.so; do cp "$so" "pycnn/.$(basename "$so").tmp" && mv -f "pycnn/.$(basename "$so").tmp" "pycnn/$(basename "$so")"; done
+fi

@@ -71,6 +71,7 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int6
     ex.launch(batch * M * N, scale_rows_kernel<T>, C, ldc, stride_c, M, N, batch, beta);
     return;
   }
+  std::lock_guard<std::mutex> lock(ex.ctx().cublas_mutex());
   cublasHandle_t h = ex.ctx().cublas();
   set_math_mode(h);
   // Column-major view: C^T (N x M) = op(B)^T (N x K) * op(A)^T (K x M).
@@ -88,6 +89,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     ex.launch(M * N, scale_rows_kernel<T>, C, ldc, int64_t(0), M, N, int64_t(1), beta);
     return;
   }
+  std::lock_guard<std::mutex> lock(ex.ctx().cublas_mutex());
   cublasHandle_t h = ex.ctx().cublas();
   set_math_mode(h);
   PYCNN_CUBLAS_CHECK(gemm_call(h, op(trans_b), op(trans_a), as_int(N, "N"), as_int(M, "M"), as_int(K, "K"), &alpha,

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 
 #include "../common.h"
 #include "../workspace.h"
@@ -60,6 +61,9 @@ class DeviceContext {
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   cublasHandle_t cublas();  // created on first use, bound to stream()
+  // Held around "set the math mode, then call cuBLAS" so that threads sharing the handle never
+  // see each other's configuration.
+  std::mutex& cublas_mutex() { return cublas_mu_; }
   int sm_count() const { return sm_count_; }
 
  private:
@@ -67,6 +71,7 @@ class DeviceContext {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   int sm_count_ = 1;
+  std::mutex cublas_mu_;
 };
 
 // The context of `device` (created on first use; DeviceError for an unusable index).

@@ -397,17 +397,6 @@ void memset_zero(void* ptr, size_t nbytes, int index) {
   PYCNN_CUDA_CHECK(cudaMemsetAsync(ptr, 0, nbytes, ex.stream()));
 }
 
-namespace {
-bool is_pinned_host(const void* p) {
-  cudaPointerAttributes attr{};
-  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return attr.type == cudaMemoryTypeHost;
-}
-}  // namespace
-
 void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
   if (nbytes == 0) return;
   if (dst_dev.is_cpu() && src_dev.is_cpu()) {
@@ -415,11 +404,11 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
     return;
   }
   if (dst_dev.is_cuda() && src_dev.is_cpu()) {
-    // Pageable source: the driver stages it before returning, so the caller may free it at once.
-    // Pinned source: the DMA reads it later, so wait for it.
+    // Queued behind the device's earlier work; waited for, so that the caller may free or reuse
+    // the host buffer at once whatever kind of memory it is (pageable, pinned, HMM-visible).
     cuda::Exec ex(dst_dev.index, 0);
     PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, ex.stream()));
-    if (is_pinned_host(src)) PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
+    PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
     return;
   }
   if (dst_dev.is_cpu() && src_dev.is_cuda()) {

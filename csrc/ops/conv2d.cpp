@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <chrono>
+#include <cstdio>
 #include "../blas.h"
 #include "../workspace.h"
 
@@ -298,13 +300,20 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
   const int64_t B = chunk_samples(s, sizeof(T)), R = s.rows();
   T* cols = static_cast<T*>(workspace(Device{}, static_cast<size_t>((R + (B > 1 ? O : 0)) * B * L) * sizeof(T)));
   T* tmp = cols + R * B * L;  // (O, nb*L) GEMM output of a chunk, when nb > 1
+  double t_i = 0, t_g = 0, t_r = 0;  // DEV
+  auto now = [] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count(); };
   for (int64_t n0 = 0; n0 < N; n0 += B) {
     const int64_t nb = std::min(B, N - n0), BL = nb * L;
+    double t0 = now();
     cpu::im2col<T>(x + n0 * C * HW, cols, s, nb, L, BL);
+    double t1 = now();
     T* out = nb == 1 ? y + n0 * O * L : tmp;
     for (int64_t g = 0; g < G; ++g)
       blas::gemm<T>(false, false, Og, BL, CK, T(1), w + g * Og * CK, CK, cols + g * CK * BL, BL, T(0),
                     out + g * Og * BL, BL);
+    double t2 = now();
+    t_i += t1 - t0; t_g += t2 - t1;
+    struct R { double& r; double t; ~R() { r += (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count()) - t; } } rr{t_r, now()};
     // (O, nb*L) -> NCHW, adding the bias on the way.
 #pragma omp parallel for collapse(2) schedule(static) if (nb * O * L > kParallelGrain)
     for (int64_t n = 0; n < nb; ++n)
@@ -320,6 +329,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
         }
       }
   }
+  if (std::getenv("PYCNN_CONV_PROFILE")) std::fprintf(stderr, "fwd B=%ld im2col %.3f gemm %.3f reorder %.3f\n", (long)B, t_i, t_g, t_r);
 }
 
 template <class T>

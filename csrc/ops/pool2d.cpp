@@ -49,8 +49,8 @@ Pool2dGeom pool2d_shape(const Shape& s, PoolPair k, PoolPair st, PoolPair p, con
   g.OW = g.W >= need_w ? (g.W - need_w) / g.sw + 1 : 0;
   PYCNN_CHECK(g.OH >= 1 && g.OW >= 1, ValueError, op, ": output size would be ", g.OH, "x", g.OW, " for input ",
               shape_str(s), " with kernel_size=", pair_str(k), ", stride=", pair_str(st), ", padding=", pair_str(p),
-              "; the padded input (", g.H + 2 * g.ph, "x", g.W + 2 * g.pw, ") must be at least as large as the ",
-              "kernel: use a larger input, a smaller kernel_size or more padding");
+              "; the input plus padding must be at least as large as the kernel (H + 2*padding >= kernel_size ",
+              "in each dimension): use a larger input, a smaller kernel_size or more padding");
   return g;
 }
 

@@ -34,7 +34,8 @@ void check_in_place(const Tensor& t, const char* op, const char* arg) {
 }
 
 int64_t normalize_dim(int64_t dim, int64_t rank, const char* op, const Shape& shape) {
-  PYCNN_CHECK(rank > 0, ValueError, op, ": cannot work along a dim of a 0-dimensional tensor (shape ()); reshape it to (1,)");
+  PYCNN_CHECK(rank > 0, ValueError, op,
+              ": cannot work along a dim of a 0-dimensional tensor (shape ()); reshape it to (1,)");
   PYCNN_CHECK(dim >= -rank && dim < rank, ValueError, op, ": dim ", dim, " is out of range for a tensor of shape ",
               shape_str(shape), " (expected a dim in [", -rank, ", ", rank - 1, "])");
   return dim < 0 ? dim + rank : dim;

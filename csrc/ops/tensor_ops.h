@@ -25,7 +25,8 @@ template <class T> void add(const T* a, const T* b, T* out, int64_t n);
 template <class T> void add_(T* dst, const T* src, int64_t n, T alpha);
 template <class T> void scale_(T* t, int64_t n, T s);
 // dst[r * dst_stride + j] = src[r * src_stride + j] for r < rows, j < cols
-template <class T> void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
+template <class T>
+void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
 template <class T> void sum_all(const T* x, T* out, int64_t n);
 template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
 template <class T> void isfinite_all(const T* x, int64_t n, bool* result);  // result points to host memory
@@ -35,7 +36,8 @@ namespace cuda {
 template <class T> void add(const T* a, const T* b, T* out, int64_t n);
 template <class T> void add_(T* dst, const T* src, int64_t n, T alpha);
 template <class T> void scale_(T* t, int64_t n, T s);
-template <class T> void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
+template <class T>
+void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
 template <class T> void sum_all(const T* x, T* out, int64_t n);
 template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
 template <class T> void isfinite_all(const T* x, int64_t n, bool* result);

@@ -1,0 +1,477 @@
+"""`Trainer`: Keras's training loop (`fit`, `evaluate`, `predict`) around a pycnn model.
+
+One training step is the explicit pycnn sequence
+
+    logits = model(x); loss = crit(logits, y)
+    optimizer.zero_grad(); model.backward(crit.backward()); optimizer.step()
+
+The running loss and the number of correct predictions are accumulated in tensors on the model's
+device (`_core.add_`, `_core.count_correct`) and read back only at logging points (every
+`log_every` steps and at the end of an epoch), so a CUDA step never waits for the host. A NaN or
+Inf loss is detected at those points (`_core.isfinite_all`) and raises FloatingPointError naming
+the epoch and the first bad batch.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _core
+from ..data.loader import DataLoader, TensorDataset
+from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
+from .callbacks import Callback
+from .history import History
+
+__all__ = ["Trainer"]
+
+_METRIC_ALIASES = {"accuracy": "accuracy", "acc": "accuracy"}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _host_array(a: Any, who: str, name: str) -> np.ndarray:
+    """A NumPy view/copy of an array-like (CUDA tensors are copied to the host once)."""
+    if isinstance(a, np.ndarray):
+        arr = a
+    elif isinstance(a, Tensor):
+        arr = a.numpy()
+    elif hasattr(a, "_pycnn_parameter_data"):
+        arr = a._pycnn_parameter_data.numpy()
+    elif isinstance(a, (list, tuple)):
+        arr = np.asarray(a)
+    else:
+        raise TypeError(f"{who}: {name} must be a NumPy array, a pycnn Tensor or a pycnn.data.DataLoader, "
+                        f"got {type(a).__name__}")
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{who}: {name} has dtype {arr.dtype}; expected numbers")
+    if arr.ndim == 0:
+        raise ValueError(f"{who}: {name} must have a batch dimension, got a scalar")
+    return arr
+
+
+def _is_array_like(a: Any) -> bool:
+    return isinstance(a, (np.ndarray, Tensor, list, tuple)) or hasattr(a, "_pycnn_parameter_data")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class Trainer:
+    """`Trainer(model, optimizer, loss, metrics=("accuracy",), device=None, scheduler=None)`.
+
+    - `model`: an `nn.Module` (moved to `device` when one is given; otherwise the trainer uses the
+      device the model is on).
+    - `optimizer`: e.g. `optim.SGD(model.parameters(), lr=0.05, momentum=0.9)`.
+    - `loss`: a criterion such as `nn.CrossEntropyLoss()` (`loss(logits, y)` then `loss.backward()`).
+    - `metrics`: names of metrics to track besides the loss; "accuracy" (class labels) or none.
+    - `scheduler`: an `optim.lr_scheduler` scheduler, stepped once per epoch (ReduceLROnPlateau
+      gets val_loss, or loss without validation data).
+    """
+
+    log_every: int = 10
+
+    def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any = ("accuracy",), device: Any = None,
+                 scheduler: Any = None) -> None:
+        for attr in ("forward", "backward", "parameters", "train", "eval"):
+            if not callable(getattr(model, attr, None)):
+                raise TypeError(f"Trainer: model must be an nn.Module (with {attr}()), got {type(model).__name__}")
+        if not callable(getattr(optimizer, "step", None)) or not callable(getattr(optimizer, "zero_grad", None)):
+            raise TypeError(f"Trainer: optimizer must have step() and zero_grad() (e.g. optim.SGD), "
+                            f"got {type(optimizer).__name__}")
+        if not callable(loss) or not callable(getattr(loss, "backward", None)):
+            raise TypeError(f"Trainer: loss must be a criterion with backward() (e.g. nn.CrossEntropyLoss()), "
+                            f"got {type(loss).__name__}")
+        if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+            raise TypeError(f"Trainer: scheduler must have step() (an optim.lr_scheduler), got "
+                            f"{type(scheduler).__name__}")
+        if metrics is None:
+            metrics = ()
+        elif isinstance(metrics, str):
+            metrics = (metrics,)
+        names = []
+        for m in metrics:
+            key = _METRIC_ALIASES.get(str(m).lower()) if isinstance(m, str) else None
+            if key is None:
+                raise ValueError(f"Trainer: unknown metric {m!r}; supported: 'accuracy' "
+                                 "(use pycnn.metrics on predict() outputs for others)")
+            if key not in names:
+                names.append(key)
+        self.model = model
+        self.optimizer = optimizer
+        self.loss = loss
+        self.metrics = tuple(names)
+        self.scheduler = scheduler
+        if device is not None:
+            dev = _core.parse_device(str(device))
+            model.to(dev)
+            self.device = dev
+        else:
+            self.device = _core.parse_device(str(getattr(model, "device", "cpu")))
+        self.stop_training = False
+        self.history: Optional[History] = None
+
+    # ------------------------------------------------------------------ conversions
+    @property
+    def dtype(self) -> Any:
+        """The model's floating dtype (its first parameter's), float32 when it has none."""
+        for p in self.model.parameters():
+            if p.data.dtype in (float32, float64):
+                return p.data.dtype
+        return float32
+
+    def _to_tensor(self, a: Any, dtype: Any) -> Tensor:
+        if isinstance(a, Tensor):
+            t = a if a.dtype == dtype else a.to(dtype)
+        else:
+            arr = np.asarray(a)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"Trainer: batch has dtype {arr.dtype}; expected numbers")
+            arr = np.ascontiguousarray(arr, dtype=_NUMPY_OF[dtype])
+            t = _core.from_numpy(arr)
+        return t.to(self.device) if t.device != self.device else t
+
+    def _to_input(self, xb: Any) -> Tensor:
+        return self._to_tensor(xb, self.dtype)
+
+    def _to_target(self, yb: Any) -> Tensor:
+        if isinstance(yb, Tensor):
+            kind = "i" if yb.dtype == int64 else "f"
+        else:
+            yb = np.asarray(yb)
+            kind = yb.dtype.kind
+        return self._to_tensor(yb, int64 if kind in "iub" else self.dtype)
+
+    @staticmethod
+    def _split_batch(batch: Any, who: str) -> Tuple[Any, Any]:
+        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+            return batch[0], batch[1]
+        raise ValueError(f"{who}: each batch from the data loader must be a pair (inputs, targets), got "
+                         f"{type(batch).__name__}" + (f" of length {len(batch)}" if hasattr(batch, '__len__') else ""))
+
+    def _loader(self, x: Any, y: Any, batch_size: Any, shuffle: bool, who: str) -> Any:
+        """A DataLoader-like iterable of (x, y) batches from arrays or from a loader."""
+        if not _is_array_like(x):
+            if y is not None:
+                raise ValueError(f"{who}: y must be None when x is a data loader (it yields (x, y) batches)")
+            if not hasattr(x, "__iter__"):
+                raise TypeError(f"{who}: x must be a NumPy array, a pycnn Tensor or a pycnn.data.DataLoader, "
+                                f"got {type(x).__name__}")
+            return x
+        if y is None:
+            raise ValueError(f"{who}: y (the targets) is required when x is an array")
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
+        xa = _host_array(x, who, "x")
+        ya = _host_array(y, who, "y")
+        if xa.shape[0] != ya.shape[0]:
+            raise ValueError(f"{who}: x has {xa.shape[0]} samples but y has {ya.shape[0]}; they must match")
+        return DataLoader(TensorDataset(xa, ya), batch_size=int(batch_size), shuffle=bool(shuffle))
+
+    def _inputs_loader(self, x: Any, batch_size: Any, who: str) -> Iterable[Any]:
+        if not _is_array_like(x):
+            if not hasattr(x, "__iter__"):
+                raise TypeError(f"{who}: x must be a NumPy array, a pycnn Tensor or a pycnn.data.DataLoader, "
+                                f"got {type(x).__name__}")
+            return (b[0] if isinstance(b, (tuple, list)) else b for b in x)
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
+        xa = _host_array(x, who, "x")
+        bs = int(batch_size)
+        return (xa[i:i + bs] for i in range(0, xa.shape[0], bs))
+
+    def _clear_caches(self) -> None:
+        for m in (self.model, self.loss):
+            mods = m.modules() if callable(getattr(m, "modules", None)) else [m]
+            for sub in mods:
+                clear = getattr(sub, "_clear_cache", None)
+                if callable(clear):
+                    clear()
+
+    # ------------------------------------------------------------------ accumulation helpers
+    def _add_loss(self, acc: Optional[Tensor], loss_t: Tensor, batch: int) -> Tensor:
+        if not isinstance(loss_t, Tensor):
+            raise TypeError(f"Trainer: the loss returned {type(loss_t).__name__}; expected a Tensor")
+        if loss_t.numel() != 1:  # reduction="none": one value per sample
+            loss_t, alpha = _core.sum_all(loss_t), 1.0
+        else:
+            alpha = 1.0 if getattr(self.loss, "reduction", "mean") == "sum" else float(batch)
+            if loss_t.dim() != 0:
+                loss_t = loss_t.reshape(())
+        if acc is None:
+            acc = _core.zeros([], loss_t.dtype, loss_t.device)
+        _core.add_(acc, loss_t, alpha)
+        return acc
+
+    @staticmethod
+    def _check_finite(loss_sum: Optional[Tensor], window: List[Tuple[int, Tensor]], epoch: int, who: str) -> None:
+        if loss_sum is None or _core.isfinite_all(loss_sum):
+            return
+        bad_batch, bad_value = window[-1][0] if window else -1, float("nan")
+        for b, t in window:
+            if not _core.isfinite_all(t):
+                bad_batch, bad_value = b, float(t.numpy().reshape(-1)[0]) if t.numel() == 1 else float("nan")
+                break
+        raise FloatingPointError(f"{who}: the loss became {bad_value} at epoch {epoch + 1}, batch {bad_batch + 1}; "
+                                 "training diverged (try a lower learning rate, and check the inputs for NaN/Inf)")
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x: Any, y: Any = None, batch_size: int = 32, epochs: int = 1, validation_data: Any = None,
+            shuffle: bool = True, callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
+            validation_batch_size: Optional[int] = None) -> History:
+        """Train for `epochs` epochs; returns a `History`.
+
+        `x`, `y`: arrays/Tensors (shuffled each epoch when `shuffle`, batches of `batch_size`), or
+        `x` a `pycnn.data.DataLoader` yielding (x, y) batches (then `batch_size` and `shuffle` come
+        from the loader). `validation_data`: (x_val, y_val) or a loader, evaluated after each epoch.
+        `verbose`: 0 silent, 1 a progress bar per epoch, 2 one line per epoch. Ctrl-C stops training
+        cleanly and returns the history of the completed epochs.
+        """
+        who = "fit"
+        if not _is_int(epochs) or epochs < 0:
+            raise ValueError(f"{who}: epochs must be an int >= 0, got {epochs!r}")
+        if not _is_int(initial_epoch) or initial_epoch < 0:
+            raise ValueError(f"{who}: initial_epoch must be an int >= 0, got {initial_epoch!r}")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"{who}: verbose must be 0, 1 or 2, got {verbose!r}")
+        loader = self._loader(x, y, batch_size, shuffle, who)
+        val_loader = None
+        if validation_data is not None:
+            vbs = validation_batch_size if validation_batch_size is not None else (
+                batch_size if _is_int(batch_size) else getattr(x, "batch_size", 32))
+            if _is_array_like(validation_data) and not isinstance(validation_data, (np.ndarray, Tensor)):
+                if len(validation_data) != 2:
+                    raise ValueError(f"{who}: validation_data must be (x_val, y_val) or a data loader, got a "
+                                     f"sequence of length {len(validation_data)}")
+                val_loader = self._loader(validation_data[0], validation_data[1], vbs, False, who + " (validation)")
+            elif isinstance(validation_data, (np.ndarray, Tensor)):
+                raise ValueError(f"{who}: validation_data must be a pair (x_val, y_val) or a data loader")
+            else:
+                val_loader = self._loader(validation_data, None, vbs, False, who + " (validation)")
+        cbs = list(callbacks or ())
+        for cb in cbs:
+            if not callable(getattr(cb, "on_epoch_end", None)):
+                raise TypeError(f"{who}: callbacks must be pycnn.train.callbacks.Callback objects, got "
+                                f"{type(cb).__name__}")
+            if callable(getattr(cb, "set_trainer", None)):
+                cb.set_trainer(self)
+        tqdm = None
+        if verbose == 1:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                verbose = 2
+
+        history = History()
+        steps = len(loader) if hasattr(loader, "__len__") else None
+        history.params = {"epochs": epochs, "steps": steps, "verbose": verbose,
+                          "batch_size": getattr(loader, "batch_size", batch_size)}
+        self.history = history
+        self.stop_training = False
+        was_training = bool(getattr(self.model, "training", True))
+        train_logs: Dict[str, float] = {}
+        for cb in cbs:
+            cb.on_train_begin({})
+        state = {"epoch": initial_epoch, "bar": None}
+        try:
+            for epoch in range(initial_epoch, epochs):
+                state["epoch"] = epoch
+                for cb in cbs:
+                    cb.on_epoch_begin(epoch, {})
+                lr = self._current_lr()
+                t0 = time.perf_counter()
+                bar = None
+                if tqdm is not None:
+                    bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step", leave=True,
+                               dynamic_ncols=True, file=sys.stderr)
+                    state["bar"] = bar
+                logs = self._train_epoch(loader, epoch, bar)
+                if val_loader is not None:
+                    vloss, vacc = self._eval_loop(val_loader, "fit (validation)")
+                    logs["val_loss"] = vloss
+                    if "accuracy" in self.metrics:
+                        logs["val_accuracy"] = vacc
+                if lr is not None:
+                    logs["lr"] = lr
+                elapsed = time.perf_counter() - t0
+                history._record(epoch, logs)
+                train_logs = dict(logs)
+                if bar is not None:
+                    bar.set_postfix_str(self._format_logs(logs, bar=True), refresh=False)
+                    bar.close()
+                    state["bar"] = None
+                elif verbose == 2:
+                    print(f"Epoch {epoch + 1}/{epochs} - {elapsed:.1f}s - {self._format_logs(logs)}", flush=True)
+                self._step_scheduler(logs)
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, dict(logs))
+                if self.stop_training:
+                    history.stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            if state["bar"] is not None:
+                state["bar"].close()
+            history.interrupted = True
+            self.model.zero_grad()
+            self._clear_caches()
+            print(f"\nTraining interrupted (Ctrl-C) during epoch {state['epoch'] + 1}/{epochs}; returning the "
+                  f"history of the {len(history)} completed epoch(s). The model keeps its latest weights.",
+                  file=sys.stderr, flush=True)
+        except BaseException:
+            if state["bar"] is not None:
+                state["bar"].close()
+            raise
+        finally:
+            self.model.train(was_training)
+        for cb in cbs:
+            cb.on_train_end(train_logs)
+        return history
+
+    def _current_lr(self) -> Optional[float]:
+        groups = getattr(self.optimizer, "param_groups", None)
+        if groups:
+            try:
+                return float(groups[0]["lr"])
+            except (KeyError, TypeError, ValueError):
+                return None
+        return None
+
+    def _step_scheduler(self, logs: Dict[str, float]) -> None:
+        sch = self.scheduler
+        if sch is None:
+            return
+        from ..optim.lr_scheduler import ReduceLROnPlateau
+
+        if isinstance(sch, ReduceLROnPlateau):
+            sch.step(logs.get("val_loss", logs["loss"]))
+        else:
+            sch.step()
+
+    @staticmethod
+    def _format_logs(logs: Dict[str, float], bar: bool = False) -> str:
+        parts = []
+        for k, v in logs.items():
+            if k == "lr":
+                parts.append(f"lr{'=' if bar else ': '}{v:.3g}")
+            else:
+                parts.append(f"{k}{'=' if bar else ': '}{v:.4f}")
+        return (", " if bar else " - ").join(parts)
+
+    def _train_epoch(self, loader: Iterable[Any], epoch: int, bar: Any) -> Dict[str, float]:
+        model, crit, opt = self.model, self.loss, self.optimizer
+        track_acc = "accuracy" in self.metrics
+        model.train()
+        loss_sum: Optional[Tensor] = None
+        correct = _core.zeros([], int64, self.device) if track_acc else None
+        seen = 0
+        window: List[Tuple[int, Tensor]] = []
+        t0 = time.perf_counter()
+        pending = 0
+        who = "fit"
+        for b, batch in enumerate(loader):
+            xb, yb = self._split_batch(batch, who)
+            xt = self._to_input(xb)
+            yt = self._to_target(yb)
+            n = int(xt.shape[0])
+            logits = model(xt)
+            loss_t = crit(logits, yt)
+            opt.zero_grad()
+            model.zero_grad()
+            model.backward(crit.backward())
+            opt.step()
+            loss_sum = self._add_loss(loss_sum, loss_t, n)
+            if track_acc:
+                _core.add_(correct, _core.count_correct(logits, yt))
+            seen += n
+            window.append((b, loss_t))
+            pending += 1
+            if pending >= self.log_every:
+                self._check_finite(loss_sum, window, epoch, who)
+                window.clear()
+                if bar is not None:
+                    bar.update(pending)
+                    bar.set_postfix_str(self._progress(loss_sum, correct, seen, t0), refresh=False)
+                pending = 0
+        if seen == 0:
+            raise ValueError(f"{who}: the training data produced no batches")
+        self._check_finite(loss_sum, window, epoch, who)
+        if bar is not None and pending:
+            bar.update(pending)
+        logs = {"loss": loss_sum.item() / seen}
+        if track_acc:
+            logs["accuracy"] = correct.item() / seen
+        return logs
+
+    @staticmethod
+    def _progress(loss_sum: Tensor, correct: Optional[Tensor], seen: int, t0: float) -> str:
+        s = f"loss={loss_sum.item() / seen:.4f}"
+        if correct is not None:
+            s += f", accuracy={correct.item() / seen:.4f}"
+        rate = seen / max(time.perf_counter() - t0, 1e-9)
+        return s + f", {rate:.0f} samples/s"
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_loop(self, loader: Iterable[Any], who: str) -> Tuple[float, float]:
+        model, crit = self.model, self.loss
+        was_training = bool(getattr(model, "training", False))
+        model.eval()
+        track_acc = "accuracy" in self.metrics
+        loss_sum: Optional[Tensor] = None
+        correct = _core.zeros([], int64, self.device) if track_acc else None
+        seen = 0
+        try:
+            for batch in loader:
+                xb, yb = self._split_batch(batch, who)
+                xt = self._to_input(xb)
+                yt = self._to_target(yb)
+                logits = model(xt)
+                loss_sum = self._add_loss(loss_sum, crit(logits, yt), int(xt.shape[0]))
+                if track_acc:
+                    _core.add_(correct, _core.count_correct(logits, yt))
+                seen += int(xt.shape[0])
+        finally:
+            model.train(was_training)
+            self._clear_caches()
+        if seen == 0:
+            raise ValueError(f"{who}: the data produced no batches")
+        loss = loss_sum.item() / seen
+        acc = correct.item() / seen if track_acc else math.nan
+        return loss, acc
+
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0) -> Dict[str, float]:
+        """Loss (and metrics) over a whole data set in eval mode: {"loss": ..., "accuracy": ...}."""
+        loader = self._loader(x, y, batch_size, False, "evaluate")
+        loss, acc = self._eval_loop(loader, "evaluate")
+        out = {"loss": loss}
+        if "accuracy" in self.metrics:
+            out["accuracy"] = acc
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in out.items()), flush=True)
+        return out
+
+    def predict(self, x: Any, batch_size: int = 256) -> Tensor:
+        """The model's outputs (logits, (N, classes)) for every input, in eval mode, as a CPU Tensor."""
+        model = self.model
+        was_training = bool(getattr(model, "training", False))
+        model.eval()
+        outs: List[Tensor] = []
+        try:
+            for xb in self._inputs_loader(x, batch_size, "predict"):
+                outs.append(model(self._to_input(xb)))
+        finally:
+            model.train(was_training)
+            self._clear_caches()
+        if not outs:
+            raise ValueError("predict: got no inputs")
+        out = outs[0] if len(outs) == 1 else _core.concat(outs, 0)
+        return out.cpu() if out.device != "cpu" else out
+
+    def __repr__(self) -> str:
+        return (f"Trainer(model={type(self.model).__name__}, optimizer={type(self.optimizer).__name__}, "
+                f"loss={type(self.loss).__name__}, metrics={self.metrics}, device={self.device!r})")

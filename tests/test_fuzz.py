@@ -1,0 +1,606 @@
+"""Property-based fuzzing (hypothesis) of the C++ core against the NumPy float64 reference.
+
+Every random conv2d / max_pool2d / avg_pool2d / linear configuration -- tiny and odd shapes,
+zero sizes, strides, asymmetric and too-large paddings, dilations, non-dividing groups, kernels
+larger than the input, negative and zero arguments, wrong ranks, dtypes and argument kinds -- must
+either give the reference's result (float64, rtol 1e-9; the backward too) or raise the clear error
+the test predicts: ValueError for a bad value or shape, TypeError for a bad kind or dtype, with a
+message naming the op and, for shape errors, the offending shape.  Never a crash, never another
+exception, never a wrong result.
+
+The test computes validity itself, from the library's contract (docs/api.md, docs/core_ops.md):
+- conv2d: stride, dilation >= 1, padding >= 0, groups >= 1 dividing both the input channels and
+  the filters, a kernel of at least 1x1, at least one filter, a non-empty C x H x W input
+  (N = 0 is allowed: an empty batch gives an empty result), an output of at least 1x1;
+- pools: kernel, stride >= 1, 0 <= padding <= kernel // 2 (PyTorch's rule), a non-empty H x W
+  plane (N = 0 or C = 0 give empty results), an output of at least 1x1;
+- linear: x (N, in), w (out, in), b (out,) or None; any of N, in, out may be 0.
+(The reference itself is laxer in two places: it would compute a conv over C = 0 channels or an
+H = 0 input padded to a positive size; pycnn, like PyTorch, rejects empty non-batch dimensions.)
+
+The safetensors reader (pycnn.io.load) is fuzzed with random bytes and with mutated valid files:
+it must raise ValueError, or load what an independent reading of the same bytes gives.
+
+Example counts scale with PYCNN_FUZZ_EXAMPLES (default 10000 op cases in total, plus 30% of that
+in file cases); runs are reproducible (derandomize=True).  The counts actually run are recorded in
+FUZZ_COUNTS, printed by the last test and in the terminal summary (tests/conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import tempfile
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.dirname(__file__))
+import reference as ref  # noqa: E402
+
+import pycnn as pc  # noqa: E402
+from pycnn import functional as F  # noqa: E402
+from pycnn import io as pio  # noqa: E402
+
+TOTAL = int(os.environ.get("PYCNN_FUZZ_EXAMPLES", "10000"))
+# share of the op examples per test; the file fuzzers get 30% of TOTAL on top
+SHARE = {"conv2d": 0.4, "max_pool2d": 0.2, "avg_pool2d": 0.2, "linear": 0.2}
+N_EXAMPLES = {k: max(1, round(TOTAL * v)) for k, v in SHARE.items()}
+N_EXAMPLES["safetensors_random"] = max(1, round(TOTAL * 0.1))
+N_EXAMPLES["safetensors_mutated"] = max(1, round(TOTAL * 0.2))
+
+FUZZ_COUNTS: Counter = Counter()  # "<op>" -> cases run, "<op>:ok" / "<op>:ValueError" ... -> outcomes
+
+RTOL = 1e-9
+
+
+def fuzz_settings(name):
+    return settings(max_examples=N_EXAMPLES[name], deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck), print_blob=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _publish_counts(request):
+    request.config._pycnn_fuzz_counts = FUZZ_COUNTS  # printed by tests/conftest.py's summary hook
+    yield
+
+
+# ------------------------------------------------------------------------------------ helpers
+class Bad(Exception):
+    """A predicted failure: the exception type(s) and what the message must mention."""
+
+
+def close(actual, expected, what):
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != reference {e.shape}"
+    atol = RTOL * max(1.0, float(np.abs(e).max(initial=0.0)))
+    np.testing.assert_allclose(a, e, rtol=RTOL, atol=atol, err_msg=what)
+
+
+def data(rng, shape, ties=False):
+    """Random float64 data: normal (negative values included), or small integers (ties)."""
+    if ties:
+        return rng.integers(-2, 3, size=shape).astype(np.float64)
+    return rng.standard_normal(shape) * rng.choice([1e-3, 1.0, 1e3])
+
+
+def check_outcome(op, run, expect_error, mention):
+    """run() must raise one of `expect_error` (a tuple of types) with `op` and each alternative
+    group of `mention` in its message, or return normally when expect_error is None."""
+    FUZZ_COUNTS[op] += 1
+    if expect_error is None:
+        run()
+        FUZZ_COUNTS[op + ":ok"] += 1
+        return
+    with pytest.raises(expect_error) as info:
+        run()
+    msg = str(info.value)
+    FUZZ_COUNTS[f"{op}:{type(info.value).__name__}"] += 1
+    assert op in msg, f"message does not name {op!r}: {msg}"
+    for alternatives in mention:
+        assert any(m in msg for m in alternatives), f"message mentions none of {alternatives}: {msg}"
+
+
+def small_int(lo, hi, bad_lo=None):
+    """Mostly in [lo, hi]; sometimes a bad value in [bad_lo, lo)."""
+    good = st.integers(lo, hi)
+    if bad_lo is None:
+        return good
+    return st.one_of(good, good, good, good, good, good, st.integers(bad_lo, lo - 1))
+
+
+def pair_or_int(vals):
+    return st.one_of(vals, st.tuples(vals, vals))
+
+
+def as_pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+# ----------------------------------------------------------------------------------- conv2d
+@st.composite
+def conv_case(draw):
+    groups = draw(st.sampled_from([1, 1, 1, 1, 2, 2, 3, 4, 0, -1]))
+    g_ok = max(groups, 1)
+    # channels: usually a multiple of groups, sometimes anything (non-dividing groups, C = 0)
+    C = g_ok * draw(st.integers(1, 3)) if draw(st.integers(0, 7)) else draw(st.integers(0, 6))
+    O = g_ok * draw(st.integers(1, 3)) if draw(st.integers(0, 7)) else draw(st.integers(0, 6))
+    # weight's in-channels per group: usually C // groups, sometimes off
+    Cg = C // g_ok if draw(st.integers(0, 9)) else draw(st.integers(0, 4))
+    N = draw(st.sampled_from([1, 1, 2, 3, 0]))
+    H, W = draw(st.integers(0, 9)), draw(st.integers(0, 9))
+    if draw(st.integers(0, 19)) == 0:  # occasionally a tall-thin or larger plane
+        H, W = draw(st.integers(1, 20)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(0, 6)), draw(st.integers(0, 6))
+    if draw(st.integers(0, 19)):  # kernel 0 only rarely
+        kh, kw = max(kh, 1), max(kw, 1)
+    stride = draw(pair_or_int(small_int(1, 3, -1)))
+    dilation = draw(pair_or_int(small_int(1, 3, -1)))
+    pkind = draw(st.sampled_from(["int", "pair", "quad", "quad", "quad", "str"]))
+    pv = small_int(0, 4, -1)
+    if pkind == "int":
+        padding = draw(pv)
+    elif pkind == "pair":
+        padding = draw(st.tuples(pv, pv))
+    elif pkind == "quad":
+        padding = draw(st.tuples(pv, pv, pv, pv))
+        if draw(st.integers(0, 9)) == 0:  # too large: wider than the input and the kernel
+            padding = tuple(p + draw(st.integers(5, 12)) for p in padding)
+    else:
+        padding = draw(st.sampled_from(["same", "valid", "SAME", "full"]))
+    bias = draw(st.sampled_from(["none", "ok", "ok", "ok", "wrong"]))
+    # bad kinds (TypeError): a float stride, a triple dilation, a float group, a float32 weight,
+    # an int64 input
+    kind_fault = draw(st.sampled_from([None] * 24 + ["stride", "dilation", "groups", "dtype", "int64",
+                                                     "padding"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    ties = draw(st.integers(0, 9)) == 0
+    return dict(N=N, C=C, H=H, W=W, O=O, Cg=Cg, kh=kh, kw=kw, groups=groups, stride=stride,
+                dilation=dilation, padding=padding, bias=bias, kind_fault=kind_fault, seed=seed, ties=ties)
+
+
+def conv_pad4(padding, k, dil):
+    """(top, bottom, left, right) as the contract defines it, or None when the value is bad."""
+    if isinstance(padding, str):
+        m = padding.lower()
+        if m == "valid":
+            return (0, 0, 0, 0)
+        if m == "same":
+            th, tw = dil[0] * (k[0] - 1), dil[1] * (k[1] - 1)
+            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        return None
+    if isinstance(padding, int):
+        return (padding,) * 4
+    if len(padding) == 2:
+        return (padding[0], padding[0], padding[1], padding[1])
+    return tuple(padding)
+
+
+@given(conv_case())
+@fuzz_settings("conv2d")
+def test_fuzz_conv2d(case):
+    c = case
+    rng = np.random.default_rng(c["seed"])
+    x = data(rng, (c["N"], c["C"], c["H"], c["W"]), c["ties"])
+    w = data(rng, (c["O"], c["Cg"], c["kh"], c["kw"]), c["ties"])
+    b = None
+    if c["bias"] == "ok":
+        b = data(rng, (c["O"],))
+    elif c["bias"] == "wrong":
+        b = data(rng, (c["O"] + 1,))
+    stride, dilation, padding, groups = c["stride"], c["dilation"], c["padding"], c["groups"]
+    st_, dil = as_pair(stride), as_pair(dilation)
+    k = (c["kh"], c["kw"])
+    pad4 = conv_pad4(padding, k, dil)
+    G = groups
+
+    # the faults, in the contract's terms
+    value_faults = []
+    if min(st_) < 1 or min(dil) < 1 or G < 1:
+        value_faults.append("arg")
+    elif pad4 is None or min(pad4) < 0:
+        value_faults.append("arg")
+    elif isinstance(padding, str) and padding.lower() == "same" and st_ != (1, 1):
+        value_faults.append("arg")
+    else:
+        if min(k) < 1 or c["O"] < 1 or min(c["C"], c["H"], c["W"]) < 1:
+            value_faults.append("shape")
+        if c["C"] != c["Cg"] * G or c["O"] % G:
+            value_faults.append("shape")
+        if b is not None and b.shape != (c["O"],):
+            value_faults.append("shape")
+        if min(k) >= 1:
+            oh = ref.conv_out_size(c["H"], k[0], st_[0], pad4[0], pad4[1], dil[0])
+            ow = ref.conv_out_size(c["W"], k[1], st_[1], pad4[2], pad4[3], dil[1])
+            if oh < 1 or ow < 1:
+                value_faults.append("shape")
+
+    kind = c["kind_fault"]
+    xa, wa, ba = x, w, b
+    if kind == "stride":
+        stride = 1.5
+    elif kind == "dilation":
+        dilation = (1, 1, 1)
+    elif kind == "groups":
+        groups = float(max(G, 1))
+    elif kind == "dtype":
+        wa = w.astype(np.float32)
+    elif kind == "int64":
+        xa = x.astype(np.int64)
+    elif kind == "padding":
+        padding = 1.0
+
+    def run():
+        y = F.conv2d(pc.from_numpy(xa), pc.from_numpy(wa), None if ba is None else pc.from_numpy(ba),
+                     stride=stride, padding=padding, dilation=dilation, groups=groups)
+        yr = ref.conv2d(x, w, b, st_, pad4, dil, G)
+        close(y, yr, f"conv2d forward {case}")
+        # backward (dx, dw, db) and im2col over the same geometry
+        dy = data(rng, yr.shape)
+        got = F.conv2d_backward(pc.from_numpy(dy), pc.from_numpy(x), pc.from_numpy(w), stride=st_,
+                                padding=pad4, dilation=dil, groups=G)
+        want = ref.conv2d_backward(dy, x, w, st_, pad4, dil, G)
+        for name, g, r in zip(("dx", "dw", "db"), got, want):
+            close(g, r, f"conv2d_backward {name} {case}")
+        cols = F.im2col(pc.from_numpy(x), k, stride=st_, padding=pad4, dilation=dil)
+        close(cols, ref.im2col(x, k, st_, pad4, dil), f"im2col {case}")
+
+    if kind is not None:
+        expect, mention = (TypeError, ValueError), []
+    elif value_faults:
+        expect = ValueError
+        shapes = [str(x.shape), str(w.shape)] + ([] if b is None else [str(b.shape)])
+        mention = [shapes] if "arg" not in value_faults else []
+    else:
+        expect, mention = None, []
+    check_outcome("conv2d", run, expect, mention)
+
+
+# ------------------------------------------------------------------------------------ pools
+@st.composite
+def pool_case(draw):
+    rank = draw(st.sampled_from([4] * 30 + [3, 5]))
+    N = draw(st.sampled_from([1, 1, 2, 3, 0]))
+    C = draw(st.sampled_from([1, 1, 2, 3, 0]))
+    H, W = draw(st.integers(0, 9)), draw(st.integers(0, 9))
+    if draw(st.integers(0, 19)):
+        H, W = max(H, 1), max(W, 1)
+    kernel = draw(pair_or_int(small_int(1, 6, -1)))
+    stride = draw(st.one_of(st.none(), pair_or_int(small_int(1, 4, -1))))
+    padding = draw(pair_or_int(small_int(0, 3, -1)))
+    kind_fault = draw(st.sampled_from([None] * 30 + ["kernel", "stride", "padding"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    ties = draw(st.integers(0, 3)) == 0
+    return dict(rank=rank, N=N, C=C, H=H, W=W, kernel=kernel, stride=stride, padding=padding,
+                kind_fault=kind_fault, seed=seed, ties=ties)
+
+
+def _pool(op, case):
+    c = case
+    rng = np.random.default_rng(c["seed"])
+    shape = (c["N"], c["C"], c["H"], c["W"])
+    if c["rank"] == 3:
+        shape = shape[1:]
+    elif c["rank"] == 5:
+        shape = (1,) + shape
+    x = data(rng, shape, c["ties"])
+    k = as_pair(c["kernel"])
+    s = k if c["stride"] is None else as_pair(c["stride"])
+    p = as_pair(c["padding"])
+
+    arg_fault = min(k) < 1 or min(s) < 1 or min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2
+    shape_fault = False
+    if not arg_fault:
+        if c["rank"] != 4 or min(c["H"], c["W"]) < 1:
+            shape_fault = True
+        else:
+            oh = ref.conv_out_size(c["H"], k[0], s[0], p[0], p[0])
+            ow = ref.conv_out_size(c["W"], k[1], s[1], p[1], p[1])
+            shape_fault = oh < 1 or ow < 1
+
+    kernel, stride, padding = c["kernel"], c["stride"], c["padding"]
+    kind = c["kind_fault"]
+    if kind == "kernel":
+        kernel = (2.0, 2)
+    elif kind == "stride":
+        stride = "2"
+    elif kind == "padding":
+        padding = (0, 0, 0)
+
+    pad4 = (p[0], p[0], p[1], p[1])
+
+    def run():
+        xt = pc.from_numpy(x)
+        if op == "max_pool2d":
+            y, idx = F.max_pool2d(xt, kernel, stride, padding, return_indices=True)
+            yr, idxr = ref.max_pool2d(x, k, s, pad4)
+            close(y, yr, f"max_pool2d {case}")
+            assert np.array_equal(np.asarray(idx), idxr), f"max_pool2d indices {case}"
+            dy = data(rng, yr.shape)
+            dx = F.max_pool2d_backward(pc.from_numpy(dy), idx, x.shape)
+            close(dx, ref.max_pool2d_backward(dy, idxr, x.shape), f"max_pool2d_backward {case}")
+        else:
+            y = F.avg_pool2d(xt, kernel, stride, padding)
+            yr = ref.avg_pool2d(x, k, s, pad4)
+            close(y, yr, f"avg_pool2d {case}")
+            dy = data(rng, yr.shape)
+            dx = F.avg_pool2d_backward(pc.from_numpy(dy), x.shape, k, s, p)
+            close(dx, ref.avg_pool2d_backward(dy, x.shape, k, s, pad4), f"avg_pool2d_backward {case}")
+
+    if kind is not None:
+        expect, mention = (TypeError, ValueError), []
+    elif arg_fault:
+        expect, mention = ValueError, []
+    elif shape_fault:
+        expect, mention = ValueError, [[str(x.shape)]]
+    else:
+        expect, mention = None, []
+    check_outcome(op, run, expect, mention)
+
+
+@given(pool_case())
+@fuzz_settings("max_pool2d")
+def test_fuzz_max_pool2d(case):
+    _pool("max_pool2d", case)
+
+
+@given(pool_case())
+@fuzz_settings("avg_pool2d")
+def test_fuzz_avg_pool2d(case):
+    _pool("avg_pool2d", case)
+
+
+# ----------------------------------------------------------------------------------- linear
+@st.composite
+def linear_case(draw):
+    N = draw(st.sampled_from([1, 2, 3, 5, 0]))
+    fin = draw(st.integers(0, 7))
+    fout = draw(st.integers(0, 7))
+    w_in = fin if draw(st.integers(0, 7)) else draw(st.integers(0, 7))
+    x_rank = draw(st.sampled_from([2] * 20 + [1, 3]))
+    w_rank = draw(st.sampled_from([2] * 20 + [1, 3]))
+    bias = draw(st.sampled_from(["none", "ok", "ok", "wrong", "2d"]))
+    kind_fault = draw(st.sampled_from([None] * 30 + ["dtype", "int64", "list"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return dict(N=N, fin=fin, fout=fout, w_in=w_in, x_rank=x_rank, w_rank=w_rank, bias=bias,
+                kind_fault=kind_fault, seed=seed)
+
+
+@given(linear_case())
+@fuzz_settings("linear")
+def test_fuzz_linear(case):
+    c = case
+    rng = np.random.default_rng(c["seed"])
+    xs = {2: (c["N"], c["fin"]), 1: (c["fin"],), 3: (c["N"], 2, c["fin"])}[c["x_rank"]]
+    ws = {2: (c["fout"], c["w_in"]), 1: (c["w_in"],), 3: (c["fout"], c["w_in"], 1)}[c["w_rank"]]
+    x, w = data(rng, xs), data(rng, ws)
+    b = {"none": None, "ok": data(rng, (c["fout"],)), "wrong": data(rng, (c["fout"] + 1,)),
+         "2d": data(rng, (1, c["fout"]))}[c["bias"]]
+    fault = (c["x_rank"] != 2 or c["w_rank"] != 2 or c["w_in"] != c["fin"]
+             or (b is not None and b.shape != (c["fout"],)))
+    kind = c["kind_fault"]
+    xa, wa = pc.from_numpy(x), pc.from_numpy(w)
+    if kind == "dtype":
+        wa = pc.from_numpy(w.astype(np.float32))
+    elif kind == "int64":
+        xa = pc.from_numpy(x.astype(np.int64))
+    elif kind == "list":
+        xa = x.tolist()
+
+    def run():
+        y = F.linear(xa, wa, None if b is None else pc.from_numpy(b))
+        yr = ref.linear(x, w, b)
+        close(y, yr, f"linear {case}")
+        dy = data(rng, yr.shape)
+        got = F.linear_backward(pc.from_numpy(dy), pc.from_numpy(x), pc.from_numpy(w))
+        if min(x.shape + w.shape):
+            want = ref.linear_backward(dy, x, w)
+        else:  # the reference's reshape(-1, 0) fails on zero sizes; the same formulas
+            want = (dy @ w, dy.T @ x, dy.sum(axis=0))
+        for name, g, r in zip(("dx", "dw", "db"), got, want):
+            close(g, r, f"linear_backward {name} {case}")
+
+    if kind is not None:
+        expect, mention = (TypeError, ValueError), []
+    elif fault:
+        shapes = [str(x.shape), str(w.shape)] + ([] if b is None else [str(b.shape)])
+        expect, mention = ValueError, [shapes]
+    else:
+        expect, mention = None, []
+    check_outcome("linear", run, expect, mention)
+
+
+# ------------------------------------------------------------------------------- safetensors
+_DT = {"F32": "<f4", "F64": "<f8", "I64": "<i8", "F16": "<f2", "I32": "<i4", "I16": "<i2", "I8": "i1",
+       "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+_WIDTH = {"F32": 4, "F64": 8, "I64": 8, "F16": 2, "BF16": 2, "I32": 4, "I16": 2, "I8": 1, "U32": 4,
+          "U16": 2, "U8": 1, "BOOL": 1}
+
+
+def independent_read(blob):
+    """What a correct reader returns for `blob`: name -> float64/int64 array (None for a BF16 raw
+    view), from the header alone; raises on anything malformed (never consulted for validity,
+    only to check what a successful pycnn.io.load returned)."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    data_ = blob[8 + n:]
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b0, b1 = e["data_offsets"]
+        raw = data_[b0:b1]
+        if e["dtype"] == "BF16":
+            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            arr = bits.view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtype=_DT[e["dtype"]])
+        out[name] = arr.reshape(e["shape"])
+    return out
+
+
+def _valid_file(rng):
+    """A valid safetensors file of a few tensors (several dtypes), as bytes, and the data start."""
+    tensors = {}
+    for i in range(int(rng.integers(0, 4))):
+        dt = rng.choice(["F32", "F64", "I64", "F16", "I32", "U8", "BOOL", "BF16"])
+        shape = [int(s) for s in rng.integers(0, 4, size=int(rng.integers(0, 4)))]
+        tensors[f"t{i}.weight"] = (dt, shape)
+    header, chunks, off = {}, [], 0
+    for name, (dt, shape) in tensors.items():
+        count = int(np.prod(shape, dtype=np.int64))
+        nbytes = count * _WIDTH[dt]
+        raw = rng.integers(0, 256, size=nbytes, dtype=np.uint8).tobytes()
+        if dt == "BOOL":
+            raw = bytes(v & 1 for v in raw)
+        elif dt in ("F32", "F64", "F16"):
+            raw = rng.standard_normal(count).astype(_DT[dt]).tobytes()
+        header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + nbytes]}
+        chunks.append(raw)
+        off += nbytes
+    if rng.integers(0, 2):
+        header["__metadata__"] = {"format": "pycnn"}
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(chunks), 8 + len(h)
+
+
+@pytest.fixture(scope="module")
+def fuzz_file():
+    with tempfile.TemporaryDirectory() as d:
+        yield os.path.join(d, "fuzz.safetensors")
+
+
+def _load_check(path, blob, must_load=False, tag="safetensors"):
+    with open(path, "wb") as f:
+        f.write(blob)
+    FUZZ_COUNTS[tag] += 1
+    try:
+        out = pio.load(path)
+    except ValueError as e:
+        assert not must_load, f"a valid file was rejected: {e}"
+        assert "load" in str(e)
+        FUZZ_COUNTS[tag + ":ValueError"] += 1
+        return
+    FUZZ_COUNTS[tag + ":ok"] += 1
+    # loaded: it must be what the bytes say
+    want = independent_read(blob)
+    assert set(out) == set(want), (sorted(out), sorted(want))
+    for name, arr in want.items():
+        got = out[name].numpy()
+        assert got.shape == arr.shape, name
+        if arr.dtype.kind == "f":
+            assert got.dtype == np.float32 if arr.dtype.itemsize <= 4 else got.dtype == np.float64
+            np.testing.assert_array_equal(got, arr.astype(got.dtype))
+        else:
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, arr.astype(np.int64))
+
+
+@given(st.one_of(
+    st.binary(max_size=64),
+    # a plausible length prefix followed by random bytes
+    st.builds(lambda n, rest: struct.pack("<Q", n) + rest, st.integers(0, 80), st.binary(max_size=96)),
+    # a plausible length prefix followed by random text that looks a little like JSON
+    st.builds(lambda s: struct.pack("<Q", len(s.encode())) + s.encode(),
+              st.text(alphabet='{}[]":,0123456789 F32I64shapedtypedata_offsets', max_size=80)),
+    st.sampled_from([b"", b"\x80\x04\x95", b"PK\x03\x04" + b"\0" * 40, b"\x02" + b"\0" * 7 + b"{}",
+                     b"\x02" + b"\0" * 7 + b"[]", b"\xff" * 8 + b"{}", b"\x08" + b"\0" * 7 + b"{}      "]),
+))
+@fuzz_settings("safetensors_random")
+def test_fuzz_safetensors_random_bytes(fuzz_file, blob):
+    _load_check(fuzz_file, blob, tag="safetensors_random")
+
+
+@st.composite
+def mutation(draw):
+    return dict(seed=draw(st.integers(0, 2**32 - 1)),
+                kind=draw(st.sampled_from(["flip_header", "flip_header", "flip_data", "truncate", "append",
+                                           "length", "json_shape", "json_offsets", "json_dtype", "json_dup",
+                                           "json_extra", "json_drop"])),
+                n=draw(st.integers(1, 4)),
+                value=draw(st.one_of(st.integers(-3, 40), st.sampled_from([2**31, 2**32, 2**62, 2**63 - 1,
+                                                                           2**63, 2**64 - 1, 2**64, -2**63]))))
+
+
+@given(mutation())
+@fuzz_settings("safetensors_mutated")
+def test_fuzz_safetensors_mutated(fuzz_file, m):
+    rng = np.random.default_rng(m["seed"])
+    blob, start = _valid_file(rng)
+    blob = bytearray(blob)
+    kind, v = m["kind"], m["value"]
+    must_load = False
+    (n,) = struct.unpack("<Q", bytes(blob[:8]))
+    header = json.loads(bytes(blob[8:start]))
+    names = [k for k in header if k != "__metadata__"]
+    payload = bytes(blob[start:])
+
+    def rewrite(h):
+        raw = json.dumps(h).encode()
+        return bytearray(struct.pack("<Q", len(raw)) + raw + payload)
+
+    if kind == "flip_header":
+        for _ in range(m["n"]):
+            i = int(rng.integers(0, start))
+            blob[i] ^= 1 << int(rng.integers(0, 8))
+    elif kind == "flip_data":
+        if len(blob) > start:
+            for _ in range(m["n"]):
+                i = int(rng.integers(start, len(blob)))
+                blob[i] = int(rng.integers(0, 256))
+        must_load = True  # the structure is untouched: it must load, with the new values
+    elif kind == "truncate":
+        blob = blob[:int(rng.integers(0, len(blob)))]
+    elif kind == "append":
+        blob += rng.integers(0, 256, size=int(m["n"]) * 3, dtype=np.uint8).tobytes()
+    elif kind == "length":
+        if v < 0:
+            v = n + v
+        blob[:8] = struct.pack("<Q", v % 2**64)
+    elif names:
+        name = names[int(rng.integers(0, len(names)))]
+        e = header[name]
+        if kind == "json_shape":
+            e["shape"] = ([v] + e["shape"])[:max(1, len(e["shape"]))] if rng.integers(0, 2) else e["shape"] + [v]
+        elif kind == "json_offsets":
+            e["data_offsets"][int(rng.integers(0, 2))] = v
+        elif kind == "json_dtype":
+            e["dtype"] = str(rng.choice(["F32", "F64", "I64", "U64", "C64", "F8_E4M3", "f32", "", "BF16", "I8"]))
+        elif kind == "json_extra":
+            header["extra"] = {"dtype": "F32", "shape": [v], "data_offsets": [0, 4 * max(v, 0)]}
+        elif kind == "json_drop":
+            del e[str(rng.choice(["dtype", "shape", "data_offsets"]))]
+        blob = rewrite(header)
+        if kind == "json_dup":  # the same tensor name twice in the header
+            raw = json.dumps(header)
+            raw = raw.replace("{", "{" + json.dumps(name) + ": " + json.dumps(e) + ", ", 1).encode()
+            blob = bytearray(struct.pack("<Q", len(raw)) + raw + payload)
+    _load_check(fuzz_file, bytes(blob), must_load=must_load, tag="safetensors_mutated")
+
+
+# ------------------------------------------------------------------------------------ summary
+def test_zz_fuzz_case_count(capsys):
+    """Reports the number of cases run (shown with -rA / -s, and in the terminal summary)."""
+    ops = ("conv2d", "max_pool2d", "avg_pool2d", "linear")
+    files = ("safetensors_random", "safetensors_mutated")
+    lines = [f"fuzz cases: {sum(FUZZ_COUNTS[o] for o in ops)} op cases, "
+             f"{sum(FUZZ_COUNTS[f] for f in files)} file cases (PYCNN_FUZZ_EXAMPLES={TOTAL})"]
+    for name in ops + files:
+        outcomes = {k.split(":", 1)[1]: v for k, v in FUZZ_COUNTS.items() if k.startswith(name + ":")}
+        lines.append(f"  {name}: {FUZZ_COUNTS[name]} {dict(sorted(outcomes.items()))}")
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    # every fuzz test that ran used its whole budget (hypothesis stops early only when a
+    # strategy is exhausted, which these are not), and both outcomes occurred
+    for name in ops + files:
+        if FUZZ_COUNTS[name]:
+            assert FUZZ_COUNTS[name] >= 0.9 * N_EXAMPLES[name], (name, FUZZ_COUNTS[name], N_EXAMPLES[name])
+            if N_EXAMPLES[name] >= 200:
+                assert FUZZ_COUNTS[name + ":ok"] > 0, name
+                assert FUZZ_COUNTS[name] > FUZZ_COUNTS[name + ":ok"], name
