@@ -521,9 +521,13 @@ def select_cases(cases: List[Case], spec: Optional[str]) -> List[Case]:
 # ----------------------------------------------------------------------------------------------
 # timing
 # ----------------------------------------------------------------------------------------------
-def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float) -> Dict[str, Dict[str, Any]]:
+def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float,
+            budget: float = float("inf")) -> Dict[str, Dict[str, Any]]:
+    """Median seconds per call of each implementation. `budget` (seconds) caps the rounds of a
+    slow case (never below 3), so that a loaded or slow machine still finishes."""
     order = [k for k in IMPLS if k in impls]
     inner: Dict[str, int] = {}
+    per_call: Dict[str, float] = {}
     for k in order:  # warm-up, and calls per sample so that a sample lasts >= min_time
         im = impls[k]
         if im.reset:
@@ -534,6 +538,10 @@ def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float) 
             im.fn()
             best = min(best, time.perf_counter() - t0)
         inner[k] = max(1, int(min_time / max(best, 1e-7) + 0.5))
+        per_call[k] = best
+    round_s = sum(inner[k] * per_call[k] for k in order)
+    if budget / max(round_s, 1e-9) < repeats:
+        repeats = max(min(3, repeats), int(budget / max(round_s, 1e-9)))
     samples: Dict[str, List[float]] = {k: [] for k in order}
     gc.collect()
     gc_was = gc.isenabled()
@@ -554,7 +562,8 @@ def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float) 
         if gc_was:
             gc.enable()
     return {k: {"ms": 1e3 * statistics.median(samples[k]), "min_ms": 1e3 * min(samples[k]),
-                "samples_ms": [round(1e3 * s, 5) for s in samples[k]], "calls_per_sample": inner[k]}
+                "samples_ms": [round(1e3 * s, 5) for s in samples[k]], "calls_per_sample": inner[k],
+                "rounds": repeats}
             for k in order}
 
 
@@ -592,6 +601,8 @@ def _fmt(v: Optional[float], nd: int = 3) -> str:
         return f"{v:.1f}"
     if v >= 10:
         return f"{v:.2f}"
+    if v < 1 and v != 0:
+        return f"{v:.{max(nd, 2)}g}"
     return f"{v:.{nd}f}"
 
 
@@ -616,6 +627,9 @@ def markdown(report: Dict[str, Any]) -> str:
         f"- Timing: median of {report['settings']['repeats']} interleaved samples after warm-up, each sample "
         f">= {report['settings']['min_time_s'] * 1e3:.0f} ms of back-to-back calls"
         + (" (--quick)" if report["settings"]["quick"] else ""),
+        f"- Load average (1 min) at start / end: {(report.get('loadavg_start') or ['?'])[0]} / "
+        f"{(m.get('loadavg') or ['?'])[0]} on {cpu.get('usable_cpus')} cores"
+        + (" -- the machine was busy: treat the timings with suspicion" if _busy(report) else " (idle machine)"),
         f"- Agreement checked before timing: all implementations within rtol {report['settings']['rtol']:g} "
         f"of pycnn (worst relative error {report['worst_check_error']:.2e})",
         "",
@@ -640,6 +654,13 @@ def markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _busy(report: Dict[str, Any]) -> bool:
+    """Others were running: load above ~1 before we started, or above our own threads at the end."""
+    start = (report.get("loadavg_start") or [0])[0]
+    end = (report["meta"].get("loadavg") or [0])[0]
+    return start > 1.0 or end > report["meta"]["threads"] + 1.0
+
+
 def print_table(report: Dict[str, Any]) -> None:
     text = markdown(report)
     start = text.index("| case |")
@@ -656,6 +677,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--cases", help="comma-separated substrings of case names, e.g. lenet_conv1,lenet5_step")
     p.add_argument("--repeats", type=int, help="samples per implementation (default 9, quick 3)")
     p.add_argument("--min-time", type=float, help="seconds per sample (default 0.05, quick 0.005)")
+    p.add_argument("--case-budget", type=float, help="seconds of timed rounds per case at most (default 15, "
+                                                     "quick 2); at least 3 rounds are always run")
     p.add_argument("--rtol", type=float, default=1e-4, help="agreement tolerance (relative to max |pycnn|)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--no-blas-peak", action="store_true", help="skip the 1024^3 SGEMM reference")
@@ -701,9 +724,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     repeats = args.repeats or (3 if args.quick else 9)
     min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05)
     warmup = 1 if args.quick else 3
+    budget = args.case_budget if args.case_budget is not None else (2.0 if args.quick else 15.0)
     env: Dict[str, Any] = {"pc": pc, "F": F, "torch": torch, "rtol": args.rtol}
     cases = select_cases(all_cases(), args.cases)
     t_start = time.perf_counter()
+    load_start = _loadavg()
 
     # 1. agreement, for every case, before anything is timed
     built = []
@@ -725,7 +750,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     peak_pc = peak["gflops"]["pycnn"] if peak else None
     rows = []
     for c, impls in built:
-        res = measure(impls, repeats, warmup, min_time)
+        res = measure(impls, repeats, warmup, min_time, budget)
         ms = {k: v["ms"] for k, v in res.items()}
         row: Dict[str, Any] = {"name": c.name, "desc": c.desc, "ms": ms, "detail": res, "flops": c.flops,
                                "check_max_rel_err": check_errs[c.name]}
@@ -741,11 +766,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     report = {
         "meta": machine_info(args.threads, torch),
-        "settings": {"repeats": repeats, "warmup": warmup, "min_time_s": min_time, "quick": bool(args.quick),
+        "settings": {"repeats": repeats, "warmup": warmup, "min_time_s": min_time, "case_budget_s": budget, "quick": bool(args.quick),
                      "rtol": args.rtol, "cases": args.cases, "sgd": {"lr": SGD_LR, "momentum": SGD_MOMENTUM}},
         "lenet_source": env.get("lenet_source"),
         "sgd_source": env.get("sgd_source"),
         "worst_check_error": worst,
+        "loadavg_start": load_start,
         "blas_peak": peak,
         "cases": rows,
         "wall_s": round(time.perf_counter() - t_start, 2),

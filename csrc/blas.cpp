@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <mutex>
@@ -83,28 +84,83 @@ void load(const std::string& path) {
   l.corename = sym<corename_t>(h, "scipy_openblas_get_corename", false);
   l.config = sym<corename_t>(h, "scipy_openblas_get_config", false);
   g_lib = l;
+  // OpenMP owns the threads (see gemm_blocks); OpenBLAS's own pool would compete with it.
+  g_lib.set_threads(1);
 }
 
 bool loaded() { return g_lib.handle != nullptr; }
 std::string core_name() { return loaded() && g_lib.corename ? g_lib.corename() : ""; }
 std::string config() { return loaded() && g_lib.config ? g_lib.config() : ""; }
-void set_num_threads(int n) { lib().set_threads(n); }
 int get_num_threads() { return loaded() && g_lib.get_threads ? g_lib.get_threads() : 1; }
+
+namespace {
+
+// Below this many multiply-adds a GEMM runs on the calling thread: waking a second one costs more.
+constexpr double kParallelMacs = 1 << 21;
+
+template <class T, class F>
+void gemm_blocks(F&& call, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T* C, int64_t ldc) {
+  int threads = 1;
+#ifdef _OPENMP
+  if (!omp_in_parallel() && static_cast<double>(M) * N * K >= kParallelMacs) threads = omp_get_max_threads();
+#endif
+  // Each thread computes a block of rows or of columns of C with a single-threaded BLAS call. Every
+  // element of C is still one dot product over K in BLAS's fixed order, so results do not depend on
+  // the thread count, and there is one thread pool (OpenMP) instead of two competing ones.
+  const bool split_rows = M >= N;
+  const int64_t extent = split_rows ? M : N;
+  if (threads > extent / 32) threads = static_cast<int>(std::max<int64_t>(1, extent / 32));
+  if (threads <= 1) {
+    call(M, N, A, B, C);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+#else
+    const int t = 0;
+#endif
+    const int64_t per = ((extent + threads - 1) / threads + 15) / 16 * 16;  // 16-aligned blocks
+    const int64_t lo = std::min<int64_t>(extent, t * per), hi = std::min<int64_t>(extent, lo + per);
+    if (hi > lo) {
+      if (split_rows)
+        call(hi - lo, N, ta ? A + lo : A + lo * lda, B, C + lo * ldc);
+      else
+        call(M, hi - lo, A, tb ? B + lo * ldb : B + lo, C + lo);
+    }
+  }
+}
+
+}  // namespace
 
 template <>
 void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  lib().sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, as_int(M, "M"), as_int(N, "N"),
-              as_int(K, "K"), alpha, A, as_int(lda, "lda"), B, as_int(ldb, "ldb"), beta, C, as_int(ldc, "ldc"));
+  const auto f = lib().sgemm;
+  const int k = as_int(K, "K"), ia = as_int(lda, "lda"), ib = as_int(ldb, "ldb"), ic = as_int(ldc, "ldc");
+  as_int(M, "M");
+  as_int(N, "N");
+  gemm_blocks<float>([&](int64_t m, int64_t n, const float* a, const float* b, float* c) {
+    f(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n), k, alpha, a,
+      ia, b, ib, beta, c, ic);
+  }, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 template <>
 void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
                   const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  lib().dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, as_int(M, "M"), as_int(N, "N"),
-              as_int(K, "K"), alpha, A, as_int(lda, "lda"), B, as_int(ldb, "ldb"), beta, C, as_int(ldc, "ldc"));
+  const auto f = lib().dgemm;
+  const int k = as_int(K, "K"), ia = as_int(lda, "lda"), ib = as_int(ldb, "ldb"), ic = as_int(ldc, "ldc");
+  as_int(M, "M");
+  as_int(N, "N");
+  gemm_blocks<double>([&](int64_t m, int64_t n, const double* a, const double* b, double* c) {
+    f(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n), k, alpha, a,
+      ia, b, ib, beta, c, ic);
+  }, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 }  // namespace pycnn::blas
@@ -124,7 +180,6 @@ void set_num_threads(int n) {
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
-  if (blas::loaded()) blas::set_num_threads(n);
 }
 
 }  // namespace pycnn::cpu

@@ -14,8 +14,7 @@ void load(const std::string& path);
 bool loaded();
 std::string core_name();     // OpenBLAS kernel family in use, e.g. "SkylakeX" or "Haswell"
 std::string config();        // OpenBLAS build configuration string
-void set_num_threads(int n);
-int get_num_threads();
+int get_num_threads();  // OpenBLAS's own pool: kept at 1, threads come from OpenMP
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
@@ -24,7 +23,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 }  // namespace pycnn::blas
 
 namespace pycnn::cpu {
-// Runs an element loop body over [0, n) with OpenMP when the work is large enough to pay for it.
+// CPU threads for every parallel loop and for the GEMM door (which splits large GEMMs itself).
 int num_threads();
 void set_num_threads(int n);
 }  // namespace pycnn::cpu

@@ -30,7 +30,8 @@ constexpr size_t kRound = size_t(1) << 16;  // grow in 64 KiB steps
 
 void* workspace(Device device, size_t nbytes) {
   std::shared_ptr<Storage>& slot = arenas().at(device);
-  if (slot && slot->nbytes() >= nbytes && slot->data()) return slot->data();
+  if (nbytes == 0) return slot ? slot->data() : nullptr;
+  if (slot && slot->nbytes() >= nbytes) return slot->data();
   // Grow by at least half again so a slowly rising demand does not reallocate every call.
   const size_t old = slot ? slot->nbytes() : 0;
   size_t want = std::max(nbytes, old + old / 2);

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import os
 
-from . import _core
+# libgomp reads its wait policy once, when it loads with _core. Its default (spin ~0.3 ms at every
+# barrier) makes a 2-core machine crawl whenever another process holds a core: a LeNet step went
+# from 40 ms to 1.9 s. Passive waiting costs a few microseconds per parallel region instead.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+from . import _core  # noqa: E402
 
 _BLAS_LIB = "libscipy_openblas.so"
 

@@ -271,15 +271,20 @@ void release_cache(DeviceAllocator& a, int index) {
   if (a.free_blocks.empty()) return;
   cuda::DeviceGuard g(index);
   PYCNN_CUDA_CHECK(cudaStreamSynchronize(cuda::context(index).stream()));
-  for (auto& [size, blocks] : a.free_blocks) {
-    for (void* p : blocks) {
-      PYCNN_CUDA_CHECK(cudaFree(p));
+  // Each block leaves the cache before its cudaFree, so an error midway never frees one twice.
+  while (!a.free_blocks.empty()) {
+    auto it = a.free_blocks.begin();
+    const size_t size = it->first;
+    while (!it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
       a.reserved -= static_cast<int64_t>(size);
       a.cached -= static_cast<int64_t>(size);
       ++a.device_frees;
+      PYCNN_CUDA_CHECK(cudaFree(p));
     }
+    a.free_blocks.erase(it);
   }
-  a.free_blocks.clear();
 }
 
 std::string mib(double bytes) {
@@ -349,12 +354,10 @@ void device_free(void* ptr, size_t nbytes, int index) {
   try {
     DeviceAllocator& a = allocator(index);
     std::lock_guard<std::mutex> lock(a.mu);
-    size_t size = round_size(nbytes);
     auto it = a.live.find(ptr);
-    if (it != a.live.end()) {
-      size = it->second;
-      a.live.erase(it);
-    }
+    if (it == a.live.end()) return;  // not ours (or freed twice): never hand it out again
+    const size_t size = it->second;
+    a.live.erase(it);
     a.allocated -= static_cast<int64_t>(size);
     a.cached += static_cast<int64_t>(size);
     ++a.frees;

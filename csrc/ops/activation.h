@@ -17,7 +17,7 @@ template <class T>
 PYCNN_HD inline T act_forward(Act a, T x, T alpha) {
   using std::exp; using std::log1p; using std::tanh;
   switch (a) {
-    case Act::ReLU: return x > T(0) ? x : T(0);
+    case Act::ReLU: return x < T(0) ? T(0) : x;  // NaN passes through, as in PyTorch
     case Act::LeakyReLU: return x > T(0) ? x : alpha * x;
     case Act::ELU: return x > T(0) ? x : alpha * (exp(x) - T(1));
     case Act::Sigmoid: return x >= T(0) ? T(1) / (T(1) + exp(-x)) : exp(x) / (T(1) + exp(x));

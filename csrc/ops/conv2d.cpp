@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <cstring>
 
-#include <chrono>
-#include <cstdio>
 #include "../blas.h"
 #include "../workspace.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace pycnn {
 
@@ -168,12 +170,40 @@ Tensor im2col(const Tensor& x_, int64_t kh, int64_t kw, const Conv2dParams& p_) 
 }
 
 // ============================================================================ CPU kernels
+//
+// Two schedules, chosen per layer (see `per_sample`):
+//  * per sample, for small layers (LeNet-size): one OpenMP loop over samples; each thread
+//    unfolds one sample into its own slice of the workspace and runs that sample's GEMMs, which
+//    are below OpenBLAS's threading threshold so BLAS stays on the calling thread. One parallel
+//    region per call, no reordering, no hand-over between thread pools.
+//  * chunked, for large layers (VGG-size): a chunk of samples is unfolded side by side (OpenMP),
+//    one GEMM per group covers the chunk (BLAS threads), then the result is reordered to NCHW.
+// Reductions (dW, db) always add in an order fixed by the shape alone, never by the threads.
 namespace cpu {
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 15;          // elements below which threads cost more than they save
-constexpr size_t kMaxWorkspace = size_t(64) << 20;   // bytes of scratch one conv2d call may hold
-constexpr int64_t kTargetColumns = 4096;             // GEMM width (nb*L) a chunk aims for
+constexpr int64_t kParallelGrain = 1 << 15;         // elements below which threads cost more than they save
+constexpr size_t kMaxWorkspace = size_t(64) << 20;  // bytes of scratch one conv2d call may hold
+constexpr int64_t kChunkBytes = int64_t(1) << 20;   // column matrix of one chunk: about the L2 cache
+// OpenBLAS runs a GEMM on the calling thread when M*N*K <= SMP_THRESHOLD_MIN (65536) *
+// GEMM_MULTITHREAD_THRESHOLD (4) (interface/gemm.c); such GEMMs may run inside our own loop.
+constexpr double kBlasSingleThreadMNK = 65536.0 * 4.0;
+constexpr int64_t kMaxBlocks = 16;  // per-sample backward: dW partial sums over at most this many sample blocks
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 
 // Output columns ow in [lo, hi) whose input column ow*stride + off lies inside [0, size).
 inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
@@ -183,14 +213,21 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
   hi = std::max(lo, std::min(hi, out));
 }
 
-// Samples per chunk: enough GEMM columns to run BLAS at speed, within kMaxWorkspace of scratch
-// (the column matrix plus one output- or gradient-sized buffer).
+// The per-sample schedule: each sample's GEMMs (Og x L x CK) stay on one thread inside BLAS.
+bool per_sample(const Conv2dShape& s) {
+  if (const char* e = std::getenv("PYCNN_CONV_MODE")) return e[0] == 's';  // DEV ONLY
+  return static_cast<double>(s.Og) * static_cast<double>(s.L) * static_cast<double>(s.CK) <= kBlasSingleThreadMNK;
+}
+
+// Samples per chunk: as many as keep the chunk's column matrix within kChunkBytes (so the GEMM
+// reads it back from cache), at least one; the whole scratch stays within kMaxWorkspace.
 int64_t chunk_samples(const Conv2dShape& s, size_t es) {
-  const int64_t per_sample = (s.rows() + s.O) * s.L * static_cast<int64_t>(es);
-  const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(kMaxWorkspace) / std::max<int64_t>(per_sample, 1));
-  int64_t target = kTargetColumns;
-  if (const char* e = std::getenv("PYCNN_CONV_COLUMNS")) target = std::atoll(e);  // DEV ONLY
-  const int64_t want = std::max<int64_t>(1, (target + s.L - 1) / s.L);
+  const int64_t cols_bytes = s.rows() * s.L * static_cast<int64_t>(es);
+  const int64_t scratch_bytes = (s.rows() + s.O) * s.L * static_cast<int64_t>(es);
+  int64_t target = kChunkBytes;
+  if (const char* e = std::getenv("PYCNN_CONV_CHUNK")) target = std::atoll(e);  // DEV ONLY
+  const int64_t want = target / std::max<int64_t>(cols_bytes, 1);
+  const int64_t cap = static_cast<int64_t>(kMaxWorkspace) / std::max<int64_t>(scratch_bytes, 1);
   return std::clamp<int64_t>(std::min(want, cap), 1, std::max<int64_t>(s.N, 1));
 }
 
@@ -208,79 +245,149 @@ struct FixedSum {
   T total() const { return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); }
 };
 
-}  // namespace
-
+// One input plane xc (H x W) -> its kh*kw rows of the column matrix, row (i, j) at dst + (i*kw + j)*rs.
 template <class T>
-void im2col(const T* x, T* cols, const Conv2dShape& s, int64_t nb, int64_t ss, int64_t rs) {
-  const int64_t C = s.C, H = s.H, W = s.W, kh = s.kh, kw = s.kw, OH = s.OH, OW = s.OW;
-#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain)
-  for (int64_t n = 0; n < nb; ++n)
-    for (int64_t c = 0; c < C; ++c) {
-      const T* xc = x + (n * C + c) * H * W;
-      for (int64_t i = 0; i < kh; ++i)
-        for (int64_t j = 0; j < kw; ++j) {
-          T* dst = cols + n * ss + ((c * kh + i) * kw + j) * rs;
-          const int64_t off = j * s.dw - s.pl;  // input column of output column ow: ow*sw + off
-          int64_t lo, hi;
-          valid_range(off, s.sw, W, OW, lo, hi);
-          for (int64_t oh = 0; oh < OH; ++oh) {
-            T* d = dst + oh * OW;
-            const int64_t ih = oh * s.sh + i * s.dh - s.pt;
-            if (ih < 0 || ih >= H) {
-              std::fill(d, d + OW, T(0));
-              continue;
-            }
-            const T* row = xc + ih * W;
-            std::fill(d, d + lo, T(0));
-            if (s.sw == 1) {
-              for (int64_t ow = lo; ow < hi; ++ow) d[ow] = row[ow + off];
-            } else {
-              for (int64_t ow = lo; ow < hi; ++ow) d[ow] = row[ow * s.sw + off];
-            }
-            std::fill(d + hi, d + OW, T(0));
-          }
+void im2col_plane(const T* xc, T* dst0, int64_t rs, const Conv2dShape& s) {
+  const int64_t H = s.H, W = s.W, kh = s.kh, kw = s.kw, OH = s.OH, OW = s.OW;
+  const int64_t sh = s.sh, sw = s.sw, dh = s.dh, dw = s.dw, pt = s.pt, pl = s.pl;
+  for (int64_t i = 0; i < kh; ++i) {
+    int64_t oh_lo, oh_hi;  // output rows whose input row oh*sh + i*dh - pt is inside the image
+    valid_range(i * dh - pt, sh, H, OH, oh_lo, oh_hi);
+    for (int64_t j = 0; j < kw; ++j) {
+      T* __restrict dst = dst0 + (i * kw + j) * rs;
+      const int64_t off = j * dw - pl;  // input column of output column ow: ow*sw + off
+      int64_t lo, hi;
+      valid_range(off, sw, W, OW, lo, hi);
+      for (int64_t k = 0; k < oh_lo * OW; ++k) dst[k] = T(0);
+      for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+        T* __restrict d = dst + oh * OW;
+        const T* __restrict row = xc + (oh * sh + i * dh - pt) * W;
+        for (int64_t ow = 0; ow < lo; ++ow) d[ow] = T(0);
+        if (sw == 1) {
+          for (int64_t ow = lo; ow < hi; ++ow) d[ow] = row[ow + off];
+        } else {
+          for (int64_t ow = lo; ow < hi; ++ow) d[ow] = row[ow * sw + off];
         }
+        for (int64_t ow = hi; ow < OW; ++ow) d[ow] = T(0);
+      }
+      for (int64_t k = oh_hi * OW; k < OH * OW; ++k) dst[k] = T(0);
     }
+  }
 }
 
-// Each (sample, channel) plane belongs to one thread. Within it, the offsets (i, j) are visited
-// in row-major order and, for one offset, every input element is read by at most one output
-// position, so every element is 0 + its column entries in (i, j) order: a gather, done a row at a
-// time so that it vectorises.
+// The adjoint for one plane, as a gather: the plane is owned by the calling thread; the offsets
+// (i, j) are visited in row-major order and, for one offset, each input element is read by at
+// most one output position. So every element ends as 0 + its column entries in (i, j) order
+// (exactly what a one-thread-per-element gather computes), done a row at a time to vectorise.
 template <class T>
-void col2im(const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t ss, int64_t rs) {
-  const int64_t C = s.C, H = s.H, W = s.W, kh = s.kh, kw = s.kw, OH = s.OH, OW = s.OW;
-#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain)
-  for (int64_t n = 0; n < nb; ++n)
-    for (int64_t c = 0; c < C; ++c) {
-      T* xc = dx + (n * C + c) * H * W;
-      std::fill(xc, xc + H * W, T(0));
-      for (int64_t i = 0; i < kh; ++i)
-        for (int64_t j = 0; j < kw; ++j) {
-          const T* src = cols + n * ss + ((c * kh + i) * kw + j) * rs;
-          const int64_t off = j * s.dw - s.pl;
-          int64_t lo, hi;
-          valid_range(off, s.sw, W, OW, lo, hi);
-          for (int64_t oh = 0; oh < OH; ++oh) {
-            const int64_t ih = oh * s.sh + i * s.dh - s.pt;
-            if (ih < 0 || ih >= H) continue;
-            T* row = xc + ih * W;
-            const T* sr = src + oh * OW;
-            if (s.sw == 1) {
-              for (int64_t ow = lo; ow < hi; ++ow) row[ow + off] += sr[ow];
-            } else {
-              for (int64_t ow = lo; ow < hi; ++ow) row[ow * s.sw + off] += sr[ow];
-            }
-          }
+void col2im_plane(const T* src0, int64_t rs, T* xc, const Conv2dShape& s) {
+  const int64_t H = s.H, W = s.W, kh = s.kh, kw = s.kw, OH = s.OH, OW = s.OW;
+  const int64_t sh = s.sh, sw = s.sw, dh = s.dh, dw = s.dw, pt = s.pt, pl = s.pl;
+  for (int64_t k = 0; k < H * W; ++k) xc[k] = T(0);
+  for (int64_t i = 0; i < kh; ++i) {
+    int64_t oh_lo, oh_hi;
+    valid_range(i * dh - pt, sh, H, OH, oh_lo, oh_hi);
+    for (int64_t j = 0; j < kw; ++j) {
+      const T* src = src0 + (i * kw + j) * rs;
+      const int64_t off = j * dw - pl;
+      int64_t lo, hi;
+      valid_range(off, sw, W, OW, lo, hi);
+      for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+        T* __restrict row = xc + (oh * sh + i * dh - pt) * W;
+        const T* __restrict sr = src + oh * OW;
+        if (sw == 1) {
+          for (int64_t ow = lo; ow < hi; ++ow) row[ow + off] += sr[ow];
+        } else {
+          for (int64_t ow = lo; ow < hi; ++ow) row[ow * sw + off] += sr[ow];
         }
+      }
     }
+  }
 }
 
+// ---- per-sample schedule
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
+void forward_per_sample(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
+  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK, R = s.rows();
+  const int64_t HW = s.H * s.W, KK = s.kh * s.kw;
+  const bool direct = s.pointwise();  // x[n] already is the column matrix
+  const int nt = max_threads();
+  T* ws = direct ? nullptr : static_cast<T*>(workspace(Device{}, static_cast<size_t>(nt * R * L) * sizeof(T)));
+#pragma omp parallel for schedule(static) if (N * (R + O) * L > kParallelGrain)
+  for (int64_t n = 0; n < N; ++n) {
+    const T* cols = x + n * C * HW;
+    if (!direct) {
+      T* buf = ws + thread_id() * R * L;
+      for (int64_t c = 0; c < C; ++c) im2col_plane(x + (n * C + c) * HW, buf + c * KK * L, L, s);
+      cols = buf;
+    }
+    T* yn = y + n * O * L;
+    for (int64_t g = 0; g < G; ++g)
+      blas::gemm<T>(false, false, Og, L, CK, T(1), w + g * Og * CK, CK, cols + g * CK * L, L, T(0), yn + g * Og * L, L);
+    if (b)
+      for (int64_t o = 0; o < O; ++o) {
+        const T bo = b[o];
+        for (int64_t l = 0; l < L; ++l) yn[o * L + l] += bo;
+      }
+  }
+}
+
+// dW: the samples are cut into at most kMaxBlocks blocks (a function of N only); a block's
+// samples add into its own partial sum in order, then the partials are added in block order.
+template <class T>
+void backward_per_sample(const T* dy, const T* x, const T* w, T* dx, T* dw, const Conv2dShape& s) {
+  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK, R = s.rows();
+  const int64_t HW = s.H * s.W, KK = s.kh * s.kw, WN = O * CK;
+  const bool direct = s.pointwise();
+  const int nt = max_threads();
+  const int64_t per_block = (N + kMaxBlocks - 1) / kMaxBlocks, blocks = (N + per_block - 1) / per_block;
+  const int64_t buf_elems = direct ? 0 : nt * R * L, part_elems = dw ? blocks * WN : 0;
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(buf_elems + part_elems) * sizeof(T)));
+  T* parts = ws + buf_elems;
+#pragma omp parallel for schedule(static) if (N * (R + O) * L > kParallelGrain)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    T* buf = direct ? nullptr : ws + thread_id() * R * L;
+    T* part = dw ? parts + blk * WN : nullptr;
+    const int64_t n_end = std::min(N, (blk + 1) * per_block);
+    for (int64_t n = blk * per_block; n < n_end; ++n) {
+      const T* dyn = dy + n * O * L;
+      const T* xn = x + n * C * HW;
+      if (dw) {
+        const T* cols = xn;
+        if (!direct) {
+          for (int64_t c = 0; c < C; ++c) im2col_plane(xn + c * HW, buf + c * KK * L, L, s);
+          cols = buf;
+        }
+        const T beta = n == blk * per_block ? T(0) : T(1);
+        for (int64_t g = 0; g < G; ++g)
+          blas::gemm<T>(false, true, Og, CK, L, T(1), dyn + g * Og * L, L, cols + g * CK * L, L, beta,
+                        part + g * Og * CK, CK);
+      }
+      if (dx) {
+        T* dcols = direct ? dx + n * C * HW : buf;  // (R, L): W_g^T @ dY_g for every group
+        for (int64_t g = 0; g < G; ++g)
+          blas::gemm<T>(true, false, CK, L, Og, T(1), w + g * Og * CK, CK, dyn + g * Og * L, L, T(0),
+                        dcols + g * CK * L, L);
+        if (!direct)
+          for (int64_t c = 0; c < C; ++c) col2im_plane(buf + c * KK * L, L, dx + (n * C + c) * HW, s);
+      }
+    }
+  }
+  if (dw) {
+#pragma omp parallel for schedule(static) if (blocks * WN > kParallelGrain)
+    for (int64_t e = 0; e < WN; ++e) {
+      T acc = parts[e];
+      for (int64_t blk = 1; blk < blocks; ++blk) acc += parts[blk * WN + e];
+      dw[e] = acc;
+    }
+  }
+}
+
+// ---- chunked schedule
+template <class T>
+void forward_chunked(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
   const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, Cg = s.Cg, CK = s.CK;
   const int64_t HW = s.H * s.W;
-  if (N == 0) return;
   if (s.pointwise()) {  // y[n]_g = W_g @ x[n]_g, straight into the output
     for (int64_t n = 0; n < N; ++n)
       for (int64_t g = 0; g < G; ++g)
@@ -300,55 +407,34 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
   const int64_t B = chunk_samples(s, sizeof(T)), R = s.rows();
   T* cols = static_cast<T*>(workspace(Device{}, static_cast<size_t>((R + (B > 1 ? O : 0)) * B * L) * sizeof(T)));
   T* tmp = cols + R * B * L;  // (O, nb*L) GEMM output of a chunk, when nb > 1
-  double t_i = 0, t_g = 0, t_r = 0;  // DEV
-  auto now = [] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count(); };
   for (int64_t n0 = 0; n0 < N; n0 += B) {
     const int64_t nb = std::min(B, N - n0), BL = nb * L;
-    double t0 = now();
     cpu::im2col<T>(x + n0 * C * HW, cols, s, nb, L, BL);
-    double t1 = now();
     T* out = nb == 1 ? y + n0 * O * L : tmp;
     for (int64_t g = 0; g < G; ++g)
       blas::gemm<T>(false, false, Og, BL, CK, T(1), w + g * Og * CK, CK, cols + g * CK * BL, BL, T(0),
                     out + g * Og * BL, BL);
-    double t2 = now();
-    t_i += t1 - t0; t_g += t2 - t1;
-    struct R { double& r; double t; ~R() { r += (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count()) - t; } } rr{t_r, now()};
     // (O, nb*L) -> NCHW, adding the bias on the way.
+    if (nb == 1 && !b) continue;
 #pragma omp parallel for collapse(2) schedule(static) if (nb * O * L > kParallelGrain)
     for (int64_t n = 0; n < nb; ++n)
       for (int64_t o = 0; o < O; ++o) {
         T* yo = y + ((n0 + n) * O + o) * L;
         const T bo = b ? b[o] : T(0);
         if (nb == 1) {
-          if (b)
-            for (int64_t l = 0; l < L; ++l) yo[l] += bo;
+          for (int64_t l = 0; l < L; ++l) yo[l] += bo;
         } else {
           const T* src = tmp + o * BL + n * L;
           for (int64_t l = 0; l < L; ++l) yo[l] = src[l] + bo;
         }
       }
   }
-  if (std::getenv("PYCNN_CONV_PROFILE")) std::fprintf(stderr, "fwd B=%ld im2col %.3f gemm %.3f reorder %.3f\n", (long)B, t_i, t_g, t_r);
 }
 
 template <class T>
-void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s) {
+void backward_chunked(const T* dy, const T* x, const T* w, T* dx, T* dw, const Conv2dShape& s) {
   const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, Cg = s.Cg, CK = s.CK;
   const int64_t HW = s.H * s.W;
-  if (db) {  // db[o] = sum over n, then l, of dy[n, o, l]
-#pragma omp parallel for schedule(static) if (N * O * L > kParallelGrain)
-    for (int64_t o = 0; o < O; ++o) {
-      FixedSum<T> acc;
-      for (int64_t n = 0; n < N; ++n) acc.add(dy + (n * O + o) * L, L);
-      db[o] = acc.total();
-    }
-  }
-  if (!dx && !dw) return;
-  if (N == 0) {
-    if (dw) std::fill(dw, dw + O * CK, T(0));
-    return;
-  }
   if (s.pointwise()) {
     for (int64_t n = 0; n < N; ++n)
       for (int64_t g = 0; g < G; ++g) {
@@ -388,6 +474,55 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
       cpu::col2im<T>(cols, dx + n0 * C * HW, s, nb, L, BL);
     }
   }
+}
+
+}  // namespace
+
+template <class T>
+void im2col(const T* x, T* cols, const Conv2dShape& s, int64_t nb, int64_t ss, int64_t rs) {
+  const int64_t C = s.C, HW = s.H * s.W, KK = s.kh * s.kw;
+#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain)
+  for (int64_t n = 0; n < nb; ++n)
+    for (int64_t c = 0; c < C; ++c) im2col_plane(x + (n * C + c) * HW, cols + n * ss + c * KK * rs, rs, s);
+}
+
+template <class T>
+void col2im(const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t ss, int64_t rs) {
+  const int64_t C = s.C, HW = s.H * s.W, KK = s.kh * s.kw;
+#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain)
+  for (int64_t n = 0; n < nb; ++n)
+    for (int64_t c = 0; c < C; ++c) col2im_plane(cols + n * ss + c * KK * rs, rs, dx + (n * C + c) * HW, s);
+}
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
+  if (s.N == 0) return;
+  if (per_sample(s))
+    forward_per_sample(x, w, b, y, s);
+  else
+    forward_chunked(x, w, b, y, s);
+}
+
+template <class T>
+void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s) {
+  const int64_t N = s.N, O = s.O, L = s.L;
+  if (db) {  // db[o] = sum over n, then l, of dy[n, o, l]
+#pragma omp parallel for schedule(static) if (N * O * L > kParallelGrain)
+    for (int64_t o = 0; o < O; ++o) {
+      FixedSum<T> acc;
+      for (int64_t n = 0; n < N; ++n) acc.add(dy + (n * O + o) * L, L);
+      db[o] = acc.total();
+    }
+  }
+  if (!dx && !dw) return;
+  if (N == 0) {
+    if (dw) std::fill(dw, dw + O * s.CK, T(0));
+    return;
+  }
+  if (per_sample(s))
+    backward_per_sample(dy, x, w, dx, dw, s);
+  else
+    backward_chunked(dy, x, w, dx, dw, s);
 }
 
 #define PYCNN_INSTANTIATE(T)                                                                              \

@@ -143,15 +143,21 @@ class ModelCheckpoint(Callback):
     `path` may hold `str.format` fields filled from the epoch (1-based) and the logs, e.g.
     "ckpt-{epoch:02d}-{val_loss:.3f}.safetensors". Each file is written to `path + ".tmp"`,
     flushed to disk and renamed over `path`, so a crash never leaves half a file.
+
+    The file is a plain weights file (`pc.load(path)`, `pc.io.load_into(model, path)`). With
+    `save_training_state=True` (the default) its metadata also holds the epoch, history, random
+    state and scheduler state, and the optimizer's buffers go to `path + ".optim"`, so that
+    `trainer.fit(..., resume_from=path)` continues the run exactly.
     """
 
     def __init__(self, path: Any, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto",
-                 verbose: int = 0) -> None:
+                 save_training_state: bool = True, verbose: int = 0) -> None:
         super().__init__()
         self.path = os.fspath(path)
         self.monitor = str(monitor)
         self.save_best_only = bool(save_best_only)
         self.mode = _resolve_mode(mode, self.monitor, "ModelCheckpoint")
+        self.save_training_state = bool(save_training_state)
         self.verbose = verbose
         self.best = math.inf if self.mode == "min" else -math.inf
         self.last_saved: Optional[str] = None
@@ -166,14 +172,17 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: cannot fill the path {self.path!r} from epoch and logs "
                              f"{sorted(logs)}: {e}") from None
 
-    def _save(self, path: str) -> None:
+    def _save(self, path: str, epoch: Optional[int] = None) -> None:
         from .. import io as pio  # late import: io is optional for training itself
 
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         tmp = path + ".tmp"
         try:
-            pio.save(self.model, tmp)
+            meta = None
+            if self.save_training_state and self.trainer is not None:
+                meta = self.trainer._write_training_state(path, epoch)
+            pio.save(self.model, tmp, metadata=meta)
             with open(tmp, "rb+") as f:
                 f.flush()
                 os.fsync(f.fileno())
@@ -205,6 +214,6 @@ class ModelCheckpoint(Callback):
                 return
             self.best = float(current)
         path = self._format(epoch, logs)
-        self._save(path)
+        self._save(path, epoch)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved the model to {path}", file=sys.stdout)

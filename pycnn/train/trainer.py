@@ -13,14 +13,18 @@ the epoch and the first bad batch.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import sys
 import time
+import uuid
+from collections import Counter
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import _core
+from .. import _core, _random
 from ..data.loader import DataLoader, TensorDataset
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
 from .callbacks import Callback
@@ -59,8 +63,32 @@ def _is_array_like(a: Any) -> bool:
     return isinstance(a, (np.ndarray, Tensor, list, tuple)) or hasattr(a, "_pycnn_parameter_data")
 
 
-class _Interrupted(Exception):
-    pass
+def _jsonable(o: Any) -> Any:
+    """Marks the values JSON would silently change (a Counter's int keys become strings)."""
+    if isinstance(o, Counter):
+        return {"__counter__": [[_jsonable(k), v] for k, v in o.items()]}
+    if isinstance(o, dict):
+        return {k: _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    return o
+
+
+def _json_default(o: Any) -> Any:
+    """JSON for the few non-JSON values in scheduler / optimizer / random state."""
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"save_checkpoint: cannot store a {type(o).__name__} in the training state")
+
+
+def _json_hook(d: Dict[str, Any]) -> Any:
+    if set(d) == {"__counter__"}:
+        return Counter({k: v for k, v in d["__counter__"]})
+    return d
 
 
 class Trainer:
@@ -76,6 +104,7 @@ class Trainer:
     """
 
     log_every: int = 10
+    _last_rate: float = 0.0
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any = ("accuracy",), device: Any = None,
                  scheduler: Any = None) -> None:
@@ -224,14 +253,16 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, batch_size: int = 32, epochs: int = 1, validation_data: Any = None,
             shuffle: bool = True, callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
-            validation_batch_size: Optional[int] = None) -> History:
+            validation_batch_size: Optional[int] = None, resume_from: Any = None) -> History:
         """Train for `epochs` epochs; returns a `History`.
 
         `x`, `y`: arrays/Tensors (shuffled each epoch when `shuffle`, batches of `batch_size`), or
         `x` a `pycnn.data.DataLoader` yielding (x, y) batches (then `batch_size` and `shuffle` come
         from the loader). `validation_data`: (x_val, y_val) or a loader, evaluated after each epoch.
         `verbose`: 0 silent, 1 a progress bar per epoch, 2 one line per epoch. Ctrl-C stops training
-        cleanly and returns the history of the completed epochs.
+        cleanly and returns the history of the completed epochs. `resume_from`: a checkpoint written
+        by `ModelCheckpoint` (or `save_checkpoint`): weights, optimizer and scheduler state, random
+        state and history are restored and training continues after the saved epoch up to `epochs`.
         """
         who = "fit"
         if not _is_int(epochs) or epochs < 0:
@@ -269,6 +300,8 @@ class Trainer:
                 verbose = 2
 
         history = History()
+        if resume_from is not None:
+            initial_epoch = self.load_checkpoint(resume_from, history)
         steps = len(loader) if hasattr(loader, "__len__") else None
         history.params = {"epochs": epochs, "steps": steps, "verbose": verbose,
                           "batch_size": getattr(loader, "batch_size", batch_size)}
@@ -292,6 +325,7 @@ class Trainer:
                                dynamic_ncols=True, file=sys.stderr)
                     state["bar"] = bar
                 logs = self._train_epoch(loader, epoch, bar)
+                rate = self._last_rate
                 if val_loader is not None:
                     vloss, vacc = self._eval_loop(val_loader, "fit (validation)")
                     logs["val_loss"] = vloss
@@ -303,11 +337,12 @@ class Trainer:
                 history._record(epoch, logs)
                 train_logs = dict(logs)
                 if bar is not None:
-                    bar.set_postfix_str(self._format_logs(logs, bar=True), refresh=False)
+                    bar.set_postfix_str(self._format_logs(logs, bar=True) + f", {rate:.0f} samples/s", refresh=False)
                     bar.close()
                     state["bar"] = None
                 elif verbose == 2:
-                    print(f"Epoch {epoch + 1}/{epochs} - {elapsed:.1f}s - {self._format_logs(logs)}", flush=True)
+                    print(f"Epoch {epoch + 1}/{epochs} - {elapsed:.1f}s - {rate:.0f} samples/s - "
+                          f"{self._format_logs(logs)}", flush=True)
                 self._step_scheduler(logs)
                 for cb in cbs:
                     cb.on_epoch_end(epoch, dict(logs))
@@ -332,6 +367,84 @@ class Trainer:
         for cb in cbs:
             cb.on_train_end(train_logs)
         return history
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: Any, epoch: Optional[int] = None) -> None:
+        """Write the weights to `path` (a plain pycnn weights file, loadable with `pc.load`) with the
+        training state in its metadata, and the optimizer's buffers to `path + ".optim"`;
+        `fit(..., resume_from=path)` continues from there. `epoch`: the last completed epoch
+        (default: the last one in `self.history`). Both files are written atomically."""
+        from .. import io as pio
+
+        path = os.fspath(path)
+        pio.save(self.model, path, metadata=self._write_training_state(path, epoch))
+
+    def _write_training_state(self, path: str, epoch: Optional[int]) -> Dict[str, str]:
+        """Writes the optimizer buffers to `path + ".optim"`; returns the metadata (str -> str) that
+        the weights file at `path` must carry."""
+        from .. import io as pio
+
+        if epoch is None:
+            epoch = self.history.epoch[-1] if self.history is not None and self.history.epoch else -1
+        token = uuid.uuid4().hex
+        state: Dict[str, Any] = {"version": 1, "token": token, "epoch": int(epoch), "rng": _random.get_state(),
+                                 "optimizer": None, "scheduler": None, "history": None}
+        if self.history is not None:
+            state["history"] = {"epoch": list(self.history.epoch), "history": self.history.history}
+        sd_fn = getattr(self.optimizer, "state_dict", None)
+        if callable(sd_fn):
+            sd = sd_fn()
+            tensors: Dict[str, np.ndarray] = {}
+            scalars: Dict[str, Any] = {}
+            for idx, entries in sd["state"].items():
+                for name, v in entries.items():
+                    if isinstance(v, np.ndarray):
+                        tensors[f"state.{int(idx)}.{name}"] = v
+                    else:
+                        scalars[f"{int(idx)}.{name}"] = v
+            state["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
+            pio.save(tensors, path + ".optim", metadata={"pycnn_checkpoint_token": token})
+        if self.scheduler is not None and callable(getattr(self.scheduler, "state_dict", None)):
+            state["scheduler"] = self.scheduler.state_dict()
+        return {"pycnn_training_state": json.dumps(_jsonable(state), default=_json_default)}
+
+    def load_checkpoint(self, path: Any, history: Optional[History] = None) -> int:
+        """Restore what `save_checkpoint` wrote; returns the epoch to continue from (0-based).
+        `history`, when given, receives the saved epochs."""
+        from .. import io as pio
+
+        path = os.fspath(path)
+        raw = pio.load_metadata(path).get("pycnn_training_state")
+        if raw is None:
+            raise ValueError(f"resume_from: {path!r} holds weights only, no training state; load it with "
+                             "pc.io.load_into(model, path), or write checkpoints with ModelCheckpoint / "
+                             "Trainer.save_checkpoint")
+        state = json.loads(raw, object_hook=_json_hook)
+        self.model.load_state_dict(pio.load(path))
+        opt_state = state.get("optimizer")
+        if opt_state is not None and callable(getattr(self.optimizer, "load_state_dict", None)):
+            side = path + ".optim"
+            if not os.path.exists(side):
+                raise FileNotFoundError(f"resume_from: the optimizer state {side!r} next to {path!r} is missing")
+            if pio.load_metadata(side).get("pycnn_checkpoint_token") != state["token"]:
+                raise ValueError(f"resume_from: {side!r} does not belong to {path!r} (an interrupted save?); "
+                                 "use an older checkpoint")
+            sd: Dict[str, Any] = {"state": {}, "param_groups": opt_state["param_groups"]}
+            for key, t in pio.load(side).items():
+                _, idx, name = key.split(".", 2)
+                sd["state"].setdefault(int(idx), {})[name] = t.numpy()
+            for key, v in opt_state.get("scalars", {}).items():
+                idx, name = key.split(".", 1)
+                sd["state"].setdefault(int(idx), {})[name] = v
+            self.optimizer.load_state_dict(sd)
+        if state.get("scheduler") is not None and self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        _random.set_state(state["rng"])
+        saved = state.get("history")
+        if history is not None and saved:
+            for i, e in enumerate(saved["epoch"]):
+                history._record(e, {k: v[i] for k, v in saved["history"].items()})
+        return int(state["epoch"]) + 1
 
     def _current_lr(self) -> Optional[float]:
         groups = getattr(self.optimizer, "param_groups", None)
@@ -403,6 +516,7 @@ class Trainer:
         self._check_finite(loss_sum, window, epoch, who)
         if bar is not None and pending:
             bar.update(pending)
+        self._last_rate = seen / max(time.perf_counter() - t0, 1e-9)
         logs = {"loss": loss_sum.item() / seen}
         if track_acc:
             logs["accuracy"] = correct.item() / seen

@@ -1,0 +1,12 @@
+"""Shared pytest hooks (keep this file tiny)."""
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The number of fuzz cases tests/test_fuzz.py ran (it publishes its counter on the config)."""
+    counts = getattr(config, "_pycnn_fuzz_counts", None)
+    if counts:
+        ops = sum(counts[k] for k in ("conv2d", "max_pool2d", "avg_pool2d", "linear"))
+        files = sum(counts[k] for k in ("safetensors_random", "safetensors_mutated"))
+        terminalreporter.write_line(f"pycnn fuzz: {ops} op cases (conv2d {counts['conv2d']}, max_pool2d "
+                                    f"{counts['max_pool2d']}, avg_pool2d {counts['avg_pool2d']}, linear "
+                                    f"{counts['linear']}), {files} safetensors cases")
