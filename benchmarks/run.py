@@ -104,6 +104,8 @@ def machine_info(threads: int, torch_mod: Any = None) -> Dict[str, Any]:
         "pycnn_blas_core": bi.get("blas_core"),
         "pycnn_num_threads": pc.get_num_threads(),
         "loadavg": _loadavg(),
+        "scheduler": _scheduler(),
+        "git": _git(),
     }
     try:
         cfg = np.show_config(mode="dicts")
@@ -131,6 +133,32 @@ def _loadavg() -> Optional[List[float]]:
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
+        return None
+
+
+def _git() -> Optional[Dict[str, Any]]:
+    """The checkout's commit and whether it had uncommitted changes (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _scheduler() -> Optional[str]:
+    """The process's CPU scheduling policy (a shared machine may be measured under `chrt -f`)."""
+    try:
+        pol = os.sched_getscheduler(0)
+        names = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}
+        prio = os.sched_getparam(0).sched_priority
+        return names.get(pol, str(pol)) + (f" priority {prio}" if prio else "") + f", nice {os.nice(0)}"
+    except (AttributeError, OSError):
         return None
 
 
@@ -522,9 +550,14 @@ def select_cases(cases: List[Case], spec: Optional[str]) -> List[Case]:
 # timing
 # ----------------------------------------------------------------------------------------------
 def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float,
-            budget: float = float("inf")) -> Dict[str, Dict[str, Any]]:
+            budget: float = float("inf"), cooldown: float = 0.0) -> Dict[str, Dict[str, Any]]:
     """Median seconds per call of each implementation. `budget` (seconds) caps the rounds of a
-    slow case (never below 3), so that a loaded or slow machine still finishes."""
+    slow case (never below 3), so that a loaded or slow machine still finishes.
+
+    `cooldown` seconds of sleep before every sample: the thread pools of the implementation that
+    ran before (OpenBLAS workers spin ~0.1 s after a call, OpenMP workers spin too) would
+    otherwise still occupy the cores while the next implementation starts, which penalises
+    whichever implementation follows another thread pool in the rotation."""
     order = [k for k in IMPLS if k in impls]
     inner: Dict[str, int] = {}
     per_call: Dict[str, float] = {}
@@ -554,6 +587,8 @@ def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float,
                     im.reset()
                 n = inner[k]
                 fn = im.fn
+                if cooldown > 0:
+                    time.sleep(cooldown)
                 t0 = time.perf_counter()
                 for _ in range(n):
                     fn()
@@ -584,7 +619,7 @@ def blas_peak(env: Dict[str, Any], repeats: int) -> Dict[str, Any]:
     if torch is not None:
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         impls["torch"] = Impl(lambda: ta @ tb.T)
-    res = measure(impls, repeats=repeats, warmup=2, min_time=0.05)
+    res = measure(impls, repeats=repeats, warmup=2, min_time=0.05, cooldown=env.get("cooldown", 0.0))
     flops = 2.0 * n ** 3
     return {"size": f"{n}x{n} @ ({n}x{n})^T", "how": "pycnn: _core.linear_forward (blas::gemm door)",
             "gflops": {k: flops / (v["ms"] * 1e-3) / 1e9 for k, v in res.items()},
@@ -625,11 +660,17 @@ def markdown(report: Dict[str, Any]) -> str:
            if m.get("torch") else ""),
         f"- LeNet-5 model: {report.get('lenet_source', '-')}; optimizer: {report.get('sgd_source', '-')}",
         f"- Timing: median of {report['settings']['repeats']} interleaved samples after warm-up, each sample "
-        f">= {report['settings']['min_time_s'] * 1e3:.0f} ms of back-to-back calls"
+        f">= {report['settings']['min_time_s'] * 1e3:.0f} ms of back-to-back calls after "
+        f"{report['settings']['cooldown_s'] * 1e3:.0f} ms idle"
         + (" (--quick)" if report["settings"]["quick"] else ""),
         f"- Load average (1 min) at start / end: {(report.get('loadavg_start') or ['?'])[0]} / "
         f"{(m.get('loadavg') or ['?'])[0]} on {cpu.get('usable_cpus')} cores"
-        + (" -- the machine was busy: treat the timings with suspicion" if _busy(report) else " (idle machine)"),
+        + ((" -- other work was running: the benchmark ran at real-time priority (below), expect run-to-run "
+            "noise of ~10-20%" if _realtime(m) else " -- the machine was busy: treat the timings with suspicion")
+           if _busy(report) else " (idle machine)"),
+        f"- Scheduling: {m.get('scheduler')}"
+        + (" (real-time: other processes could not preempt the benchmark, except in the kernel's 5% RT throttle)"
+           if _realtime(m) else ""),
         f"- Agreement checked before timing: all implementations within rtol {report['settings']['rtol']:g} "
         f"of pycnn (worst relative error {report['worst_check_error']:.2e})",
         "",
@@ -652,6 +693,10 @@ def markdown(report: Dict[str, Any]) -> str:
     lines += ["", "GFLOP/s = 2 x MACs / time; conv forward MACs = N*O*OH*OW*C/g*kh*kw, fwd+bwd = 3x forward; "
                   "LeNet step: all conv and linear MACs x 3."]
     return "\n".join(lines) + "\n"
+
+
+def _realtime(meta: Dict[str, Any]) -> bool:
+    return any(p in str(meta.get("scheduler")) for p in ("SCHED_FIFO", "SCHED_RR"))
 
 
 def _busy(report: Dict[str, Any]) -> bool:
@@ -679,6 +724,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--min-time", type=float, help="seconds per sample (default 0.05, quick 0.005)")
     p.add_argument("--case-budget", type=float, help="seconds of timed rounds per case at most (default 15, "
                                                      "quick 2); at least 3 rounds are always run")
+    p.add_argument("--cooldown", type=float, help="seconds of idle before every sample, so that the previous "
+                                                  "implementation's spinning thread pools are asleep (default 0.15, "
+                                                  "quick 0.02)")
     p.add_argument("--rtol", type=float, default=1e-4, help="agreement tolerance (relative to max |pycnn|)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--no-blas-peak", action="store_true", help="skip the 1024^3 SGEMM reference")
@@ -724,8 +772,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     repeats = args.repeats or (3 if args.quick else 9)
     min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05)
     warmup = 1 if args.quick else 3
+    cooldown = args.cooldown if args.cooldown is not None else (0.02 if args.quick else 0.15)
     budget = args.case_budget if args.case_budget is not None else (2.0 if args.quick else 15.0)
-    env: Dict[str, Any] = {"pc": pc, "F": F, "torch": torch, "rtol": args.rtol}
+    env: Dict[str, Any] = {"pc": pc, "F": F, "torch": torch, "rtol": args.rtol, "cooldown": cooldown}
     cases = select_cases(all_cases(), args.cases)
     t_start = time.perf_counter()
     load_start = _loadavg()
@@ -750,7 +799,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     peak_pc = peak["gflops"]["pycnn"] if peak else None
     rows = []
     for c, impls in built:
-        res = measure(impls, repeats, warmup, min_time, budget)
+        res = measure(impls, repeats, warmup, min_time, budget, cooldown)
         ms = {k: v["ms"] for k, v in res.items()}
         row: Dict[str, Any] = {"name": c.name, "desc": c.desc, "ms": ms, "detail": res, "flops": c.flops,
                                "check_max_rel_err": check_errs[c.name]}
@@ -766,7 +815,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     report = {
         "meta": machine_info(args.threads, torch),
-        "settings": {"repeats": repeats, "warmup": warmup, "min_time_s": min_time, "case_budget_s": budget, "quick": bool(args.quick),
+        "settings": {"repeats": repeats, "warmup": warmup, "min_time_s": min_time, "case_budget_s": budget, "cooldown_s": cooldown, "quick": bool(args.quick),
                      "rtol": args.rtol, "cases": args.cases, "sgd": {"lr": SGD_LR, "momentum": SGD_MOMENTUM}},
         "lenet_source": env.get("lenet_source"),
         "sgd_source": env.get("sgd_source"),
@@ -782,7 +831,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         mpath = jpath.with_suffix(".md") if jpath.suffix == ".json" else Path(str(jpath) + ".md")
     else:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        stem = f"cpu-{_dt.date.today().isoformat()}-{host_tag()}"
+        stem = f"cpu-{_dt.date.today().isoformat()}-{host_tag()}-t{args.threads}"
         jpath, mpath = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
     jpath.parent.mkdir(parents=True, exist_ok=True)
     jpath.write_text(json.dumps(report, indent=1, default=float) + "\n")

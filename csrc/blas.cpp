@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <mutex>
@@ -103,7 +104,7 @@ void gemm_blocks(F&& call, bool ta, bool tb, int64_t M, int64_t N, int64_t K, co
                  int64_t ldb, T* C, int64_t ldc) {
   int threads = 1;
 #ifdef _OPENMP
-  if (!omp_in_parallel() && static_cast<double>(M) * N * K >= kParallelMacs) threads = omp_get_max_threads();
+  if (!omp_in_parallel() && static_cast<double>(M) * N * K >= kParallelMacs) threads = cpu::num_threads();
 #endif
   // Each thread computes a block of rows or of columns of C with a single-threaded BLAS call. Every
   // element of C is still one dot product over K in BLAS's fixed order, so results do not depend on
@@ -167,9 +168,21 @@ void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alph
 
 namespace pycnn::cpu {
 
+namespace {
+std::atomic<int> g_threads{0};  // 0: OpenMP's default (OMP_NUM_THREADS or the core count)
+}  // namespace
+
+void apply_thread_setting() {
+#ifdef _OPENMP
+  const int n = g_threads.load(std::memory_order_relaxed);
+  if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+#endif
+}
+
 int num_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  const int n = g_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
 #else
   return 1;
 #endif
@@ -177,9 +190,8 @@ int num_threads() {
 
 void set_num_threads(int n) {
   PYCNN_CHECK(n >= 1, ValueError, "set_num_threads: expected n >= 1, got ", n);
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
+  g_threads = n;
+  apply_thread_setting();
 }
 
 }  // namespace pycnn::cpu

@@ -168,7 +168,8 @@ Tensor Tensor::reshape(const Shape& shape) const {
       infer = static_cast<int64_t>(i);
     } else {
       PYCNN_CHECK(s[i] >= 0, ValueError, "reshape: invalid size in ", shape_str(shape));
-      known *= s[i];
+      if (__builtin_mul_overflow(known, s[i], &known))
+        throw OutOfMemory(cat("reshape: a tensor of shape ", shape_str(shape), " is too large"));
     }
   }
   if (infer >= 0) {

@@ -92,6 +92,16 @@ SPECIAL = [
          b=np.ones(3), stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=1),  # chunks of 5: 5+5+2
     dict(x=np.random.default_rng(9).standard_normal((3, 2, 66, 66)), w=np.random.default_rng(10).standard_normal((2, 1, 3, 3)),
          b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=2),  # 64x64 output: one sample a chunk
+    # Large batches of small planes: several samples share one GEMM, a last item of one sample,
+    # dW partial sums over several blocks.
+    dict(x=np.random.default_rng(11).standard_normal((40, 3, 6, 7)), w=np.random.default_rng(12).standard_normal((4, 3, 3, 3)),
+         b=np.ones(4), stride=(1, 1), padding=(1, 0, 1, 2), dilation=(1, 1), groups=1),
+    dict(x=np.random.default_rng(13).standard_normal((37, 4, 5, 5)), w=np.random.default_rng(14).standard_normal((6, 2, 2, 2)),
+         b=None, stride=(2, 2), padding=(0, 1, 1, 0), dilation=(1, 1), groups=2),
+    dict(x=np.random.default_rng(15).standard_normal((48, 6, 3, 3)), w=np.random.default_rng(16).standard_normal((4, 6, 1, 1)),
+         b=np.arange(4.0), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1),  # 1x1, batched
+    dict(x=np.random.default_rng(17).standard_normal((33, 4, 4, 4)), w=np.random.default_rng(18).standard_normal((8, 1, 3, 3)),
+         b=np.ones(8), stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=4),  # depthwise x2
 ]
 
 
@@ -192,7 +202,7 @@ def test_backward_matches_reference(c):
     assert_close(db, rdb)
 
 
-@pytest.mark.parametrize("c", CONFIGS[:8] + SPECIAL[:4], ids=ids(CONFIGS[:8] + SPECIAL[:4]))
+@pytest.mark.parametrize("c", CONFIGS[:8] + SPECIAL, ids=ids(CONFIGS[:8] + SPECIAL))
 def test_backward_float32(c):
     y = ref.conv2d(c["x"], c["w"], c["b"], **geom(c))
     dy = np.random.default_rng(0).standard_normal(y.shape)
@@ -217,7 +227,8 @@ def test_backward_numeric_grad(c):
 
 
 @pytest.mark.parametrize("need", [(a, b_, c) for a in (0, 1) for b_ in (0, 1) for c in (0, 1)])
-@pytest.mark.parametrize("c", [CONFIGS[3], SPECIAL[0], SPECIAL[3]], ids=ids([CONFIGS[3], SPECIAL[0], SPECIAL[3]]))
+@pytest.mark.parametrize("c", [CONFIGS[3], SPECIAL[0], SPECIAL[3], SPECIAL[6]],
+                         ids=ids([CONFIGS[3], SPECIAL[0], SPECIAL[3], SPECIAL[6]]))
 def test_need_flags(c, need):
     need = tuple(bool(v) for v in need)
     y = ref.conv2d(c["x"], c["w"], None, **geom(c))
@@ -244,7 +255,7 @@ def test_need_flags_default_true():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_backward_is_deterministic(dtype):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((9, 8, 20, 21))
+    x = rng.standard_normal((35, 8, 9, 10))
     w = rng.standard_normal((12, 4, 3, 3))
     g = dict(stride=(1, 2), padding=(1, 2, 0, 1), dilation=(2, 1), groups=2)
     dy = rng.standard_normal(ref.conv2d(x, w, **g).shape)
@@ -258,9 +269,29 @@ def test_backward_is_deterministic(dtype):
     assert y1.tobytes() == y2.tobytes()
 
 
+@pytest.mark.parametrize("c", [CONFIGS[5], SPECIAL[3], SPECIAL[5], SPECIAL[6]], ids=ids([CONFIGS[5], SPECIAL[3], SPECIAL[5], SPECIAL[6]]))
+def test_thread_count_does_not_change_results(c):
+    """The schedule (items, dW blocks) depends on the shape only; one thread or two agree."""
+    y = ref.conv2d(c["x"], c["w"], None, **geom(c))
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    old = pc.get_num_threads()
+    try:
+        out = {}
+        for nt in (1, 2):
+            pc.set_num_threads(nt)
+            out[nt] = (conv(c["x"], c["w"], c["b"], **geom(c)),) + conv_bwd(dy, c["x"], c["w"], **geom(c))
+            again = (conv(c["x"], c["w"], c["b"], **geom(c)),) + conv_bwd(dy, c["x"], c["w"], **geom(c))
+            for a, b in zip(out[nt], again):
+                assert a.tobytes() == b.tobytes()
+    finally:
+        pc.set_num_threads(old)
+    for a, b in zip(out[1], out[2]):
+        assert_close(a, b, rtol=1e-12)
+
+
 def test_two_python_threads():
     """Each thread has its own workspace: concurrent convolutions of different sizes stay right."""
-    jobs = [CONFIGS[i] for i in range(6)] + SPECIAL[3:4]
+    jobs = [CONFIGS[i] for i in range(6)] + SPECIAL[3:4] + SPECIAL[5:7]
     want = [ref.conv2d(c["x"], c["w"], c["b"], **geom(c)) for c in jobs]
     errors = []
 

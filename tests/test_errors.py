@@ -455,7 +455,7 @@ def _stderr_summary(err):
     return "\n".join(key[:10] + ["..."] + [err[-1500:]]) if key else err[-3000:]
 
 
-def run_cases(cases):
+def run_cases(cases, echo=None):
     """{name: outcome} running `cases` in child processes; a child that dies marks the running case
     as crashed (with its exit status and stderr tail) and a new child resumes after it."""
     results = {}
@@ -463,10 +463,10 @@ def run_cases(cases):
     while todo:
         proc = subprocess.run([sys.executable, "-c", PRELUDE], input=json.dumps(todo), capture_output=True,
                               text=True, env=_child_env(), timeout=CHILD_TIMEOUT, cwd=PKG_ROOT)
-        if SANITIZER_REPORT.search(proc.stderr):
-            # under tools/sanitize_check.sh: show the child's report on the real stderr even when the
+        if echo is not None and SANITIZER_REPORT.search(proc.stderr):
+            # under tools/sanitize_check.sh: show the child's report on the terminal even when the
             # case is an expected failure (xfail), so that the script sees every report
-            os.write(2, ("\n[test_errors child sanitizer report]\n" + proc.stderr + "\n").encode())
+            echo("\n[test_errors child sanitizer report]\n" + proc.stderr + "\n")
         started = None
         for line in proc.stdout.splitlines():
             if line.startswith("@@START "):
@@ -490,8 +490,18 @@ def run_cases(cases):
 
 
 @pytest.fixture(scope="module")
-def outcomes():
-    return run_cases(CASES)
+def outcomes(request):
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+
+    def echo(text):  # past pytest's output capture
+        if capman is None:
+            sys.stderr.write(text)
+            return
+        with capman.global_and_fixture_disabled():
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    return run_cases(CASES, echo)
 
 
 def _param(c):

@@ -125,6 +125,7 @@ Tensor from_dlpack_capsule(py::capsule cap) {
   Shape shape(d.shape, d.shape + d.ndim);
   Shape strides = d.strides ? Shape(d.strides, d.strides + d.ndim) : contiguous_strides(shape);
   const int64_t n = checked_numel(shape, "from_dlpack");
+  if (dev.is_cuda()) cuda_runtime::synchronize(dev.index);  // the producer's pending work, conservatively
   PyCapsule_SetName(cap.ptr(), "used_dltensor");
   auto st = std::make_shared<Storage>(static_cast<char*>(d.data) + d.byte_offset, static_cast<size_t>(n) * dtype_size(dt),
                                       dev, [m]() { if (m->deleter) m->deleter(m); });
@@ -211,7 +212,11 @@ PYCNN_BINDINGS(0, tensor) {
         if (!copy.is_none() && copy.cast<bool>() && on_cpu) a = a.attr("copy")();
         return a;
       }, py::arg("dtype") = py::none(), py::arg("copy") = py::none())
-      .def("__dlpack__", [](const Tensor& t, py::kwargs) { return to_dlpack(t.contiguous()); })
+      .def("__dlpack__", [](const Tensor& t, py::kwargs) {
+        // pycnn's kernels run on its own stream: finish them before another library reads the memory.
+        if (t.device().is_cuda()) cuda_runtime::synchronize(t.device().index);
+        return to_dlpack(t.contiguous());
+      })
       .def("__dlpack_device__", [](const Tensor& t) {
         return py::make_tuple(t.device().is_cuda() ? int(kDLCUDA) : int(kDLCPU), t.device().is_cuda() ? t.device().index : 0);
       })

@@ -171,24 +171,24 @@ Tensor im2col(const Tensor& x_, int64_t kh, int64_t kw, const Conv2dParams& p_) 
 
 // ============================================================================ CPU kernels
 //
-// Two schedules, chosen per layer (see `per_sample`):
-//  * per sample, for small layers (LeNet-size): one OpenMP loop over samples; each thread
-//    unfolds one sample into its own slice of the workspace and runs that sample's GEMMs, which
-//    are below OpenBLAS's threading threshold so BLAS stays on the calling thread. One parallel
-//    region per call, no reordering, no hand-over between thread pools.
-//  * chunked, for large layers (VGG-size): a chunk of samples is unfolded side by side (OpenMP),
-//    one GEMM per group covers the chunk (BLAS threads), then the result is reordered to NCHW.
-// Reductions (dW, db) always add in an order fixed by the shape alone, never by the threads.
+// Schedule. The batch is cut into items of `nb` consecutive samples (nb is a function of the
+// shape only; 1 for most layers, a few when one sample has few output positions, so that a GEMM
+// still gets enough columns). One OpenMP loop runs over the items; each thread unfolds its item
+// into its own slice of the workspace (column matrix (R, nb*L)), runs the item's GEMMs (one per
+// group) and writes its samples of the output. So a call has a single parallel region and no
+// hand-over between OpenMP and BLAS threads at every step (with 2 cores that hand-over costs more
+// than the small layers' whole run). GEMMs that are large enough still thread inside OpenBLAS
+// (e.g. a batch of one). Reductions (dW, db) add in an order fixed by the shape, never by the
+// threads: results repeat bit for bit.
 namespace cpu {
 namespace {
 
 constexpr int64_t kParallelGrain = 1 << 15;         // elements below which threads cost more than they save
-constexpr size_t kMaxWorkspace = size_t(64) << 20;  // bytes of scratch one conv2d call may hold
-constexpr int64_t kChunkBytes = int64_t(1) << 20;   // column matrix of one chunk: about the L2 cache
-// OpenBLAS runs a GEMM on the calling thread when M*N*K <= SMP_THRESHOLD_MIN (65536) *
-// GEMM_MULTITHREAD_THRESHOLD (4) (interface/gemm.c); such GEMMs may run inside our own loop.
-constexpr double kBlasSingleThreadMNK = 65536.0 * 4.0;
-constexpr int64_t kMaxBlocks = 16;  // per-sample backward: dW partial sums over at most this many sample blocks
+constexpr size_t kMaxWorkspace = size_t(64) << 20;  // scratch bytes one call aims to stay within
+constexpr int64_t kChunkBytes = int64_t(1) << 20;   // an item's column matrix: about the L2 cache
+constexpr int64_t kTargetColumns = 512;             // GEMM width nb*L worth batching samples for
+constexpr int64_t kMinItems = 16;                   // keep at least this many items for load balance
+constexpr int64_t kMaxBlocks = 16;                  // dW partial sums (see backward)
 
 int max_threads() {
 #ifdef _OPENMP
@@ -204,6 +204,13 @@ int thread_id() {
   return 0;
 #endif
 }
+bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return true;
+#endif
+}
 
 // Output columns ow in [lo, hi) whose input column ow*stride + off lies inside [0, size).
 inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
@@ -213,22 +220,33 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
   hi = std::max(lo, std::min(hi, out));
 }
 
-// The per-sample schedule: each sample's GEMMs (Og x L x CK) stay on one thread inside BLAS.
-bool per_sample(const Conv2dShape& s) {
-  if (const char* e = std::getenv("PYCNN_CONV_MODE")) return e[0] == 's';  // DEV ONLY
-  return static_cast<double>(s.Og) * static_cast<double>(s.L) * static_cast<double>(s.CK) <= kBlasSingleThreadMNK;
-}
+// How the batch is cut and how many threads work on it.
+struct Plan {
+  int64_t nb;       // samples per item
+  int64_t items;    // ceil(N / nb)
+  int64_t cols;     // scratch elements per thread: column matrix (R, nb*L)
+  int64_t tmp;      // scratch elements per thread: (O, nb*L) GEMM output / reordered gradient, nb > 1
+  bool direct;      // 1x1 stride-1 unpadded with nb == 1: x[n] is the column matrix
+  int threads;      // OpenMP threads over the items
+};
 
-// Samples per chunk: as many as keep the chunk's column matrix within kChunkBytes (so the GEMM
-// reads it back from cache), at least one; the whole scratch stays within kMaxWorkspace.
-int64_t chunk_samples(const Conv2dShape& s, size_t es) {
-  const int64_t cols_bytes = s.rows() * s.L * static_cast<int64_t>(es);
-  const int64_t scratch_bytes = (s.rows() + s.O) * s.L * static_cast<int64_t>(es);
-  int64_t target = kChunkBytes;
-  if (const char* e = std::getenv("PYCNN_CONV_CHUNK")) target = std::atoll(e);  // DEV ONLY
-  const int64_t want = target / std::max<int64_t>(cols_bytes, 1);
-  const int64_t cap = static_cast<int64_t>(kMaxWorkspace) / std::max<int64_t>(scratch_bytes, 1);
-  return std::clamp<int64_t>(std::min(want, cap), 1, std::max<int64_t>(s.N, 1));
+Plan make_plan(const Conv2dShape& s, size_t es) {
+  Plan p{};
+  const int64_t R = s.rows(), L = s.L, N = std::max<int64_t>(s.N, 1);
+  const int64_t by_cols = (kTargetColumns + L - 1) / L;
+  const int64_t by_bytes = kChunkBytes / std::max<int64_t>(R * L * static_cast<int64_t>(es), 1);
+  const int64_t by_items = std::max<int64_t>(1, N / kMinItems);
+  p.nb = std::clamp<int64_t>(std::min({by_cols, by_bytes, by_items}), 1, N);
+  p.items = (N + p.nb - 1) / p.nb;
+  p.direct = p.nb == 1 && s.pointwise();
+  p.cols = p.direct ? 0 : R * p.nb * L;
+  p.tmp = p.nb > 1 ? s.O * p.nb * L : 0;
+  const int64_t per_thread = (p.cols + p.tmp) * static_cast<int64_t>(es);
+  const int64_t fit = static_cast<int64_t>(kMaxWorkspace) / std::max<int64_t>(per_thread, 1);
+  const int64_t work = s.N * (R + s.O) * L;
+  p.threads = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(fit, p.items), 1, max_threads()));
+  if (work < kParallelGrain || in_parallel()) p.threads = 1;
+  return p;
 }
 
 // Sum of n values in a fixed order (8 interleaved partial sums, combined pairwise): vectorises,
@@ -305,183 +323,14 @@ void col2im_plane(const T* src0, int64_t rs, T* xc, const Conv2dShape& s) {
   }
 }
 
-// ---- per-sample schedule
-template <class T>
-void forward_per_sample(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
-  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK, R = s.rows();
-  const int64_t HW = s.H * s.W, KK = s.kh * s.kw;
-  const bool direct = s.pointwise();  // x[n] already is the column matrix
-  const int nt = max_threads();
-  T* ws = direct ? nullptr : static_cast<T*>(workspace(Device{}, static_cast<size_t>(nt * R * L) * sizeof(T)));
-#pragma omp parallel for schedule(static) if (N * (R + O) * L > kParallelGrain)
-  for (int64_t n = 0; n < N; ++n) {
-    const T* cols = x + n * C * HW;
-    if (!direct) {
-      T* buf = ws + thread_id() * R * L;
-      for (int64_t c = 0; c < C; ++c) im2col_plane(x + (n * C + c) * HW, buf + c * KK * L, L, s);
-      cols = buf;
-    }
-    T* yn = y + n * O * L;
-    for (int64_t g = 0; g < G; ++g)
-      blas::gemm<T>(false, false, Og, L, CK, T(1), w + g * Og * CK, CK, cols + g * CK * L, L, T(0), yn + g * Og * L, L);
-    if (b)
-      for (int64_t o = 0; o < O; ++o) {
-        const T bo = b[o];
-        for (int64_t l = 0; l < L; ++l) yn[o * L + l] += bo;
-      }
-  }
-}
-
-// dW: the samples are cut into at most kMaxBlocks blocks (a function of N only); a block's
-// samples add into its own partial sum in order, then the partials are added in block order.
-template <class T>
-void backward_per_sample(const T* dy, const T* x, const T* w, T* dx, T* dw, const Conv2dShape& s) {
-  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK, R = s.rows();
-  const int64_t HW = s.H * s.W, KK = s.kh * s.kw, WN = O * CK;
-  const bool direct = s.pointwise();
-  const int nt = max_threads();
-  const int64_t per_block = (N + kMaxBlocks - 1) / kMaxBlocks, blocks = (N + per_block - 1) / per_block;
-  const int64_t buf_elems = direct ? 0 : nt * R * L, part_elems = dw ? blocks * WN : 0;
-  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(buf_elems + part_elems) * sizeof(T)));
-  T* parts = ws + buf_elems;
-#pragma omp parallel for schedule(static) if (N * (R + O) * L > kParallelGrain)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    T* buf = direct ? nullptr : ws + thread_id() * R * L;
-    T* part = dw ? parts + blk * WN : nullptr;
-    const int64_t n_end = std::min(N, (blk + 1) * per_block);
-    for (int64_t n = blk * per_block; n < n_end; ++n) {
-      const T* dyn = dy + n * O * L;
-      const T* xn = x + n * C * HW;
-      if (dw) {
-        const T* cols = xn;
-        if (!direct) {
-          for (int64_t c = 0; c < C; ++c) im2col_plane(xn + c * HW, buf + c * KK * L, L, s);
-          cols = buf;
-        }
-        const T beta = n == blk * per_block ? T(0) : T(1);
-        for (int64_t g = 0; g < G; ++g)
-          blas::gemm<T>(false, true, Og, CK, L, T(1), dyn + g * Og * L, L, cols + g * CK * L, L, beta,
-                        part + g * Og * CK, CK);
-      }
-      if (dx) {
-        T* dcols = direct ? dx + n * C * HW : buf;  // (R, L): W_g^T @ dY_g for every group
-        for (int64_t g = 0; g < G; ++g)
-          blas::gemm<T>(true, false, CK, L, Og, T(1), w + g * Og * CK, CK, dyn + g * Og * L, L, T(0),
-                        dcols + g * CK * L, L);
-        if (!direct)
-          for (int64_t c = 0; c < C; ++c) col2im_plane(buf + c * KK * L, L, dx + (n * C + c) * HW, s);
-      }
-    }
-  }
-  if (dw) {
-#pragma omp parallel for schedule(static) if (blocks * WN > kParallelGrain)
-    for (int64_t e = 0; e < WN; ++e) {
-      T acc = parts[e];
-      for (int64_t blk = 1; blk < blocks; ++blk) acc += parts[blk * WN + e];
-      dw[e] = acc;
-    }
-  }
-}
-
-// ---- chunked schedule
-template <class T>
-void forward_chunked(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
-  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, Cg = s.Cg, CK = s.CK;
-  const int64_t HW = s.H * s.W;
-  if (s.pointwise()) {  // y[n]_g = W_g @ x[n]_g, straight into the output
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t g = 0; g < G; ++g)
-        blas::gemm<T>(false, false, Og, L, Cg, T(1), w + g * Og * Cg, Cg, x + (n * C + g * Cg) * HW, HW, T(0),
-                      y + (n * O + g * Og) * L, L);
-    if (b) {
-#pragma omp parallel for collapse(2) schedule(static) if (N * O * L > kParallelGrain)
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t o = 0; o < O; ++o) {
-          T* yo = y + (n * O + o) * L;
-          const T bo = b[o];
-          for (int64_t l = 0; l < L; ++l) yo[l] += bo;
-        }
-    }
-    return;
-  }
-  const int64_t B = chunk_samples(s, sizeof(T)), R = s.rows();
-  T* cols = static_cast<T*>(workspace(Device{}, static_cast<size_t>((R + (B > 1 ? O : 0)) * B * L) * sizeof(T)));
-  T* tmp = cols + R * B * L;  // (O, nb*L) GEMM output of a chunk, when nb > 1
-  for (int64_t n0 = 0; n0 < N; n0 += B) {
-    const int64_t nb = std::min(B, N - n0), BL = nb * L;
-    cpu::im2col<T>(x + n0 * C * HW, cols, s, nb, L, BL);
-    T* out = nb == 1 ? y + n0 * O * L : tmp;
-    for (int64_t g = 0; g < G; ++g)
-      blas::gemm<T>(false, false, Og, BL, CK, T(1), w + g * Og * CK, CK, cols + g * CK * BL, BL, T(0),
-                    out + g * Og * BL, BL);
-    // (O, nb*L) -> NCHW, adding the bias on the way.
-    if (nb == 1 && !b) continue;
-#pragma omp parallel for collapse(2) schedule(static) if (nb * O * L > kParallelGrain)
-    for (int64_t n = 0; n < nb; ++n)
-      for (int64_t o = 0; o < O; ++o) {
-        T* yo = y + ((n0 + n) * O + o) * L;
-        const T bo = b ? b[o] : T(0);
-        if (nb == 1) {
-          for (int64_t l = 0; l < L; ++l) yo[l] += bo;
-        } else {
-          const T* src = tmp + o * BL + n * L;
-          for (int64_t l = 0; l < L; ++l) yo[l] = src[l] + bo;
-        }
-      }
-  }
-}
-
-template <class T>
-void backward_chunked(const T* dy, const T* x, const T* w, T* dx, T* dw, const Conv2dShape& s) {
-  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, Cg = s.Cg, CK = s.CK;
-  const int64_t HW = s.H * s.W;
-  if (s.pointwise()) {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t g = 0; g < G; ++g) {
-        const T* dyg = dy + (n * O + g * Og) * L;
-        if (dw)
-          blas::gemm<T>(false, true, Og, Cg, L, T(1), dyg, L, x + (n * C + g * Cg) * HW, HW, n == 0 ? T(0) : T(1),
-                        dw + g * Og * Cg, Cg);
-        if (dx)
-          blas::gemm<T>(true, false, Cg, L, Og, T(1), w + g * Og * Cg, Cg, dyg, L, T(0), dx + (n * C + g * Cg) * HW,
-                        HW);
-      }
-    return;
-  }
-  const int64_t B = chunk_samples(s, sizeof(T)), R = s.rows();
-  // cols: the chunk's column matrix for dW, then overwritten by dcols = W^T @ dY for dX.
-  T* cols = static_cast<T*>(workspace(Device{}, static_cast<size_t>((R + (B > 1 ? O : 0)) * B * L) * sizeof(T)));
-  T* tmp = cols + R * B * L;
-  for (int64_t n0 = 0; n0 < N; n0 += B) {
-    const int64_t nb = std::min(B, N - n0), BL = nb * L;
-    const T* dyc = dy + n0 * O * L;  // (O, nb*L) view of the chunk's gradient
-    if (nb > 1) {
-#pragma omp parallel for collapse(2) schedule(static) if (nb * O * L > kParallelGrain)
-      for (int64_t n = 0; n < nb; ++n)
-        for (int64_t o = 0; o < O; ++o) std::memcpy(tmp + o * BL + n * L, dyc + (n * O + o) * L, L * sizeof(T));
-      dyc = tmp;
-    }
-    if (dw) {
-      cpu::im2col<T>(x + n0 * C * HW, cols, s, nb, L, BL);
-      for (int64_t g = 0; g < G; ++g)
-        blas::gemm<T>(false, true, Og, CK, BL, T(1), dyc + g * Og * BL, BL, cols + g * CK * BL, BL,
-                      n0 == 0 ? T(0) : T(1), dw + g * Og * CK, CK);
-    }
-    if (dx) {
-      for (int64_t g = 0; g < G; ++g)
-        blas::gemm<T>(true, false, CK, BL, Og, T(1), w + g * Og * CK, CK, dyc + g * Og * BL, BL, T(0),
-                      cols + g * CK * BL, BL);
-      cpu::col2im<T>(cols, dx + n0 * C * HW, s, nb, L, BL);
-    }
-  }
-}
-
 }  // namespace
 
+// Both run their own OpenMP loop over (sample, channel) planes unless already inside a parallel
+// region (then on the calling thread).
 template <class T>
 void im2col(const T* x, T* cols, const Conv2dShape& s, int64_t nb, int64_t ss, int64_t rs) {
   const int64_t C = s.C, HW = s.H * s.W, KK = s.kh * s.kw;
-#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain)
+#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain && !in_parallel())
   for (int64_t n = 0; n < nb; ++n)
     for (int64_t c = 0; c < C; ++c) im2col_plane(x + (n * C + c) * HW, cols + n * ss + c * KK * rs, rs, s);
 }
@@ -489,25 +338,55 @@ void im2col(const T* x, T* cols, const Conv2dShape& s, int64_t nb, int64_t ss, i
 template <class T>
 void col2im(const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t ss, int64_t rs) {
   const int64_t C = s.C, HW = s.H * s.W, KK = s.kh * s.kw;
-#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain)
+#pragma omp parallel for collapse(2) schedule(static) if (nb * s.rows() * s.L > kParallelGrain && !in_parallel())
   for (int64_t n = 0; n < nb; ++n)
     for (int64_t c = 0; c < C; ++c) col2im_plane(cols + n * ss + c * KK * rs, rs, dx + (n * C + c) * HW, s);
 }
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
-  if (s.N == 0) return;
-  if (per_sample(s))
-    forward_per_sample(x, w, b, y, s);
-  else
-    forward_chunked(x, w, b, y, s);
+  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK;
+  const int64_t HW = s.H * s.W;
+  if (N == 0) return;
+  const Plan p = make_plan(s, sizeof(T));
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(p.threads * (p.cols + p.tmp)) * sizeof(T)));
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.threads > 1)
+  for (int64_t it = 0; it < p.items; ++it) {
+    const int64_t n0 = it * p.nb, m = std::min(p.nb, N - n0), BL = m * L;
+    T* buf = ws + thread_id() * (p.cols + p.tmp);
+    const T* cols = x + n0 * C * HW;  // direct: (C, L) of sample n0
+    if (!p.direct) {
+      cpu::im2col<T>(x + n0 * C * HW, buf, s, m, L, BL);  // (R, m*L)
+      cols = buf;
+    }
+    T* out = m == 1 ? y + n0 * O * L : buf + p.cols;  // (O, m*L)
+    for (int64_t g = 0; g < G; ++g)
+      blas::gemm<T>(false, false, Og, BL, CK, T(1), w + g * Og * CK, CK, cols + g * CK * BL, BL, T(0),
+                    out + g * Og * BL, BL);
+    if (m == 1 && !b) continue;
+    for (int64_t n = 0; n < m; ++n)  // (O, m*L) -> NCHW, adding the bias on the way
+      for (int64_t o = 0; o < O; ++o) {
+        T* __restrict yo = y + ((n0 + n) * O + o) * L;
+        const T bo = b ? b[o] : T(0);
+        if (m == 1) {
+          for (int64_t l = 0; l < L; ++l) yo[l] += bo;
+        } else {
+          const T* __restrict src = out + o * BL + n * L;
+          for (int64_t l = 0; l < L; ++l) yo[l] = src[l] + bo;
+        }
+      }
+  }
 }
 
+// dW = sum over samples of dY[n]_g @ cols[n]_g^T. The items are grouped into at most kMaxBlocks
+// consecutive blocks (a function of the shape only); one thread runs a block's items in order,
+// adding into the block's partial sum, then the partials are added in block order.
 template <class T>
 void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s) {
-  const int64_t N = s.N, O = s.O, L = s.L;
+  const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK;
+  const int64_t HW = s.H * s.W, WN = O * CK;
   if (db) {  // db[o] = sum over n, then l, of dy[n, o, l]
-#pragma omp parallel for schedule(static) if (N * O * L > kParallelGrain)
+#pragma omp parallel for schedule(static) if (N * O * L > kParallelGrain && !in_parallel())
     for (int64_t o = 0; o < O; ++o) {
       FixedSum<T> acc;
       for (int64_t n = 0; n < N; ++n) acc.add(dy + (n * O + o) * L, L);
@@ -516,13 +395,60 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
   }
   if (!dx && !dw) return;
   if (N == 0) {
-    if (dw) std::fill(dw, dw + O * s.CK, T(0));
+    if (dw) std::fill(dw, dw + WN, T(0));
     return;
   }
-  if (per_sample(s))
-    backward_per_sample(dy, x, w, dx, dw, s);
-  else
-    backward_chunked(dy, x, w, dx, dw, s);
+  const Plan p = make_plan(s, sizeof(T));
+  // Partial sums: as many blocks as fit in a quarter of the workspace budget (1 = straight into dw).
+  const int64_t fit = static_cast<int64_t>(kMaxWorkspace / 4) / std::max<int64_t>(WN * sizeof(T), 1);
+  const int64_t want = dw ? std::clamp<int64_t>(std::min<int64_t>(kMaxBlocks, fit), 1, p.items) : p.items;
+  const int64_t per_block = (p.items + want - 1) / want, blocks = (p.items + per_block - 1) / per_block;
+  const int64_t scratch = p.threads * (p.cols + p.tmp), parts_n = dw && blocks > 1 ? blocks * WN : 0;
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(scratch + parts_n) * sizeof(T)));
+  T* parts = ws + scratch;
+  const int threads = static_cast<int>(std::min<int64_t>(p.threads, blocks));
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    T* buf = ws + thread_id() * (p.cols + p.tmp);
+    T* part = dw ? (blocks > 1 ? parts + blk * WN : dw) : nullptr;
+    const int64_t it_end = std::min(p.items, (blk + 1) * per_block);
+    for (int64_t it = blk * per_block; it < it_end; ++it) {
+      const int64_t n0 = it * p.nb, m = std::min(p.nb, N - n0), BL = m * L;
+      const T* dyc = dy + n0 * O * L;  // (O, m*L)
+      if (m > 1) {
+        T* t = buf + p.cols;
+        for (int64_t n = 0; n < m; ++n)
+          for (int64_t o = 0; o < O; ++o) std::memcpy(t + o * BL + n * L, dyc + (n * O + o) * L, L * sizeof(T));
+        dyc = t;
+      }
+      if (dw) {
+        const T* cols = x + n0 * C * HW;
+        if (!p.direct) {
+          cpu::im2col<T>(x + n0 * C * HW, buf, s, m, L, BL);
+          cols = buf;
+        }
+        const T beta = it == blk * per_block ? T(0) : T(1);
+        for (int64_t g = 0; g < G; ++g)
+          blas::gemm<T>(false, true, Og, CK, BL, T(1), dyc + g * Og * BL, BL, cols + g * CK * BL, BL, beta,
+                        part + g * Og * CK, CK);
+      }
+      if (dx) {
+        T* dcols = p.direct ? dx + n0 * C * HW : buf;  // (R, m*L) = W_g^T @ dY_g for every group
+        for (int64_t g = 0; g < G; ++g)
+          blas::gemm<T>(true, false, CK, BL, Og, T(1), w + g * Og * CK, CK, dyc + g * Og * BL, BL, T(0),
+                        dcols + g * CK * BL, BL);
+        if (!p.direct) cpu::col2im<T>(buf, dx + n0 * C * HW, s, m, L, BL);
+      }
+    }
+  }
+  if (parts_n) {
+#pragma omp parallel for schedule(static) if (parts_n > kParallelGrain && !in_parallel())
+    for (int64_t e = 0; e < WN; ++e) {
+      T acc = parts[e];
+      for (int64_t blk = 1; blk < blocks; ++blk) acc += parts[blk * WN + e];
+      dw[e] = acc;
+    }
+  }
 }
 
 #define PYCNN_INSTANTIATE(T)                                                                              \

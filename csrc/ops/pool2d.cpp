@@ -101,8 +101,9 @@ Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& in
   PYCNN_CHECK(dy_.dim() == 4 && dy_.size(0) == input_shape[0] && dy_.size(1) == input_shape[1], ValueError, op,
               ": expected grad_output of shape (", input_shape[0], ", ", input_shape[1],
               ", OH, OW) for input_shape ", shape_str(input_shape), ", got ", shape_str(dy_.shape()));
-  PYCNN_CHECK(am_.shape() == dy_.shape(), ValueError, op, ": expected argmax of shape ", shape_str(dy_.shape()),
-              " (that of grad_output), got ", shape_str(am_.shape()));
+  // argmax is what forward produced, so it fixes the output shape the gradient must have
+  PYCNN_CHECK(am_.shape() == dy_.shape(), ValueError, op, ": expected grad_output of shape ", shape_str(am_.shape()),
+              " (the output of the forward pass), got ", shape_str(dy_.shape()));
   Pool2dGeom g;
   g.planes = input_shape[0] * input_shape[1];
   g.H = input_shape[2];
@@ -216,7 +217,7 @@ inline void covering(int64_t i, int64_t s, int64_t p, int64_t k, int64_t out, in
 template <class T>
 void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  const bool par = g.planes * out_plane * g.kh * g.kw > kParallelGrain;
+  const bool par = static_cast<double>(g.planes) * out_plane * std::min(g.kh, g.H) * std::min(g.kw, g.W) > kParallelGrain;
 #pragma omp parallel for collapse(2) if (par)
   for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -257,7 +258,7 @@ void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g
 template <class T>
 void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  const bool par = g.planes * out_plane * g.kh * g.kw > kParallelGrain;
+  const bool par = static_cast<double>(g.planes) * out_plane * std::min(g.kh, g.H) * std::min(g.kw, g.W) > kParallelGrain;
 #pragma omp parallel for collapse(2) if (par)
   for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t oh = 0; oh < g.OH; ++oh) {
@@ -270,7 +271,7 @@ void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
         T sum = 0;
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
-        y[p * out_plane + oh * g.OW + ow] = sum / static_cast<T>(eh * ew);
+        y[p * out_plane + oh * g.OW + ow] = sum / (static_cast<T>(eh) * static_cast<T>(ew));
       }
     }
 }
@@ -280,7 +281,8 @@ void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
 template <class T>
 void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  const bool par = g.planes * in_plane * ((g.kh + g.sh - 1) / g.sh) * ((g.kw + g.sw - 1) / g.sw) > kParallelGrain;
+  const bool par = static_cast<double>(g.planes) * in_plane * std::min((g.kh + g.sh - 1) / g.sh, g.OH) *
+                       std::min((g.kw + g.sw - 1) / g.sw, g.OW) > kParallelGrain;
 #pragma omp parallel for collapse(2) if (par)
   for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t h = 0; h < g.H; ++h) {
@@ -294,7 +296,7 @@ void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
         for (int64_t oh = oh0; oh <= oh1; ++oh) {
           const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
           for (int64_t ow = ow0; ow <= ow1; ++ow)
-            acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * avg_extent(ow, g.sw, g.pw, g.kw, g.W));
+            acc += dyp[oh * g.OW + ow] / (static_cast<T>(eh) * static_cast<T>(avg_extent(ow, g.sw, g.pw, g.kw, g.W)));
         }
         dx[p * in_plane + h * g.W + w] = acc;
       }

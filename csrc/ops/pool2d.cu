@@ -74,7 +74,7 @@ __global__ void avg_fwd_kernel(const T* x, T* y, Pool2dGeom g, int64_t total) {
     T sum = 0;
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
-    y[k] = sum / static_cast<T>(eh * ew);
+    y[k] = sum / (static_cast<T>(eh) * static_cast<T>(ew));
   }
 }
 
@@ -90,7 +90,7 @@ __global__ void avg_bwd_kernel(const T* dy, T* dx, Pool2dGeom g, int64_t total) 
     for (int64_t oh = oh0; oh <= oh1; ++oh) {
       const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
       for (int64_t ow = ow0; ow <= ow1; ++ow)
-        acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * avg_extent(ow, g.sw, g.pw, g.kw, g.W));
+        acc += dyp[oh * g.OW + ow] / (static_cast<T>(eh) * static_cast<T>(avg_extent(ow, g.sw, g.pw, g.kw, g.W)));
     }
     dx[k] = acc;
   }
