@@ -111,6 +111,8 @@ def _conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, in
             if stride != (1, 1):
                 raise ValueError(f"{fn}: padding='same' is not supported for strided convolutions "
                                  f"(stride={stride}); use an explicit padding")
+            if min(kernel) < 1:  # an empty kernel: let the op's own check name the weight's shape
+                return 0, 0, 0, 0
             return same_padding(kernel, dilation)
         raise ValueError(f"{fn}: padding must be an int, a pair, (top, bottom, left, right), "
                          f"'valid' or 'same', got {padding!r}")

@@ -293,6 +293,7 @@ def load(path: PathLike) -> Dict[str, Tensor]:
 
     path = os.fspath(path)
     out: Dict[str, Tensor] = {}
+    name = None
     try:
         with safe_open(path, framework="np") as f:
             for name in f.keys():
@@ -310,8 +311,11 @@ def load(path: PathLike) -> Dict[str, Tensor]:
                 if not arr.flags.writeable:
                     arr = arr.copy()
                 out[name] = from_numpy(arr)
-    except ValueError:
-        raise
+    except ValueError as e:
+        if str(e).startswith("load"):
+            raise
+        where = f" tensor {name!r} of shape {tuple(header[name]['shape'])}" if name in header else ""
+        raise ValueError(f"load: {path}:{where} cannot be read: {e}") from None
     except Exception as e:  # SafetensorError and friends: still a bad file, report it as such
         raise ValueError(f"load: {path!r}: not a valid safetensors file ({type(e).__name__}: {e})") from None
     return out

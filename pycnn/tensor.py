@@ -23,10 +23,17 @@ def _np_dtype(dtype: Any) -> np.dtype | None:
     return np.dtype(dtype)
 
 
-def _shape(shape: Sequence[Any]) -> tuple[int, ...]:
+_INT64_MAX = 2**63 - 1
+
+
+def _shape(shape: Sequence[Any], fn: str = "tensor") -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+    out = tuple(int(s) for s in shape)
+    for s in out:
+        if s > _INT64_MAX:
+            raise ValueError(f"{fn}: size {s} in shape {out} does not fit in int64")
+    return out
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
@@ -76,11 +83,13 @@ def from_dlpack(x: Any) -> Tensor:
 
 
 def zeros(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
-    return _core.zeros(list(_shape(shape)), dtype, device)
+    shape = _shape(shape, "zeros")
+    return _core.zeros(list(shape), dtype, device)
 
 
 def ones(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
-    return _core.full(list(_shape(shape)), 1.0, dtype, device)
+    shape = _shape(shape, "ones")
+    return _core.full(list(shape), 1.0, dtype, device)
 
 
 def full(shape: Sequence[int], value: float, dtype: Any = float32, device: str = "cpu") -> Tensor:
@@ -88,17 +97,20 @@ def full(shape: Sequence[int], value: float, dtype: Any = float32, device: str =
 
 
 def empty(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
-    return _core.empty(list(_shape(shape)), dtype, device)
+    shape = _shape(shape, "empty")
+    return _core.empty(list(shape), dtype, device)
 
 
 def randn(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
+    shape = _shape(shape, "randn")
     """Standard normal samples from the generator `pc.manual_seed` seeds."""
-    a = _random.generator().standard_normal(_shape(shape)).astype(_np_dtype(dtype))
+    a = _random.generator().standard_normal(shape).astype(_np_dtype(dtype))
     return _core.from_numpy(a).to(device)
 
 
 def rand(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
-    a = _random.generator().random(_shape(shape)).astype(_np_dtype(dtype))
+    shape = _shape(shape, "rand")
+    a = _random.generator().random(shape).astype(_np_dtype(dtype))
     return _core.from_numpy(a).to(device)
 
 

@@ -99,7 +99,7 @@ SPECIAL = [
     dict(x=np.random.default_rng(13).standard_normal((37, 4, 5, 5)), w=np.random.default_rng(14).standard_normal((6, 2, 2, 2)),
          b=None, stride=(2, 2), padding=(0, 1, 1, 0), dilation=(1, 1), groups=2),
     dict(x=np.random.default_rng(15).standard_normal((48, 6, 3, 3)), w=np.random.default_rng(16).standard_normal((4, 6, 1, 1)),
-         b=np.arange(4.0), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1),  # 1x1, batched
+         b=np.arange(4.0), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1),  # 1x1, large batch of small planes
     dict(x=np.random.default_rng(17).standard_normal((33, 4, 4, 4)), w=np.random.default_rng(18).standard_normal((8, 1, 3, 3)),
          b=np.ones(8), stride=(1, 1), padding=(1, 1, 1, 1), dilation=(1, 1), groups=4),  # depthwise x2
 ]

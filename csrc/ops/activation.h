@@ -13,33 +13,52 @@ enum class Act : int { ReLU = 0, LeakyReLU = 1, ELU = 2, Sigmoid = 3, Tanh = 4, 
 const char* act_name(Act a);
 
 // alpha: LeakyReLU's negative slope, ELU's alpha, Softplus's beta (threshold fixed at 20 as in PyTorch).
+// The kind is a template argument so that a loop over one kind compiles to straight-line,
+// vectorisable code; act_forward / act_backward below pick the kind at run time (CUDA uses those).
+template <Act A, class T>
+PYCNN_HD inline T act_fwd(T x, T alpha) {
+  using std::exp; using std::log1p; using std::tanh;
+  if constexpr (A == Act::ReLU) return x < T(0) ? T(0) : x;  // NaN passes through, as in PyTorch
+  else if constexpr (A == Act::LeakyReLU) return x > T(0) ? x : alpha * x;
+  else if constexpr (A == Act::ELU) return x > T(0) ? x : alpha * (exp(x) - T(1));
+  else if constexpr (A == Act::Sigmoid) return x >= T(0) ? T(1) / (T(1) + exp(-x)) : exp(x) / (T(1) + exp(x));
+  else if constexpr (A == Act::Tanh) return tanh(x);
+  else return alpha * x > T(20) ? x : log1p(exp(alpha * x)) / alpha;  // Softplus
+}
+
+template <Act A, class T>
+PYCNN_HD inline T act_bwd(T x, T g, T alpha) {
+  using std::exp; using std::tanh;
+  if constexpr (A == Act::ReLU) return x > T(0) ? g : T(0);
+  else if constexpr (A == Act::LeakyReLU) return x > T(0) ? g : alpha * g;
+  else if constexpr (A == Act::ELU) return x > T(0) ? g : g * alpha * exp(x);
+  else if constexpr (A == Act::Sigmoid) { const T s = act_fwd<Act::Sigmoid>(x, alpha); return g * s * (T(1) - s); }
+  else if constexpr (A == Act::Tanh) { const T t = tanh(x); return g * (T(1) - t * t); }
+  else { const T z = alpha * x; return z > T(20) ? g : g * act_fwd<Act::Sigmoid>(z, alpha); }  // Softplus
+}
+
 template <class T>
 PYCNN_HD inline T act_forward(Act a, T x, T alpha) {
-  using std::exp; using std::log1p; using std::tanh;
   switch (a) {
-    case Act::ReLU: return x < T(0) ? T(0) : x;  // NaN passes through, as in PyTorch
-    case Act::LeakyReLU: return x > T(0) ? x : alpha * x;
-    case Act::ELU: return x > T(0) ? x : alpha * (exp(x) - T(1));
-    case Act::Sigmoid: return x >= T(0) ? T(1) / (T(1) + exp(-x)) : exp(x) / (T(1) + exp(x));
-    case Act::Tanh: return tanh(x);
-    case Act::Softplus: return alpha * x > T(20) ? x : log1p(exp(alpha * x)) / alpha;
+    case Act::ReLU: return act_fwd<Act::ReLU>(x, alpha);
+    case Act::LeakyReLU: return act_fwd<Act::LeakyReLU>(x, alpha);
+    case Act::ELU: return act_fwd<Act::ELU>(x, alpha);
+    case Act::Sigmoid: return act_fwd<Act::Sigmoid>(x, alpha);
+    case Act::Tanh: return act_fwd<Act::Tanh>(x, alpha);
+    case Act::Softplus: return act_fwd<Act::Softplus>(x, alpha);
   }
   return x;
 }
 
 template <class T>
 PYCNN_HD inline T act_backward(Act a, T x, T g, T alpha) {
-  using std::exp; using std::tanh;
   switch (a) {
-    case Act::ReLU: return x > T(0) ? g : T(0);
-    case Act::LeakyReLU: return x > T(0) ? g : alpha * g;
-    case Act::ELU: return x > T(0) ? g : g * alpha * exp(x);
-    case Act::Sigmoid: { const T s = act_forward(Act::Sigmoid, x, alpha); return g * s * (T(1) - s); }
-    case Act::Tanh: { const T t = tanh(x); return g * (T(1) - t * t); }
-    case Act::Softplus: {
-      const T z = alpha * x;
-      return z > T(20) ? g : g * act_forward(Act::Sigmoid, z, alpha);
-    }
+    case Act::ReLU: return act_bwd<Act::ReLU>(x, g, alpha);
+    case Act::LeakyReLU: return act_bwd<Act::LeakyReLU>(x, g, alpha);
+    case Act::ELU: return act_bwd<Act::ELU>(x, g, alpha);
+    case Act::Sigmoid: return act_bwd<Act::Sigmoid>(x, g, alpha);
+    case Act::Tanh: return act_bwd<Act::Tanh>(x, g, alpha);
+    case Act::Softplus: return act_bwd<Act::Softplus>(x, g, alpha);
   }
   return g;
 }

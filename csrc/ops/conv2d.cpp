@@ -1,7 +1,6 @@
 #include "conv2d.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 #include "../blas.h"
@@ -172,14 +171,16 @@ Tensor im2col(const Tensor& x_, int64_t kh, int64_t kw, const Conv2dParams& p_) 
 // ============================================================================ CPU kernels
 //
 // Schedule. The batch is cut into items of `nb` consecutive samples (nb is a function of the
-// shape only; 1 for most layers, a few when one sample has few output positions, so that a GEMM
-// still gets enough columns). One OpenMP loop runs over the items; each thread unfolds its item
-// into its own slice of the workspace (column matrix (R, nb*L)), runs the item's GEMMs (one per
-// group) and writes its samples of the output. So a call has a single parallel region and no
-// hand-over between OpenMP and BLAS threads at every step (with 2 cores that hand-over costs more
-// than the small layers' whole run). GEMMs that are large enough still thread inside OpenBLAS
-// (e.g. a batch of one). Reductions (dW, db) add in an order fixed by the shape, never by the
-// threads: results repeat bit for bit.
+// shape only: 1 for most layers, a few when one sample has few output positions, so that a GEMM
+// still gets enough columns; always 1 for 1x1 stride-1 unpadded convs, which skip im2col). One
+// OpenMP loop runs over the items; each thread unfolds its item into its own slice of the
+// workspace (column matrix (R, nb*L)), runs the item's GEMMs (one per group, on that thread:
+// blas::gemm only splits a GEMM over threads outside a parallel region) and writes its samples
+// of the output. So a call has a single parallel region and no hand-over between threads at
+// every step (with 2 cores, such hand-overs cost more than a LeNet layer's whole run). With a
+// single item (a batch of one) the unfolding and the GEMMs parallelise inside instead.
+// Reductions (dW, db) add in an order fixed by the shape, never by the threads: results repeat
+// bit for bit, and do not depend on the thread count.
 namespace cpu {
 namespace {
 
@@ -190,13 +191,6 @@ constexpr int64_t kTargetColumns = 512;             // GEMM width nb*L worth bat
 constexpr int64_t kMinItems = 16;                   // keep at least this many items for load balance
 constexpr int64_t kMaxBlocks = 16;                  // dW partial sums (see backward)
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 int thread_id() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -226,7 +220,7 @@ struct Plan {
   int64_t items;    // ceil(N / nb)
   int64_t cols;     // scratch elements per thread: column matrix (R, nb*L)
   int64_t tmp;      // scratch elements per thread: (O, nb*L) GEMM output / reordered gradient, nb > 1
-  bool direct;      // 1x1 stride-1 unpadded with nb == 1: x[n] is the column matrix
+  bool direct;      // 1x1, stride 1, unpadded: x[n] is the column matrix (nb == 1)
   int threads;      // OpenMP threads over the items
 };
 
@@ -236,15 +230,15 @@ Plan make_plan(const Conv2dShape& s, size_t es) {
   const int64_t by_cols = (kTargetColumns + L - 1) / L;
   const int64_t by_bytes = kChunkBytes / std::max<int64_t>(R * L * static_cast<int64_t>(es), 1);
   const int64_t by_items = std::max<int64_t>(1, N / kMinItems);
-  p.nb = std::clamp<int64_t>(std::min({by_cols, by_bytes, by_items}), 1, N);
+  p.direct = s.pointwise();  // no unfolding at all: one sample per item, x[n] is its column matrix
+  p.nb = p.direct ? 1 : std::clamp<int64_t>(std::min({by_cols, by_bytes, by_items}), 1, N);
   p.items = (N + p.nb - 1) / p.nb;
-  p.direct = p.nb == 1 && s.pointwise();
   p.cols = p.direct ? 0 : R * p.nb * L;
   p.tmp = p.nb > 1 ? s.O * p.nb * L : 0;
   const int64_t per_thread = (p.cols + p.tmp) * static_cast<int64_t>(es);
   const int64_t fit = static_cast<int64_t>(kMaxWorkspace) / std::max<int64_t>(per_thread, 1);
   const int64_t work = s.N * (R + s.O) * L;
-  p.threads = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(fit, p.items), 1, max_threads()));
+  p.threads = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(fit, p.items), 1, num_threads()));
   if (work < kParallelGrain || in_parallel()) p.threads = 1;
   return p;
 }

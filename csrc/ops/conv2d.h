@@ -7,6 +7,8 @@
 //   * one matrix per sample, (N, C*kh*kw, L):  sample_stride = C*kh*kw*L, row_stride = L
 //   * a chunk of nb samples side by side, (C*kh*kw, nb*L):  sample_stride = L, row_stride = nb*L
 // The second lets one GEMM cover several samples (y_g = W_g @ cols_g with nb*L columns).
+// The CPU schedule (items of samples, one OpenMP loop, fixed-order reductions) is described in
+// conv2d.cpp; scratch memory comes from workspace() (per device, per calling thread).
 //
 // col2im is a gather: every input element is written by exactly one thread, as the sum over the
 // kernel offsets (i, j) that read it, in row-major (i, j) order, starting from zero. No scatter
