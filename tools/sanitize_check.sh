@@ -9,7 +9,7 @@
 #    build.lock as tools/dev_build.sh. A fresh build takes ~8-10 min on 2 cores, an incremental one
 #    seconds to a few minutes.
 # 2. Copies the Python package and the tests into a temporary folder next to that .so, so the
-#    checkout's own (unsanitized) pycnn/_core*.so is never imported.
+#    checkout's own (unsanitized) src/pycnn/_core*.so is never imported.
 # 3. Runs a C++-facing subset of the tests (~1-2 min) with the ASan runtime preloaded into the
 #    (uninstrumented) Python interpreter:
 #      ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:allocator_may_return_null=1
@@ -58,7 +58,8 @@ echo "sanitize_check: built $so in $(( $(date +%s) - start )) s"
 work=$(mktemp -d /tmp/pycnn-asan.XXXXXX)
 if [ "${PYCNN_ASAN_KEEP:-0}" != 1 ]; then trap 'rm -rf "$work"' EXIT; fi
 mkdir -p "$work/pkg" "$work/stub/torch"
-tar -C "$root" --exclude='__pycache__' --exclude='*.so' --exclude='.*.tmp' -cf - pycnn tests | tar -C "$work/pkg" -xf -
+tar -C "$root/src" --exclude='__pycache__' --exclude='*.so' --exclude='.*.tmp' -cf - pycnn | tar -C "$work/pkg" -xf -
+tar -C "$root" --exclude='__pycache__' -cf - tests | tar -C "$work/pkg" -xf -
 cp "$so" "$work/pkg/pycnn/"
 cp "$root/pyproject.toml" "$work/pkg/"
 cat >"$work/stub/torch/__init__.py" <<'PY'
