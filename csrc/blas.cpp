@@ -136,32 +136,29 @@ void gemm_blocks(F&& call, bool ta, bool tb, int64_t M, int64_t N, int64_t K, co
 
 }  // namespace
 
-template <>
-void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+template <class T, class Fn>
+void gemm_via(Fn f, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+              int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  const auto f = lib().sgemm;
-  const int k = as_int(K, "K"), ia = as_int(lda, "lda"), ib = as_int(ldb, "ldb"), ic = as_int(ldc, "ldc");
   as_int(M, "M");
   as_int(N, "N");
-  gemm_blocks<float>([&](int64_t m, int64_t n, const float* a, const float* b, float* c) {
+  const int k = as_int(K, "K"), ia = as_int(lda, "lda"), ib = as_int(ldb, "ldb"), ic = as_int(ldc, "ldc");
+  gemm_blocks<T>([&](int64_t m, int64_t n, const T* a, const T* b, T* c) {
     f(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n), k, alpha, a,
       ia, b, ib, beta, c, ic);
   }, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
 }
 
 template <>
+void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_via<float>(lib().sgemm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <>
 void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
                   const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  const auto f = lib().dgemm;
-  const int k = as_int(K, "K"), ia = as_int(lda, "lda"), ib = as_int(ldb, "ldb"), ic = as_int(ldc, "ldc");
-  as_int(M, "M");
-  as_int(N, "N");
-  gemm_blocks<double>([&](int64_t m, int64_t n, const double* a, const double* b, double* c) {
-    f(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n), k, alpha, a,
-      ia, b, ib, beta, c, ic);
-  }, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+  gemm_via<double>(lib().dgemm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace pycnn::blas

@@ -29,19 +29,19 @@ Conv2dShape conv2d_geometry(const char* op, const Shape& x, int64_t O, int64_t k
   const int64_t* pd = p.pad;
   const int64_t* dl = p.dilation;
   PYCNN_CHECK(st[0] >= 1 && st[1] >= 1 && st[0] < kMaxParam && st[1] < kMaxParam, ValueError, op,
-              ": stride must be >= 1 in both dimensions, got ", pair_str(st), " (", ctx, ")");
+              ": stride must be at least 1 and at most ", kMaxParam - 1, " in both dimensions, got ", pair_str(st), " (", ctx, ")");
   PYCNN_CHECK(dl[0] >= 1 && dl[1] >= 1 && dl[0] < kMaxParam && dl[1] < kMaxParam, ValueError, op,
-              ": dilation must be >= 1 in both dimensions, got ", pair_str(dl), " (", ctx, ")");
+              ": dilation must be at least 1 and at most ", kMaxParam - 1, " in both dimensions, got ", pair_str(dl), " (", ctx, ")");
   for (int k = 0; k < 4; ++k)
     PYCNN_CHECK(pd[k] >= 0 && pd[k] < kMaxParam, ValueError, op,
-                ": padding must be >= 0 on every side, got (top, bottom, left, right) = (", pd[0], ", ", pd[1],
+                ": padding must be at least 0 and at most ", kMaxParam - 1, " on every side, got (top, bottom, left, right) = (", pd[0], ", ", pd[1],
                 ", ", pd[2], ", ", pd[3], ") (", ctx, ")");
   PYCNN_CHECK(p.groups >= 1, ValueError, op, ": groups must be >= 1, got ", p.groups, " (", ctx, ")");
   const int64_t N = x[0], C = x[1], H = x[2], W = x[3];
   PYCNN_CHECK(C >= 1 && H >= 1 && W >= 1, ValueError, op, ": the input needs at least one channel, row and column, got ",
               shape_str(x), " (", ctx, ")");
   PYCNN_CHECK(kh >= 1 && kw >= 1 && kh < kMaxParam && kw < kMaxParam, ValueError, op,
-              ": the kernel must be at least 1x1, got ", kh, "x", kw, " (", ctx, ")");
+              ": the kernel must be at least 1x1 and at most ", kMaxParam - 1, " on a side, got ", kh, "x", kw, " (", ctx, ")");
   PYCNN_CHECK(H < kMaxParam && W < kMaxParam, ValueError, op, ": input ", shape_str(x), " is too large");
   const int64_t ekh = dl[0] * (kh - 1) + 1, ekw = dl[1] * (kw - 1) + 1;
   const int64_t PH = H + pd[0] + pd[1], PW = W + pd[2] + pd[3];
@@ -59,8 +59,11 @@ Conv2dShape conv2d_geometry(const char* op, const Shape& x, int64_t O, int64_t k
   s.dh = dl[0], s.dw = dl[1];
   s.Cg = C / p.groups;
   s.Og = O / p.groups;
+  // Every factor is below 2**31, so each product of two is exact; larger products are checked.
   s.CK = s.Cg * kh * kw;
-  s.L = s.OH * s.OW;
+  PYCNN_CHECK(!__builtin_mul_overflow(s.OH, s.OW, &s.L) && s.L <= (int64_t(1) << 40) / std::max<int64_t>(N, 1),
+              OutOfMemory, op, ": an output of shape ", shape_str({N, O, s.OH, s.OW}), " is too large to compute (",
+              ctx, ")");
   return s;
 }
 
