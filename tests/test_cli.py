@@ -112,3 +112,17 @@ def test_cli_runs_are_reproducible():
     assert a["history"].history == b["history"].history
     for (k, v), (_, w) in zip(a["model"].state_dict().items(), b["model"].state_dict().items()):
         np.testing.assert_array_equal(v.numpy(), w.numpy(), err_msg=k)
+
+
+def test_train_plot_saves_learning_curves(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "curves.png"
+    r = run("train", "--epochs", "2", "--quiet", "--limit", "200", "--plot", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "saved learning curves" in r.stdout
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_plot_into_missing_folder_exits_2(tmp_path):
+    r = run("train", "--epochs", "1", "--quiet", "--plot", str(tmp_path / "nope" / "c.png"))
+    assert r.returncode == 2 and "--plot" in r.stderr

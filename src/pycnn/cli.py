@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=_positive_int("--threads"), default=None,
                    help="CPU threads for OpenMP and BLAS (default: pycnn's default)")
     t.add_argument("--save", metavar="PATH", default=None, help="save the trained weights (safetensors) to PATH")
+    t.add_argument("--plot", metavar="PATH", default=None,
+                   help="save the learning curves (loss and accuracy per epoch) as an image; needs matplotlib")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bars; print only the results")
     t.add_argument("--limit", type=_positive_int("--limit"), default=None, help=argparse.SUPPRESS)
     parser.set_defaults(train_parser=t)
@@ -162,6 +164,14 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             from pycnn import io as _io  # noqa: F401
         except ImportError as e:  # pragma: no cover - io ships with pycnn
             parser.error(f"--save: saving needs pycnn.io, which failed to import ({e})")
+    if args.plot is not None:
+        folder = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(folder):
+            parser.error(f"--plot {args.plot}: folder {folder!r} does not exist")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install pycnn[viz]")
     if args.threads is not None:
         pc.set_num_threads(args.threads)
 
@@ -192,6 +202,10 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
         pio.save(res["model"], args.save)
         print(f"saved weights to {args.save}")
+    if args.plot is not None:
+        fig = pc.viz.plot_history(history)
+        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"saved learning curves to {args.plot}")
     return 130 if history.interrupted else 0
 
 
