@@ -188,13 +188,6 @@ def test_op_releases_the_gil(op):
 
 
 # -------------------------------------------------------------------------- set_num_threads
-@pytest.mark.xfail(strict=True, reason=(
-    "csrc/blas.cpp cpu::set_num_threads calls omp_set_num_threads, whose value is per calling thread "
-    "(an OpenMP ICV): after pc.set_num_threads(1) in the main thread, pc.get_num_threads() in another "
-    "Python thread still reports the default and ops called there run their OpenMP loops with it "
-    "(BLAS, set globally, follows the new value); since reductions depend on the thread count "
-    "(e.g. conv/linear weight gradients at batch 512 differ in the last bits between 1 and 2 "
-    "threads), training in a worker thread then does not repeat the main thread's bits"))
 def test_set_num_threads_applies_to_every_thread():
     before = pc.get_num_threads()
     fresh = _in_thread(pc.get_num_threads)

@@ -94,7 +94,8 @@ import pycnn, os
 assert pycnn.__file__.startswith('$work/pkg/'), pycnn.__file__
 print('sanitize_check: importing', os.path.dirname(pycnn.__file__))
 "
-nm -D "$work/pkg/pycnn/"_core*.so | grep -q __asan_report || { echo "sanitize_check: $so is not instrumented" >&2; exit 2; }
+# (grep -c, not -q: with pipefail an early grep exit would fail nm with SIGPIPE)
+nm -D "$work/pkg/pycnn/"_core*.so | grep -c __asan_report >/dev/null || { echo "sanitize_check: $so is not instrumented" >&2; exit 2; }
 tstart=$(date +%s)
 set +e
 LD_PRELOAD="$preload" "$py" -m pytest -q -p no:cacheprovider -m "not slow" "${present[@]}" "$@" 2>&1 | tee "$out"
