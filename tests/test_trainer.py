@@ -584,3 +584,23 @@ def test_lenet5_mnist_sample_reaches_97_percent_with_cli_defaults():
     assert metrics.accuracy(logits, y_test) == res["test_accuracy"]
     cm = metrics.confusion_matrix(logits, y_test)
     assert cm.shape == (10, 10) and cm.sum() == 1000 and np.trace(cm) == round(1000 * res["test_accuracy"])
+
+
+def test_on_nonfinite_skip_drops_bad_batches_and_keeps_training():
+    import numpy as np
+    import pycnn as pc
+    from pycnn import nn, optim
+
+    pc.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    x[8:16] = np.nan  # the second batch of 8 is poisoned
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    trainer = pc.Trainer(model, optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), on_nonfinite="skip")
+    hist = trainer.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert hist.history["skipped_batches"] == [1.0, 1.0]
+    assert all(np.isfinite(np.asarray(p.data)).all() for p in model.parameters())
+    assert np.isfinite(hist.history["loss"]).all()
+    with pytest.raises(ValueError, match="on_nonfinite"):
+        pc.Trainer(model, optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), on_nonfinite="ignore")

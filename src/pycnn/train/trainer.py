@@ -107,7 +107,13 @@ class Trainer:
     _last_rate: float = 0.0
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any = ("accuracy",), device: Any = None,
-                 scheduler: Any = None) -> None:
+                 scheduler: Any = None, on_nonfinite: str = "raise") -> None:
+        # "raise": a NaN/Inf loss stops fit with FloatingPointError (checked at logging points, no
+        # per-step sync). "skip": each batch's loss is checked before its update and a non-finite
+        # batch is dropped (no backward, no step), counted in History.history["skipped_batches"].
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"Trainer: on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
         for attr in ("forward", "backward", "parameters", "train", "eval"):
             if not callable(getattr(model, attr, None)):
                 raise TypeError(f"Trainer: model must be an nn.Module (with {attr}()), got {type(model).__name__}")
@@ -486,6 +492,7 @@ class Trainer:
         window: List[Tuple[int, Tensor]] = []
         t0 = time.perf_counter()
         pending = 0
+        skipped = 0
         who = "fit"
         for b, batch in enumerate(loader):
             xb, yb = self._split_batch(batch, who)
@@ -494,6 +501,11 @@ class Trainer:
             n = int(xt.shape[0])
             logits = model(xt)
             loss_t = crit(logits, yt)
+            if self.on_nonfinite == "skip" and not _core.isfinite_all(loss_t):
+                skipped += 1
+                crit.backward()  # releases the criterion's cache; the gradient is not used
+                model.zero_grad()
+                continue
             opt.zero_grad()
             model.zero_grad()
             model.backward(crit.backward())
@@ -512,12 +524,15 @@ class Trainer:
                     bar.set_postfix_str(self._progress(loss_sum, correct, seen, t0), refresh=False)
                 pending = 0
         if seen == 0:
-            raise ValueError(f"{who}: the training data produced no batches")
+            raise ValueError(f"{who}: the training data produced no batches"
+                             + (f" with a finite loss ({skipped} skipped)" if skipped else ""))
         self._check_finite(loss_sum, window, epoch, who)
         if bar is not None and pending:
             bar.update(pending)
         self._last_rate = seen / max(time.perf_counter() - t0, 1e-9)
         logs = {"loss": loss_sum.item() / seen}
+        if self.on_nonfinite == "skip":
+            logs["skipped_batches"] = float(skipped)
         if track_acc:
             logs["accuracy"] = correct.item() / seen
         return logs
