@@ -93,7 +93,8 @@ def ones(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
 
 
 def full(shape: Sequence[int], value: float, dtype: Any = float32, device: str = "cpu") -> Tensor:
-    return _core.full(list(_shape((shape,))), float(value), dtype, device)
+    shape = _shape((shape,), "full")
+    return _core.full(list(shape), float(value), dtype, device)
 
 
 def empty(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
