@@ -12,10 +12,16 @@ namespace {
 // One arena per device of this thread: [0] the CPU, [1 + i] cuda:i.
 struct Arenas {
   std::vector<std::shared_ptr<Storage>> slots;
+  std::vector<char> frozen;  // per slot: a CUDA graph capture is running on this thread
+  static size_t index(Device d) { return d.is_cpu() ? 0 : 1 + static_cast<size_t>(d.index); }
   std::shared_ptr<Storage>& at(Device d) {
-    const size_t i = d.is_cpu() ? 0 : 1 + static_cast<size_t>(d.index);
+    const size_t i = index(d);
     if (slots.size() <= i) slots.resize(i + 1);
     return slots[i];
+  }
+  bool is_frozen(Device d) const {
+    const size_t i = index(d);
+    return i < frozen.size() && frozen[i];
   }
 };
 
@@ -32,6 +38,11 @@ void* workspace(Device device, size_t nbytes) {
   std::shared_ptr<Storage>& slot = arenas().at(device);
   if (nbytes == 0) return slot ? slot->data() : nullptr;
   if (slot && slot->nbytes() >= nbytes) return slot->data();
+  if (arenas().is_frozen(device))
+    throw DeviceError(cat("workspace: an op needs ", nbytes, " bytes of scratch on ", device.str(),
+                          " but the arena holds ", slot ? slot->nbytes() : 0,
+                          " and cannot grow during CUDA graph capture; run the captured step once "
+                          "(warm-up) before capture_begin so that the arena is sized"));
   // Grow by at least half again so a slowly rising demand does not reallocate every call.
   const size_t old = slot ? slot->nbytes() : 0;
   size_t want = std::max(nbytes, old + old / 2);
@@ -52,5 +63,14 @@ size_t workspace_size(Device device) {
 }
 
 void release_workspace(Device device) { arenas().at(device).reset(); }
+
+std::shared_ptr<Storage> workspace_storage(Device device) { return arenas().at(device); }
+
+void set_workspace_frozen(Device device, bool frozen) {
+  Arenas& a = arenas();
+  const size_t i = Arenas::index(device);
+  if (a.frozen.size() <= i) a.frozen.resize(i + 1, 0);
+  a.frozen[i] = frozen ? 1 : 0;
+}
 
 }  // namespace pycnn

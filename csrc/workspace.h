@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 
 #include "common.h"
 
@@ -20,5 +21,14 @@ size_t workspace_size(Device device);
 
 // Frees this thread's arena on `device` (e.g. before empty_cache); the next call allocates again.
 void release_workspace(Device device);
+
+// ---- CUDA graph capture (cuda/graph.cu) ----
+class Storage;
+// This thread's arena on `device` (null when none): a captured graph keeps it alive, so the
+// addresses baked into the graph stay valid even if the arena later grows for eager work.
+std::shared_ptr<Storage> workspace_storage(Device device);
+// While frozen, a request larger than the arena throws DeviceError instead of reallocating it
+// (a capture cannot free memory it has already baked in); warm-up steps size the arena first.
+void set_workspace_frozen(Device device, bool frozen);
 
 }  // namespace pycnn

@@ -67,9 +67,11 @@ class DeviceContext {
   int sm_count() const { return sm_count_; }
 
  private:
+  static constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;  // cuBLAS's own advice for Hopper
   int device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  void* cublas_ws_ = nullptr;
   int sm_count_ = 1;
   std::mutex cublas_mu_;
 };

@@ -9,10 +9,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "context.cuh"
+#include "graph.cuh"
 #include "runtime.h"
 
 namespace pycnn {
@@ -96,6 +98,33 @@ const Discovery& discovery() {
 
 std::atomic<bool> g_tf32{false};
 
+// DeviceError when `index`'s stream is capturing a graph: host copies and waits cannot be captured.
+void refuse_during_capture(int index, const char* what) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  PYCNN_CUDA_CHECK(cudaStreamIsCapturing(cuda::context(index).stream(), &st));
+  PYCNN_CHECK(st == cudaStreamCaptureStatusNone, DeviceError, what, ": cuda:", index,
+              " is capturing a CUDA graph, and a captured step cannot wait for the host or copy from/to it "
+              "(.item(), .numpy(), isfinite, moving a CPU tensor to the device, synchronize); do that outside "
+              "the captured region (copy new data into static input tensors before replay())");
+}
+
+void wait_stream(cudaStream_t s) {
+  cuda::count_host_sync();
+  PYCNN_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+// Pageable host memory is staged by the driver before cudaMemcpyAsync returns, so the caller may
+// reuse it at once (the CUDA docs' API sync behaviour, and what torch's non_blocking copies rely
+// on); pinned or managed memory is read later by DMA, so those copies are waited for.
+bool is_pageable(const void* host) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, host) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return attr.type == cudaMemoryTypeUnregistered;
+}
+
 }  // namespace
 
 bool is_available() { return discovery().count > 0; }
@@ -125,6 +154,8 @@ void synchronize(int index) {
   if (!is_available()) return;
   check_device(index);
   cuda::DeviceGuard g(index);
+  refuse_during_capture(index, "cuda.synchronize");
+  cuda::count_host_sync();
   PYCNN_CUDA_CHECK(cudaStreamSynchronize(cuda::context(index).stream()));
   PYCNN_CUDA_CHECK(cudaDeviceSynchronize());
 }
@@ -149,6 +180,7 @@ DeviceContext::DeviceContext(int device) : device_(device) {
 
 DeviceContext::~DeviceContext() {
   if (cublas_) cublasDestroy(cublas_);
+  if (cublas_ws_) cudaFree(cublas_ws_);
   if (stream_) cudaStreamDestroy(stream_);
   cudaGetLastError();
 }
@@ -158,7 +190,17 @@ cublasHandle_t DeviceContext::cublas() {
     DeviceGuard g(device_);
     cublasHandle_t h = nullptr;
     PYCNN_CUBLAS_CHECK(cublasCreate(&h));
-    const cublasStatus_t st = cublasSetStream(h, stream_);
+    cublasStatus_t st = cublasSetStream(h, stream_);
+    // An explicit workspace (set after the stream, which resets it): cuBLAS then never allocates
+    // behind our back, inside a graph capture included, and picks the same kernels captured or not.
+    if (st == CUBLAS_STATUS_SUCCESS && !cublas_ws_) {
+      const cudaError_t err = cudaMalloc(&cublas_ws_, kCublasWorkspaceBytes);
+      if (err != cudaSuccess) {
+        cublasDestroy(h);
+        PYCNN_CUDA_CHECK(err);
+      }
+    }
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetWorkspace(h, cublas_ws_, kCublasWorkspaceBytes);
     if (st != CUBLAS_STATUS_SUCCESS) {
       cublasDestroy(h);
       PYCNN_CUBLAS_CHECK(st);
@@ -223,6 +265,7 @@ DeviceGuard::~DeviceGuard() {
 // stream, so a block freed by the host can serve the next allocation right away: every later use
 // is queued behind every earlier one. On cudaMalloc failure the cache is released and the
 // allocation retried once; then OutOfMemory with the numbers.
+// CUDA graphs add private pools (graph.cuh): pool 0 is the global cache, pools 1.. belong to graphs.
 namespace pycnn::cuda_runtime {
 namespace {
 
@@ -237,10 +280,27 @@ size_t round_size(size_t n) {
   return (n + g - 1) / g * g;
 }
 
+using FreeLists = std::map<size_t, std::vector<void*>>;  // rounded size -> cached blocks
+
+struct LiveBlock {
+  size_t size;
+  uint64_t pool;  // 0: global; else a graph's pool (global again once that pool is released)
+};
+
+struct GraphPool {
+  FreeLists free_blocks;
+  int64_t owned = 0;  // bytes of every block of this pool, live or free
+  int64_t free_bytes = 0;
+};
+
 struct DeviceAllocator {
   std::mutex mu;
-  std::map<size_t, std::vector<void*>> free_blocks;  // rounded size -> cached blocks
-  std::unordered_map<void*, size_t> live;            // block -> rounded size
+  FreeLists free_blocks;
+  std::unordered_map<void*, LiveBlock> live;
+  std::unordered_map<uint64_t, GraphPool> pools;
+  uint64_t next_pool = 1;
+  uint64_t capture_pool = 0;  // the pool of the capture running on this device, 0 when none
+  std::thread::id capture_thread;
   int64_t allocated = 0, max_allocated = 0, reserved = 0, cached = 0;
   int64_t allocs = 0, frees = 0, cache_hits = 0, device_allocs = 0, device_frees = 0, oom_retries = 0;
   int64_t num_ooms = 0;
@@ -266,10 +326,14 @@ DeviceAllocator& allocator(int index) {
   return *slot;
 }
 
-// Frees every cached block (caller holds a.mu). Waits for the device's queued work first.
+std::atomic<int64_t> g_host_syncs{0};
+
+// Frees every cached block of the global cache (caller holds a.mu). Waits for the device's queued
+// work first. Graph pools are untouched: their graphs still use those addresses.
 void release_cache(DeviceAllocator& a, int index) {
   if (a.free_blocks.empty()) return;
   cuda::DeviceGuard g(index);
+  cuda::count_host_sync();
   PYCNN_CUDA_CHECK(cudaStreamSynchronize(cuda::context(index).stream()));
   // Each block leaves the cache before its cudaFree, so an error midway never frees one twice.
   while (!a.free_blocks.empty()) {
@@ -295,7 +359,7 @@ std::string mib(double bytes) {
   return s.str();
 }
 
-[[noreturn]] void throw_oom(DeviceAllocator& a, int index, size_t requested) {
+[[noreturn]] void throw_oom(DeviceAllocator& a, int index, size_t requested, const char* note = "") {
   ++a.num_ooms;
   size_t free_b = 0, total_b = 0;
   std::string free_s = "unknown";
@@ -305,7 +369,49 @@ std::string mib(double bytes) {
     cudaGetLastError();
   throw OutOfMemory(cat("CUDA out of memory: tried to allocate ", mib(static_cast<double>(requested)), " MiB on cuda:",
                         index, "; ", mib(static_cast<double>(a.allocated)), " MiB allocated by pycnn, ",
-                        mib(static_cast<double>(a.cached)), " MiB cached, ", free_s, " on the device"));
+                        mib(static_cast<double>(a.cached)), " MiB cached, ", free_s, " on the device", note));
+}
+
+// Pops a block of `size` from `lists` (nullptr when none).
+void* pop_block(FreeLists& lists, size_t size) {
+  auto it = lists.find(size);
+  if (it == lists.end() || it->second.empty()) return nullptr;
+  void* p = it->second.back();
+  it->second.pop_back();
+  if (it->second.empty()) lists.erase(it);
+  return p;
+}
+
+// An allocation of the running capture (caller holds a.mu): the graph's pool, then a block moved
+// over from the global cache, then cudaMalloc in relaxed mode (legal in capture; never cudaFree).
+void* capture_alloc(DeviceAllocator& a, int index, size_t size) {
+  GraphPool& pool = a.pools.at(a.capture_pool);
+  if (void* p = pop_block(pool.free_blocks, size)) {
+    pool.free_bytes -= static_cast<int64_t>(size);
+    ++a.cache_hits;
+    return p;
+  }
+  if (void* p = pop_block(a.free_blocks, size)) {
+    a.cached -= static_cast<int64_t>(size);
+    pool.owned += static_cast<int64_t>(size);
+    ++a.cache_hits;
+    return p;
+  }
+  cuda::DeviceGuard g(index);
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  PYCNN_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, size);
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    throw_oom(a, index, size, " (during CUDA graph capture, where the cache cannot be released)");
+  }
+  PYCNN_CUDA_CHECK(err);
+  ++a.device_allocs;
+  a.reserved += static_cast<int64_t>(size);
+  pool.owned += static_cast<int64_t>(size);
+  return p;
 }
 
 }  // namespace
@@ -316,39 +422,47 @@ void* device_alloc(size_t nbytes, int index) {
   std::lock_guard<std::mutex> lock(a.mu);
   if (nbytes > kMaxBytes) throw_oom(a, index, nbytes);
   const size_t size = round_size(nbytes);
-  ++a.allocs;
+  uint64_t pool = 0;
   void* p = nullptr;
-  auto it = a.free_blocks.find(size);
-  if (it != a.free_blocks.end() && !it->second.empty()) {
-    p = it->second.back();
-    it->second.pop_back();
-    if (it->second.empty()) a.free_blocks.erase(it);
-    a.cached -= static_cast<int64_t>(size);
-    ++a.cache_hits;
+  if (a.capture_pool != 0) {
+    // The captured stream is shared: another thread's allocation here could never be safe.
+    PYCNN_CHECK(std::this_thread::get_id() == a.capture_thread, DeviceError, "cuda:", index,
+                ": another thread is capturing a CUDA graph on this device; allocate from that thread, or "
+                "after capture_end");
+    pool = a.capture_pool;
+    ++a.allocs;
+    p = capture_alloc(a, index, size);
   } else {
-    cuda::DeviceGuard g(index);
-    cudaError_t err = cudaMalloc(&p, size);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clear the (non-sticky) error before anything else checks it
-      ++a.oom_retries;
-      release_cache(a, index);
-      err = cudaMalloc(&p, size);
+    ++a.allocs;
+    p = pop_block(a.free_blocks, size);
+    if (p) {
+      a.cached -= static_cast<int64_t>(size);
+      ++a.cache_hits;
+    } else {
+      cuda::DeviceGuard g(index);
+      cudaError_t err = cudaMalloc(&p, size);
       if (err == cudaErrorMemoryAllocation) {
-        cudaGetLastError();
-        throw_oom(a, index, size);
+        cudaGetLastError();  // clear the (non-sticky) error before anything else checks it
+        ++a.oom_retries;
+        release_cache(a, index);
+        err = cudaMalloc(&p, size);
+        if (err == cudaErrorMemoryAllocation) {
+          cudaGetLastError();
+          throw_oom(a, index, size);
+        }
       }
+      PYCNN_CUDA_CHECK(err);
+      ++a.device_allocs;
+      a.reserved += static_cast<int64_t>(size);
     }
-    PYCNN_CUDA_CHECK(err);
-    ++a.device_allocs;
-    a.reserved += static_cast<int64_t>(size);
   }
-  a.live[p] = size;
+  a.live[p] = LiveBlock{size, pool};
   a.allocated += static_cast<int64_t>(size);
   a.max_allocated = std::max(a.max_allocated, a.allocated);
   return p;
 }
 
-// Called from Storage's destructor: never throws, never calls CUDA (the block goes to the cache).
+// Called from Storage's destructor: never throws, never calls CUDA (the block goes to a cache).
 void device_free(void* ptr, size_t nbytes, int index) {
   if (ptr == nullptr) return;
   try {
@@ -356,12 +470,24 @@ void device_free(void* ptr, size_t nbytes, int index) {
     std::lock_guard<std::mutex> lock(a.mu);
     auto it = a.live.find(ptr);
     if (it == a.live.end()) return;  // not ours (or freed twice): never hand it out again
-    const size_t size = it->second;
+    const size_t size = it->second.size;
+    uint64_t pool = it->second.pool;
     a.live.erase(it);
     a.allocated -= static_cast<int64_t>(size);
-    a.cached += static_cast<int64_t>(size);
     ++a.frees;
-    a.free_blocks[size].push_back(ptr);
+    if (pool == 0 && a.capture_pool != 0) {
+      // The running capture may have baked this address in: it belongs to that graph from now on.
+      pool = a.capture_pool;
+      a.pools.at(pool).owned += static_cast<int64_t>(size);
+    }
+    auto pit = pool != 0 ? a.pools.find(pool) : a.pools.end();
+    if (pit != a.pools.end()) {
+      pit->second.free_blocks[size].push_back(ptr);
+      pit->second.free_bytes += static_cast<int64_t>(size);
+    } else {
+      a.cached += static_cast<int64_t>(size);
+      a.free_blocks[size].push_back(ptr);
+    }
   } catch (...) {
     // Only reachable on bad_alloc of the free list: the block is leaked, never double-used.
   }
@@ -371,12 +497,19 @@ void empty_cache(int index) {
   if (!is_available()) return;
   DeviceAllocator& a = allocator(index);
   std::lock_guard<std::mutex> lock(a.mu);
+  PYCNN_CHECK(a.capture_pool == 0, DeviceError, "cuda.empty_cache: cuda:", index,
+              " is capturing a CUDA graph; call it after capture_end");
   release_cache(a, index);
 }
 
 std::map<std::string, int64_t> memory_stats(int index) {
   DeviceAllocator& a = allocator(index);
   std::lock_guard<std::mutex> lock(a.mu);
+  int64_t pool_owned = 0, pool_free = 0;
+  for (const auto& kv : a.pools) {
+    pool_owned += kv.second.owned;
+    pool_free += kv.second.free_bytes;
+  }
   return {
       {"allocated_bytes", a.allocated},   {"max_allocated_bytes", a.max_allocated},
       {"reserved_bytes", a.reserved},     {"cached_bytes", a.cached},
@@ -384,6 +517,8 @@ std::map<std::string, int64_t> memory_stats(int index) {
       {"cache_hits", a.cache_hits},       {"device_allocs", a.device_allocs},
       {"device_frees", a.device_frees},   {"oom_retries", a.oom_retries},
       {"num_ooms", a.num_ooms},           {"live_blocks", static_cast<int64_t>(a.live.size())},
+      {"graph_pools", static_cast<int64_t>(a.pools.size())},
+      {"graph_pool_bytes", pool_owned},   {"graph_pool_free_bytes", pool_free},
   };
 }
 
@@ -393,7 +528,58 @@ void reset_peak_memory_stats(int index) {
   a.max_allocated = a.allocated;
 }
 
+int64_t host_sync_count() { return g_host_syncs.load(); }
+
+}  // namespace pycnn::cuda_runtime
+
+// ======================================================================= graph pools (graph.cuh)
+namespace pycnn::cuda {
+
+void count_host_sync() { cuda_runtime::g_host_syncs.fetch_add(1); }
+
+uint64_t begin_capture_pool(int device) {
+  cuda_runtime::DeviceAllocator& a = cuda_runtime::allocator(device);
+  std::lock_guard<std::mutex> lock(a.mu);
+  PYCNN_CHECK(a.capture_pool == 0, DeviceError, "CUDAGraph.capture_begin: cuda:", device,
+              " is already capturing a CUDA graph; one capture per device at a time");
+  const uint64_t id = a.next_pool++;
+  a.pools[id];
+  a.capture_pool = id;
+  a.capture_thread = std::this_thread::get_id();
+  return id;
+}
+
+void end_capture_pool(int device) {
+  cuda_runtime::DeviceAllocator& a = cuda_runtime::allocator(device);
+  std::lock_guard<std::mutex> lock(a.mu);
+  a.capture_pool = 0;
+}
+
+void release_pool(int device, uint64_t pool) {
+  cuda_runtime::DeviceAllocator& a = cuda_runtime::allocator(device);
+  std::lock_guard<std::mutex> lock(a.mu);
+  auto it = a.pools.find(pool);
+  if (it == a.pools.end()) return;
+  for (auto& kv : it->second.free_blocks)
+    for (void* p : kv.second) {
+      a.free_blocks[kv.first].push_back(p);
+      a.cached += static_cast<int64_t>(kv.first);
+    }
+  a.pools.erase(it);  // live blocks of the pool find no pool when freed: they go to the global cache
+}
+
+int64_t pool_bytes(int device, uint64_t pool) {
+  cuda_runtime::DeviceAllocator& a = cuda_runtime::allocator(device);
+  std::lock_guard<std::mutex> lock(a.mu);
+  auto it = a.pools.find(pool);
+  return it == a.pools.end() ? 0 : it->second.owned;
+}
+
+}  // namespace pycnn::cuda
+
 // ==================================================================================== copies
+namespace pycnn::cuda_runtime {
+
 void memset_zero(void* ptr, size_t nbytes, int index) {
   if (nbytes == 0) return;
   cuda::Exec ex(index, 0);
@@ -407,17 +593,19 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
     return;
   }
   if (dst_dev.is_cuda() && src_dev.is_cpu()) {
-    // Queued behind the device's earlier work; waited for, so that the caller may free or reuse
-    // the host buffer at once whatever kind of memory it is (pageable, pinned, HMM-visible).
+    // Queued behind the device's earlier work; the caller may free or reuse the host buffer as
+    // soon as this returns (pageable: staged by the driver; otherwise waited for).
     cuda::Exec ex(dst_dev.index, 0);
+    refuse_during_capture(dst_dev.index, "copy to the device");
     PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, ex.stream()));
-    PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
+    if (!is_pageable(src)) wait_stream(ex.stream());
     return;
   }
   if (dst_dev.is_cpu() && src_dev.is_cuda()) {
     cuda::Exec ex(src_dev.index, 0);
+    refuse_during_capture(src_dev.index, "copy to the host");
     PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, ex.stream()));
-    PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
+    wait_stream(ex.stream());
     return;
   }
   if (dst_dev.index == src_dev.index) {
@@ -429,11 +617,13 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
   // stream, and wait for it so that the source may be freed and reused right after.
   {
     cuda::Exec sx(src_dev.index, 0);
-    PYCNN_CUDA_CHECK(cudaStreamSynchronize(sx.stream()));
+    refuse_during_capture(src_dev.index, "copy between devices");
+    wait_stream(sx.stream());
   }
   cuda::Exec dx(dst_dev.index, 0);
+  refuse_during_capture(dst_dev.index, "copy between devices");
   PYCNN_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, nbytes, dx.stream()));
-  PYCNN_CUDA_CHECK(cudaStreamSynchronize(dx.stream()));
+  wait_stream(dx.stream());
 }
 
 }  // namespace pycnn::cuda_runtime

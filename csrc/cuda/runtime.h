@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "../common.h"
@@ -31,5 +32,34 @@ void empty_cache(int index);
 
 void set_allow_tf32(bool allow);
 bool allow_tf32();
+
+// Times the host has waited for a CUDA device (device->host copies, synchronize, isfinite_all,
+// cache releases, ...), all devices together: a debug counter for "no sync inside a step".
+int64_t host_sync_count();
+
+// A whole-step CUDA graph on one device's stream (torch.cuda.CUDAGraph): capture_begin ...
+// the ops to record ... capture_end, then replay() as often as needed. See graph.cu for the
+// rules (private memory pool, frozen workspace arena, dropout's device-side RNG counter).
+class Graph {
+ public:
+  explicit Graph(int device);  // DeviceError without CUDA
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  void capture_begin();
+  void capture_end();  // instantiates; on failure the capture is discarded and DeviceError raised
+  void replay();
+  void reset();        // drops the graph and its memory pool; aborts an unfinished capture
+  bool capturing() const;
+  bool captured() const;
+  int device() const;
+  int64_t pool_bytes() const;  // device memory reserved by this graph's private pool
+
+  struct Impl;  // graph.cu
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace pycnn::cuda_runtime

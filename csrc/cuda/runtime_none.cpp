@@ -30,3 +30,23 @@ void set_allow_tf32(bool allow) { g_tf32 = allow; }
 bool allow_tf32() { return g_tf32; }
 
 }  // namespace pycnn::cuda_runtime
+
+// ---- CUDA graphs: nothing to capture without CUDA
+namespace pycnn::cuda_runtime {
+
+struct Graph::Impl {};
+
+int64_t host_sync_count() { no_cuda("cuda.host_sync_count"); }
+
+Graph::Graph(int) { no_cuda("CUDAGraph"); }
+Graph::~Graph() = default;
+void Graph::capture_begin() { no_cuda("CUDAGraph.capture_begin"); }
+void Graph::capture_end() { no_cuda("CUDAGraph.capture_end"); }
+void Graph::replay() { no_cuda("CUDAGraph.replay"); }
+void Graph::reset() {}
+bool Graph::capturing() const { return false; }
+bool Graph::captured() const { return false; }
+int Graph::device() const { return 0; }
+int64_t Graph::pool_bytes() const { return 0; }
+
+}  // namespace pycnn::cuda_runtime

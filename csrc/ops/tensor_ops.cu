@@ -3,6 +3,7 @@
 // fixed-order integer sum; isfinite_all a flag that any thread may set (every writer stores the
 // same value, so the result does not depend on timing). No atomics.
 #include "../cuda/context.cuh"
+#include "../cuda/graph.cuh"
 #include "tensor_ops.h"
 
 namespace pycnn::cuda {
@@ -122,6 +123,7 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   ex.launch(n, nonfinite_flag_kernel<T>, x, n, flag);
   int host = 0;
   PYCNN_CUDA_CHECK(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, ex.stream()));
+  count_host_sync();
   PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
   *result = host == 0;
 }
