@@ -1,6 +1,7 @@
 """The CUDA backend: every op of pycnn._core on CUDA against the CPU kernels (forward and backward,
 float32 and float64), tensor round trips, the caching allocator's statistics, out-of-memory
-errors and run-to-run determinism.
+errors, run-to-run determinism, whole-step CUDA graphs (pc.cuda.CUDAGraph, Trainer(cuda_graph=True))
+and the absence of host syncs inside training steps.
 
 Tests marked `cuda` are skipped unless `pc.cuda.is_available()`. One unmarked test checks that a
 machine without CUDA gets a clear RuntimeError when it asks for a CUDA tensor.
@@ -257,7 +258,8 @@ def test_pool2d(k, s, p, shape, dtype):
 
 @cuda_test
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,i,o,bias", [(7, 5, 3, True), (64, 300, 10, True), (1, 4, 9, False), (33, 1, 1, True)])
+@pytest.mark.parametrize("n,i,o,bias", [(7, 5, 3, True), (64, 300, 10, True), (1, 4, 9, False), (33, 1, 1, True),
+                                        (1000, 8, 300, True)])
 def test_linear(n, i, o, bias, dtype):
     rng = np.random.default_rng(5)
     x, w = rnd(rng, (n, i), dtype), rnd(rng, (o, i), dtype)
@@ -532,3 +534,205 @@ def test_device_queries():
     assert info["cuda"] and info["cuda_available"] and info["cuda_version"]
     with pytest.raises(RuntimeError, match="invalid device index"):
         pc.zeros(1, device=f"cuda:{pc.cuda.device_count()}")
+
+
+# ---------------------------------------------------------------- CUDA graphs: errors without a GPU
+def test_cuda_graph_without_cuda_raises_clear_error():
+    if pc.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="CUDAGraph") as e:
+        pc.cuda.CUDAGraph()
+    msg = str(e.value)
+    if pc.build_info()["cuda"]:
+        assert "no usable CUDA device" in msg, msg
+    else:
+        assert "this pycnn build has no CUDA" in msg, msg
+    with pytest.raises(RuntimeError, match="CUDA"):
+        pc.cuda.host_sync_count()
+
+
+def test_cuda_graph_argument_errors():
+    with pytest.raises(TypeError, match="pc.cuda.CUDAGraph"):
+        pc.cuda.graph(object())
+    with pytest.raises(ValueError, match="expected a CUDA device, got 'cpu'"):
+        pc.cuda.CUDAGraph("cpu")
+
+
+def test_trainer_cuda_graph_on_cpu_is_value_error():
+    from pycnn import nn, optim
+
+    model = pc.models.lenet5()
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device.*'cpu'"):
+        pc.Trainer(model, opt, nn.CrossEntropyLoss(), cuda_graph=True)
+    with pytest.raises(TypeError, match="cuda_graph must be a bool"):
+        pc.Trainer(model, opt, nn.CrossEntropyLoss(), cuda_graph="yes")
+    assert pc.Trainer(model, opt, nn.CrossEntropyLoss(), cuda_graph=False).cuda_graph is False
+
+
+# ------------------------------------------------------------------------ CUDA graphs on a GPU
+def _graph_model(seed=0):
+    from pycnn import nn, optim
+
+    pc.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Dropout(0.3), nn.Linear(4 * 7 * 7, 10)).to("cuda")
+    return model, optim.SGD(model.parameters(), lr=0.05, momentum=0.9), nn.CrossEntropyLoss()
+
+
+def _graph_batches(k, n=16):
+    rng = np.random.default_rng(1)
+    return [(rng.standard_normal((n, 1, 14, 14)).astype(np.float32), rng.integers(0, 10, n).astype(np.int64))
+            for _ in range(k)]
+
+
+def _manual_step(model, opt, crit, x, y):
+    loss = crit(model(x), y)
+    opt.zero_grad()
+    model.zero_grad()
+    model.backward(crit.backward())
+    opt.step()
+    return loss
+
+
+def _captured_run(batches):
+    """The docs' manual loop: warm-up, capture, copy each batch into the static inputs, replay."""
+    model, opt, crit = _graph_model()
+    sx = pc.tensor(batches[0][0], device="cuda")
+    sy = pc.tensor(batches[0][1], device="cuda")
+    _manual_step(model, opt, crit, sx, sy)  # warm-up on batch 0
+    g = pc.cuda.CUDAGraph()
+    sx.copy_(pc.from_numpy(batches[1][0]))
+    sy.copy_(pc.from_numpy(batches[1][1]))
+    with pc.cuda.graph(g):
+        static_loss = _manual_step(model, opt, crit, sx, sy)
+    g.replay()
+    for x, y in batches[2:]:
+        sx.copy_(pc.from_numpy(x))
+        sy.copy_(pc.from_numpy(y))
+        g.replay()
+    return model, g, static_loss, (sx, sy)
+
+
+@needs_real_cuda
+@pytest.mark.cuda
+def test_cuda_graph_step_bitwise_equals_eager_steps():
+    batches = _graph_batches(6)
+    model, opt, crit = _graph_model()
+    for x, y in batches:
+        loss = _manual_step(model, opt, crit, pc.tensor(x, device="cuda"), pc.tensor(y, device="cuda"))
+    want = [p.data.numpy().copy() for p in model.parameters()]
+    gmodel, g, static_loss, _ = _captured_run(batches)
+    got = [p.data.numpy() for p in gmodel.parameters()]
+    assert g.captured and g.pool_bytes() > 0
+    for u, v in zip(got, want):
+        np.testing.assert_array_equal(u, v)  # same kernels, same dropout masks: bit for bit
+    assert static_loss.item() == loss.item()
+
+
+@needs_real_cuda
+@pytest.mark.cuda
+def test_cuda_graph_replays_allocate_nothing_and_do_not_sync():
+    batches = _graph_batches(4)
+    model, g, static_loss, (sx, sy) = _captured_run(batches)
+    pc.cuda.synchronize()
+    s0, syncs0 = pc.cuda.memory_stats(), pc.cuda.host_sync_count()
+    for x, y in batches * 3:
+        sx.copy_(pc.from_numpy(x))  # pageable host memory: staged by the driver, no wait
+        sy.copy_(pc.from_numpy(y))
+        g.replay()
+    s1, syncs1 = pc.cuda.memory_stats(), pc.cuda.host_sync_count()
+    assert s1["device_allocs"] == s0["device_allocs"]
+    assert s1["allocs"] == s0["allocs"]
+    assert s1["allocated_bytes"] == s0["allocated_bytes"]
+    assert s1["graph_pool_bytes"] == s0["graph_pool_bytes"] > 0
+    assert syncs1 == syncs0
+    assert np.isfinite(static_loss.item())
+    g.reset()
+    assert not g.captured and g.pool_bytes() == 0
+
+
+@needs_real_cuda
+@pytest.mark.cuda
+def test_cuda_graph_capture_errors_leave_the_device_usable():
+    model, opt, crit = _graph_model()
+    model.eval()
+    x = pc.tensor(_graph_batches(1)[0][0], device="cuda")
+    want = model(x).numpy()  # warm-up
+    g = pc.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="capturing a CUDA graph"):
+        with pc.cuda.graph(g):
+            model(x).item()
+    assert not g.captured and not g.capturing
+    with pytest.raises(RuntimeError, match="no capture is running"):
+        g.capture_end()
+    with pytest.raises(RuntimeError, match="nothing captured"):
+        g.replay()
+    # scratch that would have to grow inside the capture is refused with the reason
+    big = pc.zeros(1, 64, 384, 384, device="cuda")
+    w = pc.zeros(64, 64, 3, 3, device="cuda")
+    with pytest.raises(RuntimeError, match="cannot grow during CUDA graph capture"):
+        with pc.cuda.graph(g):
+            _core.conv2d_forward(big, w, None, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    # the stream works normally afterwards, and a fresh capture succeeds
+    assert float(_core.sum_all(pc.ones(3, device="cuda")).item()) == 3.0
+    with pc.cuda.graph(g):
+        y = model(x)
+    g.replay()
+    assert g.captured
+    np.testing.assert_array_equal(y.numpy(), want)
+
+
+def _trainer_run(cuda_graph, epochs=2, n=100, batch_size=32, scheduler=True):
+    from pycnn import nn, optim
+
+    pc.manual_seed(3)
+    rng = np.random.default_rng(3)
+    x = rng.random((n, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    model = pc.models.lenet5()
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sch = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5) if scheduler else None
+    t = pc.Trainer(model, opt, nn.CrossEntropyLoss(), device="cuda", scheduler=sch, cuda_graph=cuda_graph)
+    hist = t.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    return t, hist, [p.data.numpy().copy() for p in model.parameters()]
+
+
+@needs_real_cuda
+@pytest.mark.cuda
+def test_trainer_cuda_graph_matches_eager():
+    # 100 samples in batches of 32: three full batches and a partial one of 4 (eager path)
+    t_eager, h_eager, w_eager = _trainer_run(False)
+    t_graph, h_graph, w_graph = _trainer_run(True)
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(h_graph.history[key], h_eager.history[key], rtol=1e-5, atol=1e-6)
+    for u, v in zip(w_graph, w_eager):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    gs = t_graph._graph_step
+    assert gs.captures == 2  # the scheduler halved the lr after epoch 1: captured again
+    assert gs.replays == 5   # epoch 1: batches 2-3 (batch 1 is the warm-up); epoch 2: batches 1-3
+
+
+@needs_real_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_trainer_steps_do_not_sync_with_the_host(cuda_graph):
+    def count(batches):
+        from pycnn import nn, optim
+
+        pc.manual_seed(0)
+        rng = np.random.default_rng(0)
+        x = rng.random((32 * batches, 1, 28, 28), dtype=np.float32)
+        y = rng.integers(0, 10, 32 * batches).astype(np.int64)
+        model = pc.models.lenet5()
+        t = pc.Trainer(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(),
+                       device="cuda", cuda_graph=cuda_graph)
+        t.log_every = 10_000  # one logging point: the end of the epoch
+        t.fit(x, y, batch_size=32, epochs=1, verbose=0)  # warm-up (and capture) outside the count
+        before = pc.cuda.host_sync_count()
+        t.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        return pc.cuda.host_sync_count() - before
+
+    few, many = count(4), count(16)
+    assert few == many, (few, many)  # the end-of-epoch reads only, however many steps
+    assert few <= 4, few

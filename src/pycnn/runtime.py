@@ -43,6 +43,77 @@ def _device_index(device) -> int:
     return int(s.split(":")[1])
 
 
+class CUDAGraph:
+    """A whole-step CUDA graph, like `torch.cuda.CUDAGraph`: record the kernels of a step once,
+    then `replay()` them with one launch.
+
+        g = pc.cuda.CUDAGraph()
+        g.capture_begin(); ...ops on static tensors...; g.capture_end()
+        for batch in data: static_x.copy_(batch); g.replay()
+
+    Run the step once eagerly before capturing (warm-up: it creates the cuBLAS handle, momentum
+    buffers and the scratch arena). While capturing, allocations come from a pool private to this
+    graph that stays reserved until `reset()`; tensors made before capture and used by the graph
+    (inputs, weights, optimizer buffers) must stay alive and be updated in place. Host copies and
+    waits (`.item()`, `.numpy()`, moving CPU data to the device) raise inside a capture. Dropout
+    draws a new mask at each replay. Scalars (such as the learning rate) are fixed at capture:
+    `reset()` and capture again when they change.
+    """
+
+    def __init__(self, device=None) -> None:
+        self._g = _core.CUDAGraph(_device_index(device))
+
+    def capture_begin(self) -> None:
+        self._g.capture_begin()
+
+    def capture_end(self) -> None:
+        self._g.capture_end()
+
+    def replay(self) -> None:
+        self._g.replay()
+
+    def reset(self) -> None:
+        """Drops the captured graph and releases its memory pool (aborts a running capture)."""
+        self._g.reset()
+
+    @property
+    def captured(self) -> bool:
+        return bool(self._g.captured)
+
+    @property
+    def capturing(self) -> bool:
+        return bool(self._g.capturing)
+
+    def pool_bytes(self) -> int:
+        """Device memory reserved by this graph's private pool."""
+        return int(self._g.pool_bytes())
+
+    def __repr__(self) -> str:
+        state = "capturing" if self.capturing else ("captured" if self.captured else "empty")
+        return f"CUDAGraph(device='cuda:{self._g.device}', {state})"
+
+
+class graph:
+    """`with pc.cuda.graph(g): ...` captures the block into `g` (capture_begin / capture_end).
+    An exception inside the block ends the capture, discards it and re-raises."""
+
+    def __init__(self, cuda_graph: CUDAGraph) -> None:
+        if not isinstance(cuda_graph, CUDAGraph):
+            raise TypeError(f"pc.cuda.graph: expected a pc.cuda.CUDAGraph, got {type(cuda_graph).__name__}")
+        self.cuda_graph = cuda_graph
+
+    def __enter__(self) -> CUDAGraph:
+        self.cuda_graph.capture_begin()
+        return self.cuda_graph
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self.cuda_graph.reset()
+            return False
+        self.cuda_graph.capture_end()
+        return False
+
+
 class _Cuda(types.ModuleType):
     """`pc.cuda`: device queries and the caching allocator's statistics."""
 
@@ -74,6 +145,14 @@ class _Cuda(types.ModuleType):
     def empty_cache(self, device=None) -> None:
         if self.is_available():
             _core.cuda_empty_cache(_device_index(device))
+
+    def host_sync_count(self) -> int:
+        """Debug counter: how many times the host has waited for a CUDA device (device->host copies
+        such as `.item()`, `synchronize()`, `isfinite`, cache releases), all devices together."""
+        return int(_core.cuda_host_sync_count())
+
+    CUDAGraph = CUDAGraph
+    graph = graph
 
 
 class _Backends:

@@ -28,6 +28,7 @@ from .. import _core, _random
 from ..data.loader import DataLoader, TensorDataset
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
 from .callbacks import Callback
+from .graph_step import GraphStep
 from .history import History
 
 __all__ = ["Trainer"]
@@ -101,13 +102,16 @@ class Trainer:
     - `metrics`: names of metrics to track besides the loss; "accuracy" (class labels) or none.
     - `scheduler`: an `optim.lr_scheduler` scheduler, stepped once per epoch (ReduceLROnPlateau
       gets val_loss, or loss without validation data).
+    - `cuda_graph`: on a CUDA device, record the whole training step (forward, loss, backward,
+      optimizer step) once as a CUDA graph and replay it for every full batch (graph_step.py); the
+      last, partial batch runs eagerly. A changed learning rate is picked up by capturing again.
     """
 
     log_every: int = 10
     _last_rate: float = 0.0
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any = ("accuracy",), device: Any = None,
-                 scheduler: Any = None, on_nonfinite: str = "raise") -> None:
+                 scheduler: Any = None, on_nonfinite: str = "raise", cuda_graph: bool = False) -> None:
         # "raise": a NaN/Inf loss stops fit with FloatingPointError (checked at logging points, no
         # per-step sync). "skip": each batch's loss is checked before its update and a non-finite
         # batch is dropped (no backward, no step), counted in History.history["skipped_batches"].
@@ -151,6 +155,18 @@ class Trainer:
             self.device = _core.parse_device(str(getattr(model, "device", "cpu")))
         self.stop_training = False
         self.history: Optional[History] = None
+        if not isinstance(cuda_graph, bool):
+            raise TypeError(f"Trainer: cuda_graph must be a bool, got {type(cuda_graph).__name__}")
+        self.cuda_graph = cuda_graph
+        self._graph_step: Optional[GraphStep] = None
+        if cuda_graph:
+            if not str(self.device).startswith("cuda"):
+                raise ValueError(f"Trainer: cuda_graph=True needs a CUDA device, but the model is on "
+                                 f"{self.device!r}; pass device='cuda' (or cuda_graph=False)")
+            if on_nonfinite == "skip":
+                raise ValueError("Trainer: cuda_graph=True needs on_nonfinite='raise': skipping a bad batch "
+                                 "means reading its loss on the host at every step")
+            self._graph_step = GraphStep(self)
 
     # ------------------------------------------------------------------ conversions
     @property
@@ -483,7 +499,7 @@ class Trainer:
         return (", " if bar else " - ").join(parts)
 
     def _train_epoch(self, loader: Iterable[Any], epoch: int, bar: Any) -> Dict[str, float]:
-        model, crit, opt = self.model, self.loss, self.optimizer
+        model = self.model
         track_acc = "accuracy" in self.metrics
         model.train()
         loss_sum: Optional[Tensor] = None
@@ -499,17 +515,14 @@ class Trainer:
             xt = self._to_input(xb)
             yt = self._to_target(yb)
             n = int(xt.shape[0])
-            logits = model(xt)
-            loss_t = crit(logits, yt)
-            if self.on_nonfinite == "skip" and not _core.isfinite_all(loss_t):
+            if self._graph_step is not None:
+                out = self._graph_step.run(xt, yt, self._eager_step)
+            else:
+                out = self._eager_step(xt, yt)
+            if out is None:
                 skipped += 1
-                crit.backward()  # releases the criterion's cache; the gradient is not used
-                model.zero_grad()
                 continue
-            opt.zero_grad()
-            model.zero_grad()
-            model.backward(crit.backward())
-            opt.step()
+            loss_t, logits = out
             loss_sum = self._add_loss(loss_sum, loss_t, n)
             if track_acc:
                 _core.add_(correct, _core.count_correct(logits, yt))
@@ -536,6 +549,21 @@ class Trainer:
         if track_acc:
             logs["accuracy"] = correct.item() / seen
         return logs
+
+    def _eager_step(self, xt: Tensor, yt: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+        """forward, loss, backward, optimizer step: (loss, logits), or None for a skipped batch."""
+        model, crit, opt = self.model, self.loss, self.optimizer
+        logits = model(xt)
+        loss_t = crit(logits, yt)
+        if self.on_nonfinite == "skip" and not _core.isfinite_all(loss_t):
+            crit.backward()  # releases the criterion's cache; the gradient is not used
+            model.zero_grad()
+            return None
+        opt.zero_grad()
+        model.zero_grad()
+        model.backward(crit.backward())
+        opt.step()
+        return loss_t, logits
 
     @staticmethod
     def _progress(loss_sum: Tensor, correct: Optional[Tensor], seen: int, t0: float) -> str:

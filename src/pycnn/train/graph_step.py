@@ -1,0 +1,115 @@
+"""`Trainer(..., cuda_graph=True)`: the training step (forward, loss, backward, optimizer step)
+captured once as a CUDA graph for the full batch shape and replayed for every full batch.
+
+The first full batch runs eagerly (warm-up: cuBLAS handle, momentum buffers, scratch arena), the
+second is captured and replayed, later ones are copied into the static input tensors and replayed.
+A batch of another shape (the last, partial one) takes the eager path. The graph is captured
+again when something it baked in changes: an optimizer hyper-parameter (a scheduler's new lr),
+or the tensors of the parameters or momentum buffers (a resumed checkpoint, `model.to`).
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+from .. import _core
+from ..runtime import CUDAGraph
+from ..tensor import Tensor
+
+_HYPER = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+
+
+class GraphStep:
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.key: Optional[tuple] = None   # (x shape, x dtype, y shape, y dtype) of the full batch
+        self.warm = False
+        self.graph: Optional[CUDAGraph] = None
+        self.static_x: Optional[Tensor] = None
+        self.static_y: Optional[Tensor] = None
+        self.loss: Optional[Tensor] = None
+        self.logits: Optional[Tensor] = None
+        self.grads: List[Tuple[Any, Tensor]] = []
+        self.baked: Optional[tuple] = None
+        self.captures = 0  # how many times a graph was recorded (tests, logs)
+        self.replays = 0
+
+    @staticmethod
+    def batch_key(xt: Tensor, yt: Tensor) -> tuple:
+        return (tuple(xt.shape), str(xt.dtype), tuple(yt.shape), str(yt.dtype))
+
+    def _params(self) -> List[Any]:
+        return [p for p in self.trainer.model.parameters() if p.requires_grad]
+
+    def _state(self) -> tuple:
+        """What the graph baked in besides shapes: hyper-parameters and tensor addresses."""
+        opt = self.trainer.optimizer
+        groups = tuple(tuple(g.get(k) for k in _HYPER) for g in getattr(opt, "param_groups", ()))
+        ptrs = []
+        state = getattr(opt, "state", None)
+        for p in self._params():
+            ptrs.append(p.data._data_ptr())
+            buf = state[p].get("momentum_buffer") if state is not None else None
+            ptrs.append(buf._data_ptr() if isinstance(buf, Tensor) else 0)
+        return groups, tuple(ptrs)
+
+    def reset(self) -> None:
+        if self.graph is not None:
+            self.graph.reset()
+        self.graph = None
+        self.loss = self.logits = None
+        self.grads = []
+        self.baked = None
+
+    def run(self, xt: Tensor, yt: Tensor, eager_step: Any) -> Optional[Tuple[Tensor, Tensor]]:
+        """One training step on (xt, yt) (already on the device): (loss, logits) as tensors the
+        caller may keep (the captured ones are copied), or None when eager_step skipped it."""
+        key = self.batch_key(xt, yt)
+        if self.key is None:
+            self.key = key
+        if key != self.key:
+            return eager_step(xt, yt)
+        if not self.warm:
+            self.warm = True
+            return eager_step(xt, yt)
+        if self.graph is not None and self.baked != self._state():
+            self.reset()
+        if self.graph is None:
+            self._capture(xt, yt)
+        else:
+            self.static_x.copy_(xt)
+            self.static_y.copy_(yt)
+        self.graph.replay()
+        self.replays += 1
+        for p, g in self.grads:  # the graph wrote its own gradient tensors: show them
+            p.grad = g
+        return self.loss.clone(), self.logits
+
+    def _capture(self, xt: Tensor, yt: Tensor) -> None:
+        t = self.trainer
+        model, crit, opt = t.model, t.loss, t.optimizer
+        self.static_x = xt.clone()
+        self.static_y = yt.clone()
+        g = CUDAGraph(t.device)
+        try:
+            g.capture_begin()
+            try:
+                logits = model(self.static_x)
+                loss = crit(logits, self.static_y)
+                opt.zero_grad()
+                model.zero_grad()
+                model.backward(crit.backward())
+                opt.step()
+            except BaseException:
+                g.reset()
+                raise
+            g.capture_end()
+        except Exception as e:
+            t._clear_caches()
+            model.zero_grad()
+            raise RuntimeError(f"Trainer(cuda_graph=True): capturing the training step failed: {e}. Use "
+                               "cuda_graph=False for this model (a layer that reads values back to the host "
+                               "in training, such as BatchNorm's batch counter, cannot be captured)") from e
+        self.graph, self.loss, self.logits = g, loss, logits
+        self.grads = [(p, p.grad) for p in self._params() if p.grad is not None]
+        self.baked = self._state()
+        self.captures += 1
