@@ -1,6 +1,7 @@
 // CUDA kernels of linear.h: the products through cuBLAS (cuda::gemm, same row-major calls as the
-// CPU), the bias add one thread per element, the bias gradient one thread per output feature
-// adding the rows in order (a fixed order: bit-identical run to run, no atomics).
+// CPU), the bias add one thread per element, the bias gradient one block per output feature: each
+// thread adds a fixed stride of rows, then block_reduce_sum's fixed tree (bit-identical run to
+// run for a given batch size, no atomics).
 #include "../cuda/blas.cuh"
 #include "../cuda/context.cuh"
 #include "linear.h"
@@ -15,10 +16,12 @@ __global__ void add_bias_kernel(T* y, const T* b, int64_t out, int64_t total) {
 
 template <class T>
 __global__ void column_sum_kernel(const T* dy, T* db, int64_t rows, int64_t cols) {
-  PYCNN_KERNEL_LOOP(c, cols) {
+  T* sh = shared_buffer<T>();
+  PYCNN_ROW_LOOP(c, cols) {
     T acc = T(0);
-    for (int64_t r = 0; r < rows; ++r) acc += dy[r * cols + c];
-    db[c] = acc;
+    for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) acc += dy[r * cols + c];
+    acc = block_reduce_sum(acc, sh);
+    if (threadIdx.x == 0) db[c] = acc;
   }
 }
 
@@ -40,7 +43,8 @@ void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, L
   if (dw) gemm<T>(true, false, d.out, d.in, d.N, T(1), dy, d.out, x, d.in, T(0), dw, d.in);   // dy^T @ x
   if (db && d.out > 0) {
     Exec ex(db);
-    ex.launch(d.out, column_sum_kernel<T>, dy, db, d.N, d.out);
+    const int threads = reduce_threads(d.N);
+    ex.launch_rows(d.out, threads, threads * sizeof(T), column_sum_kernel<T>, dy, db, d.N, d.out);
   }
 }
 
