@@ -35,7 +35,11 @@ void check_class_labels(const Tensor& labels, const Tensor& scores, const char* 
   PYCNN_CHECK(labels.dim() == 1 && labels.size(0) == n, ValueError, op, ": expected labels of shape ",
               shape_str({n}), " for ", scores_name, " ", shape_str(scores.shape()), ", got ",
               shape_str(labels.shape()), "; pass one class index per row");
-  const Tensor h = labels.to(Device{}).contiguous();
+  // On CUDA the range is not checked here: that would wait for the device at every step. The
+  // kernels never index with a bad label; it makes that row's loss NaN instead (and the row never
+  // counts as correct), which Trainer reports at its next logging point.
+  if (labels.device().is_cuda()) return;
+  const Tensor h = labels.contiguous();
   const int64_t* l = h.data<int64_t>();
   for (int64_t i = 0; i < n; ++i)
     PYCNN_CHECK(l[i] >= 0 && l[i] < c, ValueError, op, ": label ", l[i], " at position ", i,

@@ -66,7 +66,7 @@ __global__ void ce_fwd_kernel(const T* logits, const int64_t* labels, T* probs, 
     for (int64_t j = threadIdx.x; j < c; j += blockDim.x) pr[j] = static_cast<T>(exp(static_cast<double>(xr[j]) - m) * inv);
     if (threadIdx.x == 0) {
       const int64_t lbl = labels[r];
-      const double z = (lbl >= 0 && lbl < c) ? static_cast<double>(xr[lbl]) : NAN;  // labels are checked on the host
+      const double z = (lbl >= 0 && lbl < c) ? static_cast<double>(xr[lbl]) : NAN;  // a bad label: NaN (not checked on the host, see softmax_ce.cpp)
       row_loss[r] = ::log(s) - (z - m);
     }
   }
@@ -77,7 +77,8 @@ __global__ void ce_bwd_kernel(const T* probs, const int64_t* labels, T* dx, int6
   PYCNN_KERNEL_LOOP(k, total) {
     const int64_t r = k / c, j = k % c;
     const T p = probs[k];
-    dx[k] = j == labels[r] ? (p - T(1)) * scale : p * scale;
+    const int64_t lbl = labels[r];
+    dx[k] = (lbl < 0 || lbl >= c) ? T(NAN) : j == lbl ? (p - T(1)) * scale : p * scale;
   }
 }
 
