@@ -736,3 +736,15 @@ def test_trainer_steps_do_not_sync_with_the_host(cuda_graph):
     few, many = count(4), count(16)
     assert few == many, (few, many)  # the end-of-epoch reads only, however many steps
     assert few <= 4, few
+
+
+@needs_real_cuda
+@pytest.mark.cuda
+def test_bad_label_on_cuda_gives_nan_without_a_host_check():
+    # CUDA labels are not range-checked on the host (that would sync every step): NaN instead
+    logits = pc.tensor(np.zeros((3, 4), np.float32), device="cuda")
+    labels = pc.tensor(np.array([0, 7, 1], np.int64), device="cuda")
+    loss, probs = _core.cross_entropy_forward(logits, labels)
+    assert np.isnan(loss.item())
+    dx = _core.cross_entropy_backward(probs, labels, 1.0).numpy()
+    assert np.isnan(dx[1]).all() and np.isfinite(dx[[0, 2]]).all()
