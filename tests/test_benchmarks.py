@@ -135,3 +135,17 @@ def test_quick_run_writes_json(tmp_path):
     # < 30 s on an idle machine; a loaded one (oversubscribed OpenMP) is allowed more slack
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     assert elapsed < (30 if load < (os.cpu_count() or 1) else 180), f"took {elapsed:.1f} s (load {load:.1f})"
+
+
+def test_gpu_benchmark_without_gpu_exits_with_a_clear_message():
+    if pc.cuda.is_available():
+        pytest.skip("a GPU is present: python -m benchmarks.gpu would run the full benchmark")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    p = subprocess.run([sys.executable, "-m", "benchmarks.gpu"], cwd=str(ROOT), env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 3, (p.returncode, p.stderr[-2000:])
+    assert "no CUDA GPU available" in p.stderr
+    h = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--help"], cwd=str(ROOT), env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert h.returncode == 0 and "--quick" in h.stdout
