@@ -38,18 +38,23 @@ struct Lib {
 Lib g_lib;
 std::mutex g_mu;
 
+}  // namespace
+
 // OpenBLAS does not recognise Zen 4/5 and falls back to its AVX2 (Haswell) kernels, half the
 // FMA throughput of the AVX-512 ones these CPUs run well. When the CPU has the AVX-512 subsets
-// OpenBLAS's SkylakeX kernels use and the user set nothing, ask for those kernels.
-void choose_core_type() {
-  if (std::getenv("OPENBLAS_CORETYPE")) return;
+// OpenBLAS's SkylakeX kernels use, those are the ones to ask for (through OPENBLAS_CORETYPE, which
+// OpenBLAS reads once, when it initialises).
+std::string preferred_core_type() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+    return "SkylakeX";
 #endif
+  return "";
 }
+
+namespace {
 
 template <class F>
 F sym(void* h, const char* name, bool required) {
@@ -73,7 +78,6 @@ int as_int(int64_t v, const char* what) {
 void load(const std::string& path) {
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_lib.handle) return;
-  choose_core_type();
   void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) throw std::runtime_error(cat("could not load the BLAS library ", path, ": ", dlerror()));
   Lib l;

@@ -9,6 +9,9 @@
 
 namespace pycnn::blas {
 
+// The OpenBLAS kernel family this CPU should use ("SkylakeX" with AVX-512), or "" for OpenBLAS's own
+// choice. Python sets OPENBLAS_CORETYPE from it before anything loads the library.
+std::string preferred_core_type();
 // Loads the shared library at `path` (called once from Python with the wheel's path).
 void load(const std::string& path);
 bool loaded();

@@ -15,6 +15,15 @@
 #define PYCNN_HD
 #endif
 
+// A CPU loop that only vectorises with AVX2 or AVX-512 gets one copy per x86-64 level, and the
+// loader picks the best the CPU runs (GCC's target_clones, an ifunc): the wheel stays baseline
+// x86-64. Elsewhere it is the plain function.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define PYCNN_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PYCNN_SIMD_CLONES
+#endif
+
 namespace pycnn {
 
 using Shape = std::vector<int64_t>;

@@ -197,3 +197,35 @@ def test_set_num_threads_applies_to_every_thread():
         assert _in_thread(pc.get_num_threads) == want
     finally:
         pc.set_num_threads(before)
+
+
+def _import_pycnn_in_child(env_changes):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.update(env_changes)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(pc.__file__)))  # the pycnn under test
+    env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    code = ("import json, os, pycnn; i = pycnn.build_info(); "
+            "print(json.dumps({'core': i['blas_core'], 'preferred': pycnn._core.blas_preferred_core(), "
+            "'env': {k: v for k, v in os.environ.items() if k.startswith('OPENBLAS_')}}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
+    return json.loads(out.stdout.strip().splitlines()[-1]), env
+
+
+def test_blas_kernel_choice_follows_the_user_and_does_not_leak_into_the_environment():
+    # A user's OPENBLAS_CORETYPE wins; pycnn's own choice (AVX-512 kernels where the CPU has them,
+    # one OpenBLAS thread) is made for its library only and leaves os.environ as it found it.
+    import os
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+    seen, env = _import_pycnn_in_child({"OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "Haswell")})
+    assert seen["core"].lower() == env["OPENBLAS_CORETYPE"].lower()
+    assert seen["env"] == {k: v for k, v in env.items() if k.startswith("OPENBLAS_")}  # nothing added
+    assert {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")} == before
+    if "OPENBLAS_CORETYPE" not in os.environ and seen["preferred"]:
+        assert pc.build_info()["blas_core"] == seen["preferred"]

@@ -54,6 +54,7 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  m.def("blas_preferred_core", &blas::preferred_core_type);
   m.def("load_blas", &blas::load, py::arg("path"));
   m.def("blas_core_name", &blas::core_name);
   m.def("blas_config", &blas::config);

@@ -15,10 +15,24 @@ _BLAS_LIB = "libscipy_openblas.so"
 
 
 def _load_blas() -> str:
-    import scipy_openblas32
+    # OpenBLAS reads its settings once, when it initialises, and scipy-openblas32 loads it as soon as
+    # the package is imported, so they go into the environment before that import, and out again
+    # afterwards (they are for this library only, not for NumPy's BLAS or child processes):
+    # - its AVX-512 kernels on CPUs it does not recognise (csrc/blas.cpp);
+    # - one thread: OpenMP runs the GEMMs (csrc/blas.cpp), so OpenBLAS's own pool would be idle
+    #   threads that spin after start-up.
+    wanted = {"OPENBLAS_CORETYPE": _core.blas_preferred_core(), "OPENBLAS_NUM_THREADS": "1"}
+    added = [k for k, v in wanted.items() if v and k not in os.environ]
+    for k in added:
+        os.environ[k] = wanted[k]
+    try:
+        import scipy_openblas32
 
-    path = os.path.join(scipy_openblas32.get_lib_dir(), _BLAS_LIB)
-    _core.load_blas(path)
+        path = os.path.join(scipy_openblas32.get_lib_dir(), _BLAS_LIB)
+        _core.load_blas(path)
+    finally:
+        for k in added:
+            del os.environ[k]
     return path
 
 
