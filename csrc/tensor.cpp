@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 
+#include "cpu_alloc.h"
 #include "cuda/runtime.h"
 
 namespace pycnn {
@@ -60,10 +61,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
     data_ = cuda_runtime::device_alloc(nbytes, device.index);
     return;
   }
-  const size_t rounded = ((nbytes + 63) / 64) * 64;
-  data_ = rounded ? std::aligned_alloc(64, rounded) : nullptr;
-  if (rounded && !data_)
-    throw OutOfMemory(cat("out of memory: could not allocate ", nbytes, " bytes on the CPU"));
+  data_ = cpu_alloc::allocate(nbytes);
 }
 
 Storage::Storage(void* data, size_t nbytes, Device device, std::function<void()> release)
@@ -75,7 +73,7 @@ Storage::~Storage() {
   } else if (device_.is_cuda()) {
     cuda_runtime::device_free(data_, nbytes_, device_.index);
   } else {
-    std::free(data_);
+    cpu_alloc::release(data_, nbytes_);
   }
 }
 

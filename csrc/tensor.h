@@ -12,7 +12,7 @@ namespace pycnn {
 
 class Storage {
  public:
-  Storage(size_t nbytes, Device device);  // allocates (CPU: 64-byte aligned; CUDA: caching allocator)
+  Storage(size_t nbytes, Device device);  // allocates (caching allocators: cpu_alloc.h, cuda/runtime.h)
   // Wraps memory owned by someone else (a NumPy array); `release` drops that owner.
   Storage(void* data, size_t nbytes, Device device, std::function<void()> release);
   ~Storage();
