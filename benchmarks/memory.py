@@ -103,7 +103,7 @@ def _pycnn_setup(model: str, batch: int, threads: int):
         logits = m(px)
         loss = crit(logits, py)
         m.zero_grad()
-        m.backward(crit.backward())
+        m.backward(crit.backward(), need_input_grad=False)
         opt.step()
         return loss
 

@@ -452,7 +452,7 @@ def _lenet_case(batch: int) -> Case:
             logits = model(px)
             loss = crit(logits, py)
             model.zero_grad()
-            model.backward(crit.backward())
+            model.backward(crit.backward(), need_input_grad=False)  # as PyTorch and the NumPy peer: no dx of the image
             state["opt"].step()
             return logits, loss
 

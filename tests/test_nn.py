@@ -866,3 +866,38 @@ def test_calculate_gain_matches_torch():
         assert nn.init.calculate_gain(nl, p) == pytest.approx(torch.nn.init.calculate_gain(nl, p))
     with pytest.raises(ValueError):
         nn.init.calculate_gain("swish")
+
+
+def test_backward_without_input_grad_gives_the_same_parameter_gradients():
+    # model.backward(g, need_input_grad=False) is what a training step wants: the first layer's
+    # d/dx is skipped, every parameter gradient is the same as with the full backward.
+    pc.manual_seed(3)
+    net = pc.models.lenet5()
+    x = pc.tensor(np.random.default_rng(0).standard_normal((4, 1, 28, 28), dtype=np.float32))
+    g = pc.tensor(np.random.default_rng(1).standard_normal((4, 10), dtype=np.float32))
+    net(x)
+    dx = net.backward(g)
+    assert dx is not None and tuple(dx.shape) == (4, 1, 28, 28)
+    full = [np.asarray(p.grad).copy() for p in net.parameters()]
+    net.zero_grad()
+    net(x)
+    assert net.backward(g, need_input_grad=False) is None
+    for a, p in zip(full, net.parameters()):
+        np.testing.assert_array_equal(a, np.asarray(p.grad))
+    lin = nn.Linear(5, 3)
+    lin(pc.ones(2, 5))
+    assert lin.backward(pc.ones(2, 3), need_input_grad=False) is None and lin.weight.grad is not None
+
+
+def test_need_input_grad_false_is_safe_with_a_user_layer_first():
+    class MyLayer(nn.Module):  # a user layer whose backward knows nothing of need_input_grad
+        def forward(self, x):
+            return pc.functional.relu(x)
+
+        def backward(self, g):
+            return g
+
+    net = nn.Sequential(MyLayer(), nn.Linear(3, 2))
+    net(pc.ones(1, 3))
+    assert net.backward(pc.ones(1, 2), need_input_grad=False) is None
+    assert net[1].weight.grad is not None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 from .. import functional as F
 from ..tensor import Tensor, empty
@@ -97,7 +97,9 @@ class Conv2d(Module):
         self._cache = x
         return y
 
-    def backward(self, grad_output: Any) -> Tensor:
+    def backward(self, grad_output: Any, need_input_grad: bool = True) -> Optional[Tensor]:
+        """Gradients of the parameters accumulate into ``.grad``; returns d/dx, or None with
+        ``need_input_grad=False`` (the first layer of a training step: its dx is never used)."""
         x = self._cache
         if x is None:
             raise self._no_cache()
@@ -105,7 +107,7 @@ class Conv2d(Module):
         need_dw = self.weight.requires_grad
         need_db = self.bias is not None and self.bias.requires_grad
         dx, dw, db = self._call_core(F.conv2d_backward, g, x, self.weight.data, self.stride, self._pad4,
-                                     self.dilation, self.groups, True, need_dw, need_db)
+                                     self.dilation, self.groups, bool(need_input_grad), need_dw, need_db)
         self._cache = None
         self._accumulate(self.weight, dw)
         self._accumulate(self.bias, db)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 from .. import functional as F
 from ..tensor import Tensor, empty
@@ -56,7 +56,9 @@ class Linear(Module):
         self._cache = (x2, shape)
         return y if len(shape) == 2 else y.reshape(*shape[:-1], self.out_features)
 
-    def backward(self, grad_output: Any) -> Tensor:
+    def backward(self, grad_output: Any, need_input_grad: bool = True) -> Optional[Tensor]:
+        """Gradients of the parameters accumulate into ``.grad``; returns d/dx, or None with
+        ``need_input_grad=False``."""
         if self._cache is None:
             raise self._no_cache()
         x2, shape = self._cache
@@ -65,10 +67,13 @@ class Linear(Module):
             g = self._call_core(g.reshape, -1, self.out_features)
         need_dw = self.weight.requires_grad
         need_db = self.bias is not None and self.bias.requires_grad
-        dx, dw, db = self._call_core(F.linear_backward, g, x2, self.weight.data, True, need_dw, need_db)
+        dx, dw, db = self._call_core(F.linear_backward, g, x2, self.weight.data, bool(need_input_grad), need_dw,
+                                     need_db)
         self._cache = None
         self._accumulate(self.weight, dw)
         self._accumulate(self.bias, db)
+        if dx is None:
+            return None
         return dx if len(shape) == 2 else dx.reshape(*shape)
 
 

@@ -8,6 +8,7 @@ only once in a forward pass (no weight sharing between two calls before a backwa
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import operator
 from collections import OrderedDict, namedtuple
@@ -716,6 +717,20 @@ class Identity(Module):
         return grad_output
 
 
+_NEED_INPUT_GRAD_CACHE: dict = {}
+
+
+def _takes_need_input_grad(m: Module) -> bool:
+    """Whether m.backward accepts ``need_input_grad`` (user layers may not): looked up once per class."""
+    fn = type(m).backward
+    if fn not in _NEED_INPUT_GRAD_CACHE:
+        try:
+            _NEED_INPUT_GRAD_CACHE[fn] = "need_input_grad" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            _NEED_INPUT_GRAD_CACHE[fn] = False
+    return _NEED_INPUT_GRAD_CACHE[fn]
+
+
 class Sequential(Module):
     """Layers run in order; backward runs them in reverse. ``Sequential(*layers)`` names them
     "0", "1", ...; ``Sequential(OrderedDict(name=layer))`` keeps the names. Indexing (negative
@@ -815,11 +830,21 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, grad_output: Any) -> Any:
+    def backward(self, grad_output: Any, need_input_grad: bool = True) -> Any:
+        """Runs the layers' backward in reverse and returns d/dx of the input. With
+        ``need_input_grad=False`` (a training step, where nobody reads it) it returns None, and the
+        first layer skips computing it if it can (Conv2d, Linear, Sequential): for LeNet-5 that is
+        the first convolution's whole col2im pass."""
+        mods = list(self._modules.values())
         g = grad_output
-        for m in reversed(list(self._modules.values())):
-            g = m.backward(g)
-        return g
+        for i in range(len(mods) - 1, 0, -1):
+            g = mods[i].backward(g)
+        if not mods:
+            return g if need_input_grad else None
+        if not need_input_grad and _takes_need_input_grad(mods[0]):
+            return mods[0].backward(g, need_input_grad=False)
+        g = mods[0].backward(g)
+        return g if need_input_grad else None
 
 
 class Residual(Module):
