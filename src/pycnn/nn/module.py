@@ -731,6 +731,15 @@ def _takes_need_input_grad(m: Module) -> bool:
     return _NEED_INPUT_GRAD_CACHE[fn]
 
 
+def _backward_for_step(model: Module, grad_output: Any) -> None:
+    """model.backward in a training step: parameter gradients only, the input's d/dx skipped
+    where the model can skip it (a user model whose backward has no such option runs as is)."""
+    if _takes_need_input_grad(model):
+        model.backward(grad_output, need_input_grad=False)
+    else:
+        model.backward(grad_output)
+
+
 class Sequential(Module):
     """Layers run in order; backward runs them in reverse. ``Sequential(*layers)`` names them
     "0", "1", ...; ``Sequential(OrderedDict(name=layer))`` keeps the names. Indexing (negative

@@ -5,8 +5,9 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .. import _core
 from .. import functional as F
-from ..tensor import Tensor, as_tensor, full, int64, zeros
+from ..tensor import Tensor, as_tensor, full, int64, ones, zeros
 from .module import Module, Parameter, _param_dtype
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -87,14 +88,25 @@ class _BatchNorm(Module):
                                  f"got input of shape {tuple(x.shape)}")
             update = self.training and self.track_running_stats
             momentum, n = 0.0, 0
-            if update:
-                n = int(self.num_batches_tracked.item()) + 1
+            nbt = self.num_batches_tracked
+            # On a GPU, reading the counter would be a host sync every step (and would keep the
+            # step out of a CUDA graph): with a fixed momentum it is incremented on the device.
+            count_on_device = update and self.momentum is not None and nbt.is_cuda
+            if update and not count_on_device:
+                n = int(nbt.item()) + 1
                 momentum = 1.0 / n if self.momentum is None else self.momentum
+            elif update:
+                momentum = self.momentum
             rm = self.running_mean if update else None
             rv = self.running_var if update else None
             y, mean, invstd = self._call_core(F.batch_norm_train, x, w, b, rm, rv, momentum, self.eps)
-            if update:
-                self.num_batches_tracked.fill_(n)
+            if count_on_device:
+                one = self.__dict__.get("_device_one")
+                if one is None or str(one.device) != str(nbt.device):  # made once, in the warm-up step
+                    one = self.__dict__["_device_one"] = ones((), dtype=int64, device=str(nbt.device))
+                _core.add_(nbt, one, 1.0)
+            elif update:
+                nbt.fill_(n)
             self._cache = ("train", x, mean, invstd)
         else:
             y = self._call_core(F.batch_norm_eval, x, self.running_mean, self.running_var, w, b, self.eps)

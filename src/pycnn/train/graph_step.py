@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, List, Optional, Tuple
 
 from .. import _core
+from ..nn.module import _backward_for_step
 from ..runtime import CUDAGraph
 from ..tensor import Tensor
 
@@ -97,7 +98,7 @@ class GraphStep:
                 loss = crit(logits, self.static_y)
                 opt.zero_grad()
                 model.zero_grad()
-                model.backward(crit.backward())
+                _backward_for_step(model, crit.backward())
                 opt.step()
             except BaseException:
                 g.reset()
@@ -108,7 +109,7 @@ class GraphStep:
             model.zero_grad()
             raise RuntimeError(f"Trainer(cuda_graph=True): capturing the training step failed: {e}. Use "
                                "cuda_graph=False for this model (a layer that reads values back to the host "
-                               "in training, such as BatchNorm's batch counter, cannot be captured)") from e
+                               "in training, such as BatchNorm(momentum=None)'s cumulative average, cannot be captured)") from e
         self.graph, self.loss, self.logits = g, loss, logits
         self.grads = [(p, p.grad) for p in self._params() if p.grad is not None]
         self.baked = self._state()

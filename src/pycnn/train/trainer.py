@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import _core, _random
 from ..data.loader import DataLoader, TensorDataset
+from ..nn.module import _backward_for_step
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
 from .callbacks import Callback
 from .graph_step import GraphStep
@@ -561,7 +562,7 @@ class Trainer:
             return None
         opt.zero_grad()
         model.zero_grad()
-        model.backward(crit.backward())
+        _backward_for_step(model, crit.backward())
         opt.step()
         return loss_t, logits
 
