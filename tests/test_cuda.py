@@ -741,11 +741,77 @@ def test_trainer_steps_do_not_sync_with_the_host(cuda_graph):
 
 @needs_real_cuda
 @pytest.mark.cuda
-def test_bad_label_on_cuda_gives_nan_without_a_host_check():
-    # CUDA labels are not range-checked on the host (that would sync every step): NaN instead
+def test_bad_label_on_cuda_raises_at_the_next_host_sync():
+    # CUDA labels are range-checked by the kernels, not on the host (that would sync every step):
+    # the ops return at once, and the next host wait on the device raises ValueError naming them
     logits = pc.tensor(np.zeros((3, 4), np.float32), device="cuda")
     labels = pc.tensor(np.array([0, 7, 1], np.int64), device="cuda")
+    pc.cuda.synchronize()
+    before = pc.cuda.host_sync_count()
     loss, probs = _core.cross_entropy_forward(logits, labels)
+    dx = _core.cross_entropy_backward(probs, labels, 1.0)
+    assert pc.cuda.host_sync_count() == before  # no host check inside the ops
+    with pytest.raises(ValueError, match=r"^cross_entropy: label 7 at position 1 is out of range for 4 classes "
+                                         r"\(expected 0 <= label < 4\); detected on cuda:0 at the first host sync"):
+        loss.item()
+    assert pc.cuda.host_sync_count() == before + 1  # the flag was read in .item()'s own wait
+    # reported once, then cleared: the bad rows are NaN, the others untouched
     assert np.isnan(loss.item())
-    dx = _core.cross_entropy_backward(probs, labels, 1.0).numpy()
-    assert np.isnan(dx[1]).all() and np.isfinite(dx[[0, 2]]).all()
+    d = dx.numpy()
+    assert np.isnan(d[1]).all() and np.isfinite(d[[0, 2]]).all()
+    # the device works normally again: a good batch gives a finite loss
+    good = pc.tensor(np.array([0, 3, 1], np.int64), device="cuda")
+    loss2, probs2 = _core.cross_entropy_forward(logits, good)
+    assert np.isclose(loss2.item(), np.log(4.0))
+    assert np.isfinite(_core.cross_entropy_backward(probs2, good, 1.0).numpy()).all()
+    assert int(_core.count_correct(logits, good).item()) == 1
+    # backward alone, count_correct, and the other sync points (synchronize, isfinite_all) report too
+    neg = pc.tensor(np.array([0, 1, -1], np.int64), device="cuda")
+    with pytest.raises(ValueError, match=r"^cross_entropy_backward: label -1 at position 2 .* for 4 classes"):
+        _core.cross_entropy_backward(probs2, neg, 1.0).numpy()
+    with pytest.raises(ValueError, match=r"^count_correct: label 4 at position 0 .* for 4 classes"):
+        _core.count_correct(logits, pc.tensor(np.array([4, 0, 0], np.int64), device="cuda")).item()
+    _core.cross_entropy_forward(logits, neg)
+    with pytest.raises(ValueError, match=r"^cross_entropy: label -1 at position 2 "):
+        pc.cuda.synchronize()
+    loss3, _ = _core.cross_entropy_forward(logits, labels)
+    with pytest.raises(ValueError, match=r"^cross_entropy: label 7 at position 1 "):
+        _core.isfinite_all(loss3)
+    # the first op after the last host sync is the one reported
+    loss4, probs4 = _core.cross_entropy_forward(logits, labels)
+    _core.cross_entropy_backward(probs4, neg, 1.0)
+    with pytest.raises(ValueError, match=r"^cross_entropy: label 7 "):
+        loss4.item()
+    assert float(_core.sum_all(pc.ones(3, device="cuda")).item()) == 3.0
+
+
+@needs_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_trainer_bad_label_raises_value_error(cuda_graph):
+    # CPU: at once, from the op; CUDA: at the next logging point (here the end of the epoch), with
+    # or without a CUDA graph (most batches are replayed ones)
+    if cuda_graph and not REAL_CUDA:
+        pytest.skip("CUDA graphs need a real CUDA device")
+    from pycnn import nn, optim
+
+    pc.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 128).astype(np.int64)
+    y[70] = 10  # the Trainer shuffles: any batch, any row
+
+    def trainer():
+        model = pc.models.lenet5()
+        t = pc.Trainer(model, optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss(), device=DEV,
+                       cuda_graph=cuda_graph)
+        t.log_every = 10_000
+        return t
+
+    with pytest.raises(ValueError, match=r"cross_entropy: label 10 at position \d+ is out of range for 10 classes"):
+        trainer().fit(x, y, batch_size=32, epochs=1, verbose=0)
+    # on CUDA the steps up to the logging point have run (that model's weights are NaN now): a
+    # fresh model on good labels trains normally on the same device
+    y[70] = 3
+    hist = trainer().fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"]).all()

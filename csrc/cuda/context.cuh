@@ -49,6 +49,36 @@ const char* cublas_status_name(cublasStatus_t st);
 
 namespace pycnn::cuda {
 
+// ---- deferred errors: invalid data that a kernel finds (a class label outside [0, C)) without the
+// host waiting for it. The kernel records the first one in its device's DeferredError word and
+// goes on (the bad row gets NaN, never an out-of-bounds access); the host reads the word at the
+// next point where it waits for that device anyway (host_wait below) and raises ValueError there.
+enum DeferredOp : int {
+  kDeferredNone = 0,
+  kDeferredCrossEntropy = 1,          // "cross_entropy"
+  kDeferredCrossEntropyBackward = 2,  // "cross_entropy_backward"
+  kDeferredCountCorrect = 3,          // "count_correct"
+};
+
+struct DeferredError {
+  int op;            // DeferredOp; kDeferredNone while nothing is recorded
+  int unused;
+  int64_t label;     // the bad label
+  int64_t position;  // its row
+  int64_t classes;   // C
+};
+
+// Records a bad label unless an error is already recorded (the first op after the last host wait
+// wins; among the bad rows of one kernel, any one). Only the winner of the compare-and-swap writes
+// the other fields, so the report is one consistent (op, label, position, classes).
+__device__ inline void report_bad_label(DeferredError* e, int op, int64_t label, int64_t position, int64_t classes) {
+  if (*reinterpret_cast<volatile int*>(&e->op) != kDeferredNone) return;
+  if (atomicCAS(&e->op, int(kDeferredNone), op) != int(kDeferredNone)) return;
+  e->label = label;
+  e->position = position;
+  e->classes = classes;
+}
+
 // One device's stream and cuBLAS handle. RAII: the destructor releases both (ignoring errors,
 // since it may run while the driver shuts down). Contexts live for the whole process.
 class DeviceContext {
@@ -65,8 +95,14 @@ class DeviceContext {
   // see each other's configuration.
   std::mutex& cublas_mutex() { return cublas_mu_; }
   int sm_count() const { return sm_count_; }
+  // The device's deferred-error word (device memory, zero while clear) and its pinned host
+  // mirror; the mutex serialises host waits that read the mirror (host_wait).
+  DeferredError* deferred_error() const { return deferred_dev_; }
+  DeferredError* deferred_error_host() const { return deferred_host_; }
+  std::mutex& deferred_mutex() { return deferred_mu_; }
 
  private:
+  void release() noexcept;
   static constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;  // cuBLAS's own advice for Hopper
   int device_;
   cudaStream_t stream_ = nullptr;
@@ -74,10 +110,20 @@ class DeviceContext {
   void* cublas_ws_ = nullptr;
   int sm_count_ = 1;
   std::mutex cublas_mu_;
+  DeferredError* deferred_dev_ = nullptr;
+  DeferredError* deferred_host_ = nullptr;
+  std::mutex deferred_mu_;
 };
 
 // The context of `device` (created on first use; DeviceError for an unusable index).
 DeviceContext& context(int device);
+
+// The host waits for `device`'s stream (and, with whole_device, for the whole device): one counted
+// host sync (host_sync_count). The deferred-error word is copied to the host on the same stream
+// before the wait, so reading it costs no extra sync; when an error is recorded it is cleared and
+// thrown as ValueError. Used by every host wait that returns data or control to the caller
+// (device->host copies, synchronize, isfinite_all); never call it while the stream is capturing.
+void host_wait(int device, bool whole_device = false);
 
 // Device that owns a device pointer (0 without a lookup on single-GPU machines).
 int device_of(const void* ptr);
@@ -107,6 +153,7 @@ class Exec {
   cudaStream_t stream() const { return ctx_->stream(); }
   DeviceContext& ctx() const { return *ctx_; }
   int device() const { return ctx_->device(); }
+  DeferredError* deferred_error() const { return ctx_->deferred_error(); }
 
   // Blocks for a grid-stride loop over n elements: enough to fill the GPU, capped so that the
   // grid size always fits and each thread loops when n is huge. n must be > 0.

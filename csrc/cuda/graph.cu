@@ -9,6 +9,9 @@
 //   dropout.cu); replay() draws fresh counters from the host RNG, exactly as many as the captured
 //   step used, and writes them there first, so each replay gets a new mask, the one an uncaptured
 //   step would have drawn. capture_end rewinds the host counter: recording a step runs nothing.
+// - deferred errors (a bad class label, context.cuh): captured kernels write the device's error
+//   word, a fixed address, as eager ones do; the host reads it at its first wait after a replay
+//   (never during capture, where waits are refused).
 // - everything else is fixed at capture: shapes, scalars such as the learning rate, and the
 //   addresses of tensors created before capture (inputs, weights, momentum buffers), which the
 //   caller must keep alive and update in place.
@@ -184,7 +187,8 @@ void Graph::reset() {
   if (g.exec || g.pool) {
     cuda::DeviceGuard guard(g.device);
     // A replay may still be running: let it finish before its pool's blocks are handed out again
-    // and its executable graph is destroyed.
+    // and its executable graph is destroyed. (A plain wait: a deferred error stays recorded for
+    // the next host read rather than being raised from reset().)
     cuda::count_host_sync();
     cudaStreamSynchronize(cuda::context(g.device).stream());
     cudaGetLastError();

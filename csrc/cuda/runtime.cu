@@ -108,10 +108,8 @@ void refuse_during_capture(int index, const char* what) {
               "the captured region (copy new data into static input tensors before replay())");
 }
 
-void wait_stream(cudaStream_t s) {
-  cuda::count_host_sync();
-  PYCNN_CUDA_CHECK(cudaStreamSynchronize(s));
-}
+// The host waits for `index`'s stream; a deferred error recorded by earlier kernels is raised here.
+void wait_stream(int index) { cuda::host_wait(index); }
 
 // Pageable host memory is staged by the driver before cudaMemcpyAsync returns, so the caller may
 // reuse it at once (the CUDA docs' API sync behaviour, and what torch's non_blocking copies rely
@@ -155,9 +153,7 @@ void synchronize(int index) {
   check_device(index);
   cuda::DeviceGuard g(index);
   refuse_during_capture(index, "cuda.synchronize");
-  cuda::count_host_sync();
-  PYCNN_CUDA_CHECK(cudaStreamSynchronize(cuda::context(index).stream()));
-  PYCNN_CUDA_CHECK(cudaDeviceSynchronize());
+  cuda::host_wait(index, /*whole_device=*/true);
 }
 
 void set_allow_tf32(bool allow) { g_tf32.store(allow); }
@@ -170,7 +166,17 @@ namespace pycnn::cuda {
 
 DeviceContext::DeviceContext(int device) : device_(device) {
   DeviceGuard g(device);
-  PYCNN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  try {
+    PYCNN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // The deferred-error word, cleared in stream order before any kernel of this context runs.
+    PYCNN_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&deferred_dev_), sizeof(DeferredError)));
+    PYCNN_CUDA_CHECK(cudaMemsetAsync(deferred_dev_, 0, sizeof(DeferredError), stream_));
+    PYCNN_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&deferred_host_), sizeof(DeferredError)));
+    std::memset(deferred_host_, 0, sizeof(DeferredError));
+  } catch (...) {
+    release();  // the destructor does not run for a half-built object
+    throw;
+  }
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess && sms > 0)
     sm_count_ = sms;
@@ -178,10 +184,19 @@ DeviceContext::DeviceContext(int device) : device_(device) {
     cudaGetLastError();
 }
 
-DeviceContext::~DeviceContext() {
+DeviceContext::~DeviceContext() { release(); }
+
+void DeviceContext::release() noexcept {
   if (cublas_) cublasDestroy(cublas_);
   if (cublas_ws_) cudaFree(cublas_ws_);
+  if (deferred_dev_) cudaFree(deferred_dev_);
+  if (deferred_host_) cudaFreeHost(deferred_host_);
   if (stream_) cudaStreamDestroy(stream_);
+  cublas_ = nullptr;
+  cublas_ws_ = nullptr;
+  deferred_dev_ = nullptr;
+  deferred_host_ = nullptr;
+  stream_ = nullptr;
   cudaGetLastError();
 }
 
@@ -231,6 +246,44 @@ DeviceContext& context(int device) {
   auto& slot = t.ctx[static_cast<size_t>(device)];
   if (!slot) slot = std::make_unique<DeviceContext>(device);
   return *slot;
+}
+
+namespace {
+const char* deferred_op_name(int op) {
+  switch (op) {
+    case kDeferredCrossEntropy: return "cross_entropy";
+    case kDeferredCrossEntropyBackward: return "cross_entropy_backward";
+    case kDeferredCountCorrect: return "count_correct";
+    default: break;
+  }
+  return "a CUDA kernel";
+}
+}  // namespace
+
+void host_wait(int device, bool whole_device) {
+  DeviceContext& ctx = context(device);
+  DeviceGuard g(device);
+  // The mirror is shared by the device's host waits: one at a time, so that each recorded error
+  // is read (and raised) exactly once.
+  std::lock_guard<std::mutex> lock(ctx.deferred_mutex());
+  DeferredError* host = ctx.deferred_error_host();
+  // Queued behind every kernel issued so far: after the wait the mirror holds their verdict. Not a
+  // sync of its own (the wait below is the one counted), and no copy() call, so no recursion.
+  PYCNN_CUDA_CHECK(cudaMemcpyAsync(host, ctx.deferred_error(), sizeof(DeferredError), cudaMemcpyDeviceToHost,
+                                   ctx.stream()));
+  count_host_sync();
+  PYCNN_CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+  if (whole_device) PYCNN_CUDA_CHECK(cudaDeviceSynchronize());
+  const DeferredError e = *host;
+  if (e.op == kDeferredNone) return;
+  // Clear it (stream order: before any later kernel), then report. The device works normally on.
+  std::memset(host, 0, sizeof(DeferredError));
+  PYCNN_CUDA_CHECK(cudaMemsetAsync(ctx.deferred_error(), 0, sizeof(DeferredError), ctx.stream()));
+  throw ValueError(cat(deferred_op_name(e.op), ": label ", e.label, " at position ", e.position,
+                       " is out of range for ", e.classes, " classes (expected 0 <= label < ", e.classes,
+                       "); detected on cuda:", device,
+                       " at the first host sync after the op (CUDA labels are checked on the device, "
+                       "without a host sync per step)"));
 }
 
 int device_of(const void* ptr) {
@@ -329,7 +382,8 @@ DeviceAllocator& allocator(int index) {
 std::atomic<int64_t> g_host_syncs{0};
 
 // Frees every cached block of the global cache (caller holds a.mu). Waits for the device's queued
-// work first. Graph pools are untouched: their graphs still use those addresses.
+// work first (a plain wait: a deferred error stays recorded for the next host read, it is not
+// raised from inside an allocation). Graph pools are untouched: their graphs still use those addresses.
 void release_cache(DeviceAllocator& a, int index) {
   if (a.free_blocks.empty()) return;
   cuda::DeviceGuard g(index);
@@ -598,14 +652,14 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
     cuda::Exec ex(dst_dev.index, 0);
     refuse_during_capture(dst_dev.index, "copy to the device");
     PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, ex.stream()));
-    if (!is_pageable(src)) wait_stream(ex.stream());
+    if (!is_pageable(src)) wait_stream(dst_dev.index);
     return;
   }
   if (dst_dev.is_cpu() && src_dev.is_cuda()) {
     cuda::Exec ex(src_dev.index, 0);
     refuse_during_capture(src_dev.index, "copy to the host");
     PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, ex.stream()));
-    wait_stream(ex.stream());
+    wait_stream(src_dev.index);
     return;
   }
   if (dst_dev.index == src_dev.index) {
@@ -618,12 +672,12 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
   {
     cuda::Exec sx(src_dev.index, 0);
     refuse_during_capture(src_dev.index, "copy between devices");
-    wait_stream(sx.stream());
+    wait_stream(src_dev.index);
   }
   cuda::Exec dx(dst_dev.index, 0);
   refuse_during_capture(dst_dev.index, "copy between devices");
   PYCNN_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, nbytes, dx.stream()));
-  wait_stream(dx.stream());
+  wait_stream(dst_dev.index);
 }
 
 }  // namespace pycnn::cuda_runtime

@@ -36,8 +36,9 @@ void check_class_labels(const Tensor& labels, const Tensor& scores, const char* 
               shape_str({n}), " for ", scores_name, " ", shape_str(scores.shape()), ", got ",
               shape_str(labels.shape()), "; pass one class index per row");
   // On CUDA the range is not checked here: that would wait for the device at every step. The
-  // kernels never index with a bad label; it makes that row's loss NaN instead (and the row never
-  // counts as correct), which Trainer reports at its next logging point.
+  // kernels never index with a bad label (its row's loss and gradient are NaN, it never counts as
+  // correct) and record it in the device's deferred-error word; the host raises ValueError at its
+  // next wait for the device (.item(), .numpy(), synchronize, isfinite_all; cuda/context.cuh).
   if (labels.device().is_cuda()) return;
   const Tensor h = labels.contiguous();
   const int64_t* l = h.data<int64_t>();

@@ -1,6 +1,7 @@
 // CUDA kernels of softmax_ce.h: one block per row; the row maximum and the sums (exp, dot) are
 // block tree reductions in double over a fixed partition, so results repeat bit for bit. The
-// cross-entropy loss adds the per-row losses in one block, in a fixed order. No atomics.
+// cross-entropy loss adds the per-row losses in one block, in a fixed order. No atomics, except
+// the compare-and-swap that records a bad label as the device's deferred error (context.cuh).
 #include "../cuda/context.cuh"
 #include "softmax_ce.h"
 
@@ -54,8 +55,12 @@ __global__ void softmax_bwd_kernel(const T* dy, const T* y, T* dx, int64_t n, in
   }
 }
 
+// A label outside [0, c) never indexes memory: its row's loss (forward) and gradient row (backward)
+// are NaN, and the label is recorded as a deferred error that the host raises as ValueError at its
+// next wait for the device (context.cuh), so no host sync per step is needed to check labels.
 template <class T>
-__global__ void ce_fwd_kernel(const T* logits, const int64_t* labels, T* probs, double* row_loss, int64_t n, int64_t c) {
+__global__ void ce_fwd_kernel(const T* logits, const int64_t* labels, T* probs, double* row_loss, int64_t n, int64_t c,
+                              DeferredError* err) {
   double* sh = shared_buffer<double>();
   PYCNN_ROW_LOOP(r, n) {
     const T* xr = logits + r * c;
@@ -66,19 +71,24 @@ __global__ void ce_fwd_kernel(const T* logits, const int64_t* labels, T* probs, 
     for (int64_t j = threadIdx.x; j < c; j += blockDim.x) pr[j] = static_cast<T>(exp(static_cast<double>(xr[j]) - m) * inv);
     if (threadIdx.x == 0) {
       const int64_t lbl = labels[r];
-      const double z = (lbl >= 0 && lbl < c) ? static_cast<double>(xr[lbl]) : NAN;  // a bad label: NaN (not checked on the host, see softmax_ce.cpp)
+      const bool ok = lbl >= 0 && lbl < c;
+      if (!ok) report_bad_label(err, kDeferredCrossEntropy, lbl, r, c);
+      const double z = ok ? static_cast<double>(xr[lbl]) : NAN;
       row_loss[r] = ::log(s) - (z - m);
     }
   }
 }
 
 template <class T>
-__global__ void ce_bwd_kernel(const T* probs, const int64_t* labels, T* dx, int64_t c, T scale, int64_t total) {
+__global__ void ce_bwd_kernel(const T* probs, const int64_t* labels, T* dx, int64_t c, T scale, int64_t total,
+                              DeferredError* err) {
   PYCNN_KERNEL_LOOP(k, total) {
     const int64_t r = k / c, j = k % c;
     const T p = probs[k];
     const int64_t lbl = labels[r];
-    dx[k] = (lbl < 0 || lbl >= c) ? T(NAN) : j == lbl ? (p - T(1)) * scale : p * scale;
+    const bool ok = lbl >= 0 && lbl < c;
+    if (!ok && j == 0) report_bad_label(err, kDeferredCrossEntropyBackward, lbl, r, c);
+    dx[k] = !ok ? T(NAN) : j == lbl ? (p - T(1)) * scale : p * scale;
   }
 }
 
@@ -105,9 +115,10 @@ void cross_entropy_forward(const T* logits, const int64_t* labels, T* probs, T* 
   Exec ex(loss);
   // Row losses, then their mean in one block (the rows are few: one pass is enough).
   double* row_loss = device_workspace<double>(ex, static_cast<size_t>(n > 0 ? n : 1));
-  if (n > 0 && c > 0) {
+  if (n > 0) {  // c == 0 too: every label is then out of range (recorded), and each row loss NaN
     const int threads = reduce_threads(c);
-    ex.launch_rows(n, threads, threads * sizeof(double), ce_fwd_kernel<T>, logits, labels, probs, row_loss, n, c);
+    ex.launch_rows(n, threads, threads * sizeof(double), ce_fwd_kernel<T>, logits, labels, probs, row_loss, n, c,
+                   ex.deferred_error());
   }
   final_sum_kernel<double, T><<<1, kReduceThreads, kReduceThreads * sizeof(double), ex.stream()>>>(
       row_loss, n, loss, static_cast<double>(n));
@@ -119,7 +130,7 @@ void cross_entropy_backward(const T* probs, const int64_t* labels, T* dx, int64_
   const int64_t total = n * c;
   if (total <= 0) return;
   Exec ex(dx);
-  ex.launch(total, ce_bwd_kernel<T>, probs, labels, dx, c, scale, total);
+  ex.launch(total, ce_bwd_kernel<T>, probs, labels, dx, c, scale, total, ex.deferred_error());
 }
 
 #define PYCNN_INSTANTIATE(T)                                                                       \

@@ -18,7 +18,8 @@ std::pair<Tensor, Tensor> cross_entropy_forward(const Tensor& logits, const Tens
 Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, double grad_scale);
 
 // The one check of class labels against a (N, C) score tensor: int64, shape (N,), same device,
-// every value in [0, C) (CUDA labels are copied to the host for this). Used by count_correct too.
+// every value in [0, C) (on CUDA the kernels check the range and report a bad label at the next
+// host sync, see cuda/context.cuh). Used by count_correct too.
 void check_class_labels(const Tensor& labels, const Tensor& scores, const char* op, const char* scores_name);
 
 namespace cpu {

@@ -1,7 +1,8 @@
 // CUDA kernels of tensor_ops.h: elementwise ops one thread per element; sum_all a deterministic
 // two-stage sum in double (fixed chunks, fixed trees); count_correct one thread per row then a
 // fixed-order integer sum; isfinite_all a flag that any thread may set (every writer stores the
-// same value, so the result does not depend on timing). No atomics.
+// same value, so the result does not depend on timing). No atomics, except the compare-and-swap
+// that records a bad label as the device's deferred error (count_correct, context.cuh).
 #include "../cuda/context.cuh"
 #include "../cuda/graph.cuh"
 #include "tensor_ops.h"
@@ -43,9 +44,12 @@ struct AsDouble {
   __device__ double operator()(int64_t i) const { return static_cast<double>(x[i]); }
 };
 
-// correct[r] = 1 when the row's first argmax (a NaN counts as the maximum) equals the label.
+// correct[r] = 1 when the row's first argmax (a NaN counts as the maximum) equals the label. A
+// label outside [0, c) never counts and is recorded as a deferred error (raised at the next host
+// sync, see context.cuh).
 template <class T>
-__global__ void row_correct_kernel(const T* logits, const int64_t* labels, int64_t* correct, int64_t n, int64_t c) {
+__global__ void row_correct_kernel(const T* logits, const int64_t* labels, int64_t* correct, int64_t n, int64_t c,
+                                   DeferredError* err) {
   PYCNN_KERNEL_LOOP(r, n) {
     const T* row = logits + r * c;
     int64_t best = 0;
@@ -53,7 +57,9 @@ __global__ void row_correct_kernel(const T* logits, const int64_t* labels, int64
       const T v = row[j], b = row[best];
       if (v > b || (v != v && b == b)) best = j;
     }
-    correct[r] = best == labels[r] ? 1 : 0;
+    const int64_t lbl = labels[r];
+    if (lbl < 0 || lbl >= c) report_bad_label(err, kDeferredCountCorrect, lbl, r, c);
+    correct[r] = best == lbl ? 1 : 0;
   }
 }
 
@@ -106,7 +112,8 @@ template <class T>
 void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c) {
   Exec ex(out);
   int64_t* correct = device_workspace<int64_t>(ex, static_cast<size_t>(n > 0 ? n : 1));
-  if (n > 0 && c > 0) ex.launch(n, row_correct_kernel<T>, logits, labels, correct, n, c);
+  // c == 0 too: every label is then out of range, and the kernel records it.
+  if (n > 0) ex.launch(n, row_correct_kernel<T>, logits, labels, correct, n, c, ex.deferred_error());
   const int64_t rows = c > 0 ? n : 0;
   final_sum_kernel<int64_t, int64_t><<<1, kReduceThreads, kReduceThreads * sizeof(int64_t), ex.stream()>>>(
       correct, rows, out, int64_t(1));
@@ -123,8 +130,7 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   ex.launch(n, nonfinite_flag_kernel<T>, x, n, flag);
   int host = 0;
   PYCNN_CUDA_CHECK(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, ex.stream()));
-  count_host_sync();
-  PYCNN_CUDA_CHECK(cudaStreamSynchronize(ex.stream()));
+  host_wait(ex.device());  // counted; raises a deferred error (e.g. a bad CUDA label) recorded before
   *result = host == 0;
 }
 
