@@ -249,6 +249,8 @@ def test_pool2d(k, s, p, shape, dtype):
     y, am = compare(lambda x: _core.max_pool2d_forward(x, k, s, p), x, dtype=dtype)
     dy = rnd(rng, y.shape, dtype)
     compare(lambda dy, am: _core.max_pool2d_backward(dy, am, list(shape)), dy, am, dtype=dtype)
+    # with the window geometry (what nn.MaxPool2d passes) CUDA gathers per input element
+    compare(lambda dy, am: _core.max_pool2d_backward(dy, am, list(shape), k, s, p), dy, am, dtype=dtype)
     ya = compare(lambda x: _core.avg_pool2d_forward(x, k, s, p), x, dtype=dtype)
     compare(lambda dy: _core.avg_pool2d_backward(dy, list(shape), k, s, p), rnd(rng, ya.shape, dtype), dtype=dtype)
     for out in [(1, 1), (3, 2), (shape[2] + 1, shape[3])]:
@@ -815,3 +817,18 @@ def test_trainer_bad_label_raises_value_error(cuda_graph):
     y[70] = 3
     hist = trainer().fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"]).all()
+
+
+@needs_real_cuda
+@pytest.mark.cuda
+def test_batchnorm_training_counts_batches_on_the_device_without_syncing():
+    from pycnn import nn
+
+    bn = nn.BatchNorm2d(3).to("cuda")
+    x = pc.tensor(np.random.default_rng(0).standard_normal((4, 3, 5, 5), dtype=np.float32), device="cuda")
+    bn(x)  # first call makes the device-side increment's constant
+    before = pc.cuda.host_sync_count()
+    for _ in range(4):
+        bn(x)
+    assert pc.cuda.host_sync_count() == before
+    assert int(bn.num_batches_tracked.item()) == 5

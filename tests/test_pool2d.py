@@ -399,3 +399,21 @@ def test_max_pool_2x2_stride2_fast_path_matches_reference(dt, hw):
     ry, ridx = ref.max_pool2d(x, 2, 2, 0)
     np.testing.assert_array_equal(A(y), ry.astype(dt))
     np.testing.assert_array_equal(A(idx), ridx)
+
+
+def test_max_pool_backward_with_window_geometry_matches_and_checks_it():
+    # The layer passes kernel/stride/padding along (the CUDA kernel then gathers per input
+    # element); the result is the same, and a geometry that does not fit grad_output is refused.
+    x = rng(5).normal(size=(2, 3, 9, 8))
+    for k, s, p in [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (1, 0))]:
+        y, idx = _core.max_pool2d_forward(T(x), k, s, p)
+        dy = rng(6).normal(size=A(y).shape)
+        plain = _core.max_pool2d_backward(T(dy), idx, list(x.shape))
+        windowed = _core.max_pool2d_backward(T(dy), idx, list(x.shape), k, s, p)
+        np.testing.assert_array_equal(A(plain), A(windowed))
+        np.testing.assert_array_equal(A(windowed), A(pc.functional.max_pool2d_backward(T(dy), idx, x.shape, k, s, p)))
+    y, idx = _core.max_pool2d_forward(T(x), (2, 2), (2, 2), (0, 0))
+    with pytest.raises(ValueError, match=r"max_pool2d_backward: expected grad_output of shape \(2, 3, 3, 2\) .* got \(2, 3, 4, 4\)"):
+        _core.max_pool2d_backward(T(np.zeros(A(y).shape)), idx, list(x.shape), (3, 3), (3, 3), (0, 0))
+    with pytest.raises(ValueError, match="need kernel_size"):
+        _core.max_pool2d_backward(T(np.zeros(A(y).shape)), idx, list(x.shape), None, (2, 2))

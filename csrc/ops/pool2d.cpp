@@ -92,8 +92,11 @@ std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x_, PoolPair kernel, 
   });
 }
 
-Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& input_shape) {
+Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& input_shape,
+                           const std::optional<PoolPair>& kernel, const std::optional<PoolPair>& stride,
+                           const std::optional<PoolPair>& padding) {
   const char* op = "max_pool2d_backward";
+  PYCNN_CHECK((!stride && !padding) || kernel, ValueError, op, ": stride and padding need kernel_size as well");
   check_grad_output(dy_, am_, op, "argmax");
   check_nchw(input_shape, op, "input_shape");
   PYCNN_CHECK(am_.dtype() == DType::Int64, TypeError, op, ": expected argmax of dtype int64, got ",
@@ -105,11 +108,20 @@ Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& in
   PYCNN_CHECK(am_.shape() == dy_.shape(), ValueError, op, ": expected grad_output of shape ", shape_str(am_.shape()),
               " (the output of the forward pass), got ", shape_str(dy_.shape()));
   Pool2dGeom g;
-  g.planes = input_shape[0] * input_shape[1];
-  g.H = input_shape[2];
-  g.W = input_shape[3];
-  g.OH = dy_.size(2);
-  g.OW = dy_.size(3);
+  if (kernel) {
+    g = pool2d_shape(input_shape, *kernel, stride.value_or(*kernel), padding.value_or(PoolPair{0, 0}), op);
+    PYCNN_CHECK(g.OH == dy_.size(2) && g.OW == dy_.size(3), ValueError, op, ": expected grad_output of shape ",
+                shape_str({input_shape[0], input_shape[1], g.OH, g.OW}), " for input_shape ", shape_str(input_shape),
+                " with kernel_size=(", g.kh, ", ", g.kw, "), stride=(", g.sh, ", ", g.sw, "), padding=(", g.ph, ", ",
+                g.pw, "), got ", shape_str(dy_.shape()));
+  } else {
+    g.planes = input_shape[0] * input_shape[1];
+    g.H = input_shape[2];
+    g.W = input_shape[3];
+    g.OH = dy_.size(2);
+    g.OW = dy_.size(3);
+    g.windows = false;
+  }
   const Tensor dy = dy_.contiguous(), am = am_.contiguous();
   if (am.device().is_cpu()) {
     // One pass over the indices: a wrong argmax must raise, not write outside dx.

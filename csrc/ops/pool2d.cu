@@ -1,7 +1,8 @@
 // CUDA kernels of pool2d.h. Forward: one thread per output element. Backward: avg and adaptive
 // avg are gathers (one thread per input element, summing its covering outputs in row-major
-// order, as the CPU loops do); max backward has no window geometry (only argmax), so one thread
-// per plane adds its outputs in order into the zeroed plane. No atomics anywhere.
+// order, as the CPU loops do); so is max backward when it knows the windows (one thread per input
+// element adds, in output order, the gradients of the covering windows whose argmax is that
+// element); without them, one thread per plane adds its outputs in order. No atomics anywhere.
 #include "../cuda/context.cuh"
 #include "pool2d.h"
 
@@ -59,6 +60,24 @@ __global__ void max_bwd_plane_kernel(const T* dy, const int64_t* argmax, T* dx, 
       const int64_t a = ap[o];
       if (a >= 0 && a < in_plane) dxp[a] += dyp[o];
     }
+  }
+}
+
+template <class T>
+__global__ void max_bwd_gather_kernel(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g, int64_t total) {
+  PYCNN_KERNEL_LOOP(k, total) {
+    const int64_t w = k % g.W, h = (k / g.W) % g.H, p = k / (g.W * g.H);
+    const T* dyp = dy + p * g.OH * g.OW;
+    const int64_t* ap = argmax + p * g.OH * g.OW;
+    const int64_t me = h * g.W + w;
+    int64_t oh0, oh1, ow0, ow1;
+    covering(h, g.sh, g.ph, g.kh, g.OH, oh0, oh1);
+    covering(w, g.sw, g.pw, g.kw, g.OW, ow0, ow1);
+    T acc = 0;
+    for (int64_t oh = oh0; oh <= oh1; ++oh)
+      for (int64_t ow = ow0; ow <= ow1; ++ow)
+        if (ap[oh * g.OW + ow] == me) acc += dyp[oh * g.OW + ow];
+    dx[k] = acc;
   }
 }
 
@@ -144,6 +163,10 @@ void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g
   const int64_t in_total = g.planes * g.H * g.W;
   if (in_total <= 0) return;
   Exec ex(dx);
+  if (g.windows) {
+    ex.launch(in_total, max_bwd_gather_kernel<T>, dy, argmax, dx, g, in_total);
+    return;
+  }
   PYCNN_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<size_t>(in_total) * sizeof(T), ex.stream()));
   if (g.OH * g.OW > 0) ex.launch(g.planes, max_bwd_plane_kernel<T>, dy, argmax, dx, g);
 }

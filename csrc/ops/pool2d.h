@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <tuple>
 
 #include "../tensor.h"
@@ -19,6 +20,7 @@ struct Pool2dGeom {
   int64_t H = 0, W = 0;  // input plane
   int64_t OH = 0, OW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+  bool windows = true;  // kh..pw are known (max backward called without them: false)
 };
 
 // The one check of max_pool2d / avg_pool2d: input_shape 4-D (N, C, H, W) with H, W >= 1,
@@ -36,7 +38,12 @@ Pool2dGeom adaptive_pool2d_shape(const Shape& input_shape, PoolPair output_size,
 
 // y (N, C, OH, OW) and argmax int64 (N, C, OH, OW) = h*W + w in each input plane.
 std::pair<Tensor, Tensor> max_pool2d_forward(const Tensor& x, PoolPair kernel, PoolPair stride, PoolPair padding);
-Tensor max_pool2d_backward(const Tensor& grad_output, const Tensor& argmax, const Shape& input_shape);
+// kernel/stride/padding are optional: with them (what the layer passes) the CUDA kernel is a
+// gather, one thread per input element; without, one thread per plane.
+Tensor max_pool2d_backward(const Tensor& grad_output, const Tensor& argmax, const Shape& input_shape,
+                           const std::optional<PoolPair>& kernel = std::nullopt,
+                           const std::optional<PoolPair>& stride = std::nullopt,
+                           const std::optional<PoolPair>& padding = std::nullopt);
 Tensor avg_pool2d_forward(const Tensor& x, PoolPair kernel, PoolPair stride, PoolPair padding);
 Tensor avg_pool2d_backward(const Tensor& grad_output, const Shape& input_shape, PoolPair kernel, PoolPair stride,
                            PoolPair padding);

@@ -216,10 +216,14 @@ def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, r
     return (y, idx) if return_indices else y
 
 
-def max_pool2d_backward(grad_output: Any, indices: Any, input_shape: Sequence[int]) -> Tensor:
+def max_pool2d_backward(grad_output: Any, indices: Any, input_shape: Sequence[int], kernel_size: Any = None,
+                        stride: Any = None, padding: Any = 0) -> Tensor:
+    """d/dx of max_pool2d from its indices. kernel_size/stride/padding (optional, as passed to
+    max_pool2d) let the CUDA kernel run one thread per input element instead of one per plane."""
     fn = "max_pool2d_backward"
+    geom = _pool_args(fn, kernel_size, stride, padding) if kernel_size is not None else (None, None, None)
     return _core.max_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _tensor(indices, fn, "indices"),
-                                     _shape4(input_shape, fn))
+                                     _shape4(input_shape, fn), *geom)
 
 
 def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:

@@ -67,7 +67,7 @@ class MaxPool2d(_Pool2d):
         if self._cache is None:
             raise self._no_cache()
         idx, shape = self._cache
-        dx = self._call_core(F.max_pool2d_backward, self._input(grad_output), idx, shape)
+        dx = self._call_core(F.max_pool2d_backward, self._input(grad_output), idx, shape, *self._args)
         self._cache = None
         return dx
 
