@@ -624,7 +624,9 @@ def blas_peak(env: Dict[str, Any], repeats: int) -> Dict[str, Any]:
     flops = 2.0 * n ** 3
     return {"size": f"{n}x{n} @ ({n}x{n})^T", "how": "pycnn: _core.linear_forward (blas::gemm door)",
             "gflops": {k: flops / (v["ms"] * 1e-3) / 1e9 for k, v in res.items()},
-            "ms": {k: v["ms"] for k, v in res.items()}}
+            "ms": {k: v["ms"] for k, v in res.items()},
+            # the hardware's float32 multiply-add peak on the same threads (csrc/fma_peak.cpp)
+            "fma_peak_gflops": _core.fma_peak_gflops()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -675,21 +677,27 @@ def markdown(report: Dict[str, Any]) -> str:
         f"- Agreement checked before timing: all implementations within rtol {report['settings']['rtol']:g} "
         f"of pycnn (worst relative error {report['worst_check_error']:.2e})",
         "",
-        "| case | pycnn ms | numpy ms | torch ms | pycnn/numpy | pycnn/torch | pycnn GFLOP/s | % of BLAS peak |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| case | pycnn ms | numpy ms | torch ms | pycnn/numpy | pycnn/torch | pycnn GFLOP/s | % of BLAS peak "
+        "| % of FMA peak |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for c in report["cases"]:
         ms = c["ms"]
         lines.append(
             f"| {c['name']} | {_fmt(ms.get('pycnn'))} | {_fmt(ms.get('numpy'))} | {_fmt(ms.get('torch'))} | "
             f"{_fmt(c.get('pycnn/numpy'), 2)} | {_fmt(c.get('pycnn/torch'), 2)} | {_fmt(c.get('pycnn_gflops'), 1)} | "
-            f"{_fmt(c.get('pct_blas_peak'), 0) if c.get('pct_blas_peak') is not None else '-'} |")
+            f"{_fmt(c.get('pct_blas_peak'), 0) if c.get('pct_blas_peak') is not None else '-'} | "
+            f"{_fmt(c.get('pct_fma_peak'), 0) if c.get('pct_fma_peak') is not None else '-'} |")
     bp = report.get("blas_peak")
     if bp:
         g = bp["gflops"]
         lines += ["", f"Achievable BLAS peak (SGEMM {bp['size']}): pycnn {g['pycnn']:.1f} GFLOP/s "
                       f"({bp['how']}), NumPy {g['numpy']:.1f}"
                   + (f", PyTorch {g['torch']:.1f}" if "torch" in g else "") + " GFLOP/s."]
+        if bp.get("fma_peak_gflops"):
+            lines += ["", f"Measured float32 FMA peak of the {m['threads']} threads (csrc/fma_peak.cpp, widest vectors "
+                          f"the CPU has): {bp['fma_peak_gflops']:.1f} GFLOP/s; pycnn's SGEMM reaches "
+                          f"{100 * g['pycnn'] / bp['fma_peak_gflops']:.0f}% of it."]
     lines += ["", "Cases:", ""] + [f"- `{c['name']}`: {c['desc']}" for c in report["cases"]]
     lines += ["", "GFLOP/s = 2 x MACs / time; conv forward MACs = N*O*OH*OW*C/g*kh*kw, fwd+bwd = 3x forward; "
                   "LeNet step: all conv and linear MACs x 3."]
@@ -811,6 +819,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             row["gflops"] = {k: c.flops / (v * 1e-3) / 1e9 for k, v in ms.items()}
             if peak_pc and not c.name.startswith("lenet5_step"):
                 row["pct_blas_peak"] = 100.0 * row["pycnn_gflops"] / peak_pc
+                row["pct_fma_peak"] = 100.0 * row["pycnn_gflops"] / peak["fma_peak_gflops"]
         rows.append(row)
         print(f"  {c.name:32s} " + "  ".join(f"{k} {v:9.3f} ms" for k, v in ms.items()), file=sys.stderr)
 

@@ -131,6 +131,7 @@ def test_quick_run_writes_json(tmp_path):
     assert meta["threads"] == 2 and meta["precision"].startswith("float32")
     assert meta["pycnn_blas_core"] and "avx512_usable" in meta["cpu"]
     assert report["blas_peak"]["gflops"]["pycnn"] > 0
+    assert report["blas_peak"]["fma_peak_gflops"] > report["blas_peak"]["gflops"]["pycnn"] * 0.5
     assert out.with_suffix(".md").read_text().count("lenet_conv1") >= 2
     # < 30 s on an idle machine; a loaded one (oversubscribed OpenMP) is allowed more slack
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
@@ -149,3 +150,11 @@ def test_gpu_benchmark_without_gpu_exits_with_a_clear_message():
     h = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--help"], cwd=str(ROOT), env=env,
                        capture_output=True, text=True, timeout=60)
     assert h.returncode == 0 and "--quick" in h.stdout
+
+
+def test_fma_peak_probe():
+    from pycnn import _core
+
+    assert _core.fma_peak_gflops(iters=20_000, repeats=1) > 0
+    with pytest.raises(ValueError, match="iters and repeats must be >= 1"):
+        _core.fma_peak_gflops(iters=0)
