@@ -15,13 +15,13 @@ _BLAS_LIB = "libscipy_openblas.so"
 
 
 def _load_blas() -> str:
-    # OpenBLAS reads its settings once, when it initialises, and scipy-openblas32 loads it as soon as
-    # the package is imported, so they go into the environment before that import, and out again
-    # afterwards (they are for this library only, not for NumPy's BLAS or child processes):
-    # - its AVX-512 kernels on CPUs it does not recognise (csrc/blas.cpp);
-    # - one thread: OpenMP runs the GEMMs (csrc/blas.cpp), so OpenBLAS's own pool would be idle
-    #   threads that spin after start-up.
-    wanted = {"OPENBLAS_CORETYPE": _core.blas_preferred_core(), "OPENBLAS_NUM_THREADS": "1"}
+    # OpenBLAS reads its kernel choice once, when it initialises, and scipy-openblas32 loads it as
+    # soon as the package is imported, so the choice (its AVX-512 kernels on CPUs it does not
+    # recognise, csrc/blas.cpp) goes into the environment before that import, and out again
+    # afterwards: it is for this library only, not for NumPy's BLAS or child processes.
+    # (Not OPENBLAS_NUM_THREADS=1: initialised that way, OpenBLAS ran the GEMMs that OpenMP threads
+    # call side by side 15-35% slower on a VGG layer; its own pool is set to one thread after loading instead.)
+    wanted = {"OPENBLAS_CORETYPE": _core.blas_preferred_core()}
     added = [k for k, v in wanted.items() if v and k not in os.environ]
     for k in added:
         os.environ[k] = wanted[k]
