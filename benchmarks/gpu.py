@@ -124,7 +124,7 @@ def lenet_cases(pc: Any, torch: Any, timer: Timer, batch: int, rtol: float) -> L
         loss = crit(model(sx), sy)
         opt.zero_grad()
         model.zero_grad()
-        model.backward(crit.backward())
+        model.backward(crit.backward(), need_input_grad=False)  # as PyTorch: no d/dx of the images
         opt.step()
         return loss
 
