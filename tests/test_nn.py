@@ -901,3 +901,78 @@ def test_need_input_grad_false_is_safe_with_a_user_layer_first():
     net(pc.ones(1, 3))
     assert net.backward(pc.ones(1, 2), need_input_grad=False) is None
     assert net[1].weight.grad is not None
+
+
+class _TwoUses(nn.Module):
+    """conv -> act -> conv2 -> act: one activation instance used twice (PyTorch code often does)."""
+
+    def __init__(self, act, conv2=None, act2=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 3, 3, padding=1)
+        self.conv2 = conv2 if conv2 is not None else nn.Conv2d(3, 3, 3, padding=1)
+        self.act = act
+        self.act2 = act2 if act2 is not None else act
+
+    def forward(self, x):
+        return self.act2(self.conv2(self.act(self.conv1(x))))
+
+    def backward(self, g):
+        return self.conv1.backward(self.act.backward(self.conv2.backward(self.act2.backward(g))))
+
+
+def test_a_module_used_twice_in_a_pass_gets_both_gradients():
+    x = pc.from_numpy(np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float64))
+    g = pc.from_numpy(np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float64))
+    pc.manual_seed(0)
+    shared = _TwoUses(nn.Tanh()).to(pc.float64)
+    pc.manual_seed(0)
+    separate = _TwoUses(nn.Tanh(), act2=nn.Tanh()).to(pc.float64)
+    for m in (shared, separate):
+        m(x)
+    dx_shared, dx_sep = shared.backward(g), separate.backward(g)
+    np.testing.assert_array_equal(np.asarray(dx_shared), np.asarray(dx_sep))
+    for a, b in zip(shared.parameters(), separate.parameters()):
+        np.testing.assert_array_equal(np.asarray(a.grad), np.asarray(b.grad))
+    with pytest.raises(RuntimeError, match="backward\\(\\) called before forward\\(\\)"):
+        shared.act.backward(g)  # both uses are consumed
+
+
+def test_weights_shared_between_two_uses_accumulate_both_gradients():
+    # y = conv(relu(conv(relu(conv_in(x))))): the shared conv's gradient is the sum of what two
+    # separate copies of it would get
+    class Net(nn.Module):
+        def __init__(self, conv_a, conv_b):
+            super().__init__()
+            self.conv_in, self.a, self.b, self.relu = nn.Conv2d(2, 3, 3, padding=1), conv_a, conv_b, nn.ReLU()
+
+        def forward(self, x):
+            return self.b(self.relu(self.a(self.relu(self.conv_in(x)))))
+
+        def backward(self, g):
+            g = self.relu.backward(self.b.backward(g))
+            return self.conv_in.backward(self.relu.backward(self.a.backward(g)))
+
+    x = pc.from_numpy(np.random.default_rng(2).standard_normal((2, 2, 5, 5)))
+    g = pc.from_numpy(np.random.default_rng(3).standard_normal((2, 3, 5, 5)))
+    pc.manual_seed(4)
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    shared = Net(conv, conv).to(pc.float64)
+    copies = copy.deepcopy(shared)  # deepcopy keeps the sharing: make two separate convs instead
+    copies.b = copy.deepcopy(copies.a)
+    for m in (shared, copies):
+        m(x)
+        m.backward(g)
+    np.testing.assert_array_equal(np.asarray(shared.a.weight.grad),
+                                  np.asarray(copies.a.weight.grad) + np.asarray(copies.b.weight.grad))
+    np.testing.assert_array_equal(np.asarray(shared.a.bias.grad),
+                                  np.asarray(copies.a.bias.grad) + np.asarray(copies.b.bias.grad))
+    np.testing.assert_array_equal(np.asarray(shared.conv_in.weight.grad), np.asarray(copies.conv_in.weight.grad))
+
+
+def test_inference_passes_do_not_pile_up_caches():
+    net = pc.models.lenet5()
+    net.eval()
+    x = pc.zeros(2, 1, 28, 28)
+    for _ in range(50):
+        net(x)
+    assert all(len(m.__dict__.get("_cache_stack", [])) <= 1 for m in net.modules())

@@ -31,7 +31,7 @@ class BasicBlock(nn.Module):
 
     The attributes (conv1, bn1, relu, conv2, bn2, downsample) are torchvision's, so the parameter
     names match; forward and backward are those of ``nn.Residual(block, shortcut)`` followed by a
-    ReLU (applied functionally: a pycnn module can run only once per forward pass).
+    ReLU (``self.relu`` again, as in torchvision: a module may run several times in one pass).
     """
 
     expansion = 1
@@ -46,10 +46,12 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.stride = stride
-        self._sum: Optional[Tensor] = None
+        self._cached = False
+
+    _cache_attrs = ("_cached",)
 
     def _clear_cache(self) -> None:
-        self._sum = None
+        self._cached = False
 
     def forward(self, x: Any) -> Tensor:
         x = self._input(x)
@@ -58,16 +60,14 @@ class BasicBlock(nn.Module):
         if tuple(out.shape) != tuple(identity.shape):
             raise ValueError(f"{self._name()}: the block's output {tuple(out.shape)} and the shortcut's "
                              f"{tuple(identity.shape)} differ (input {tuple(x.shape)}); give a downsample")
-        s = self._call_core(F.add, out, identity)
-        self._sum = s
-        return self._call_core(F.relu, s)
+        self._cached = True
+        return self.relu(self._call_core(F.add, out, identity))  # self.relu's second use, as torchvision
 
     def backward(self, grad_output: Any) -> Tensor:
-        s = self._sum
-        if s is None:
+        if not self._cached:
             raise self._no_cache()
-        self._sum = None
-        g = self._call_core(F.relu_backward, self._input(grad_output), s)
+        self._cached = False
+        g = self.relu.backward(self._input(grad_output))  # uses backward in reverse: the second first
         gb = self.bn2.backward(g)
         gb = self.conv2.backward(gb)
         gb = self.relu.backward(gb)

@@ -24,6 +24,8 @@ class Dropout(Module):
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace=False"
 
+    _cache_attrs = ("_cache", "_eval_pass")
+
     def forward(self, x: Any) -> Tensor:
         x = self._input(x)
         if not self.training or self.p == 0.0:

@@ -2,15 +2,18 @@
 
 There is no autograd: every module has ``forward(x)`` (also ``__call__``), which caches what its
 backward needs, and ``backward(grad_out)``, which returns the gradient with respect to the input,
-accumulates parameter gradients into ``.grad`` and frees the cache.  A module may therefore appear
-only once in a forward pass (no weight sharing between two calls before a backward).
+accumulates parameter gradients into ``.grad`` and frees the cache. A module may appear several
+times in one forward pass (a shared ReLU, or shared weights): ``__call__`` stacks each call's cache
+and the backward calls, made in reverse order, take them back one by one (``Module._cache_attrs``).
 """
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import itertools
 import operator
+import threading
 from collections import OrderedDict, namedtuple
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
@@ -210,6 +213,32 @@ def _param_dtype(dtype: Any, who: str) -> DType:
 # ----------------------------------------------------------------------------------------------
 # Module
 # ----------------------------------------------------------------------------------------------
+_calls = threading.local()  # depth of nested Module.__call__ on this thread
+
+
+def _restoring_cache(backward: Callable) -> Callable:
+    """Wraps a layer's backward: the outermost call on an instance first restores the cache of
+    the latest forward not yet back-propagated (see Module._cache_attrs)."""
+
+    @functools.wraps(backward)
+    def wrapper(self: "Module", *args: Any, **kwargs: Any) -> Any:
+        d = self.__dict__
+        outer = not d.get("_in_backward", False)
+        if outer:
+            stack = d.get("_cache_stack")
+            if stack:
+                d.update(zip(self._cache_attrs, stack.pop()))
+            d["_in_backward"] = True
+        try:
+            return backward(self, *args, **kwargs)
+        finally:
+            if outer:
+                d["_in_backward"] = False
+
+    wrapper._restores_cache = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class Module:
     """Base class of every layer and model (PyTorch's ``nn.Module`` without autograd).
 
@@ -218,6 +247,16 @@ class Module:
     """
 
     training: bool
+    # What forward leaves on self for backward. A module instance may appear several times in one
+    # forward pass (one ReLU after every conv, as PyTorch code often does): __call__ pushes these
+    # attributes after each forward, and backward (called in reverse order) pops them back first.
+    _cache_attrs: Tuple[str, ...] = ("_cache",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        bw = cls.__dict__.get("backward")
+        if bw is not None and not getattr(bw, "_restores_cache", False):
+            cls.backward = _restoring_cache(bw)
 
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
@@ -338,11 +377,22 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no backward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        for hook in list(self._forward_pre_hooks.values()):
-            r = hook(self, args)
-            if r is not None:
-                args = r if isinstance(r, tuple) else (r,)
-        out = self.forward(*args, **kwargs)
+        depth = getattr(_calls, "depth", 0)
+        if depth == 0:  # a new pass: what an earlier pass left unused (inference) is dropped
+            for m in self.modules():
+                m.__dict__.pop("_cache_stack", None)
+        _calls.depth = depth + 1
+        try:
+            for hook in list(self._forward_pre_hooks.values()):
+                r = hook(self, args)
+                if r is not None:
+                    args = r if isinstance(r, tuple) else (r,)
+            out = self.forward(*args, **kwargs)
+        finally:
+            _calls.depth = depth
+        d = self.__dict__
+        if self._cache_attrs[0] in d:
+            d.setdefault("_cache_stack", []).append(tuple(d.get(a) for a in self._cache_attrs))
         for hook in list(self._forward_hooks.values()):
             r = hook(self, args, out)
             if r is not None:
@@ -390,8 +440,8 @@ class Module:
 
     def _no_cache(self) -> RuntimeError:
         return RuntimeError(f"{self._name()}: backward() called before forward(), or more often than forward() "
-                            "(each backward consumes what its forward cached; a module instance can appear only "
-                            "once in a forward pass)")
+                            "(each backward consumes what one forward call cached; a module used k times in a "
+                            "pass takes k backward calls, in reverse order)")
 
     @staticmethod
     def _accumulate(p: Optional[Parameter], g: Optional[Tensor]) -> None:
@@ -528,6 +578,7 @@ class Module:
                 if b is not None:
                     m._buffers[name] = conv(b)
             m._clear_cache()
+            m.__dict__.pop("_cache_stack", None)
         return self
 
     def _clear_cache(self) -> None:
@@ -870,6 +921,8 @@ class Residual(Module):
         self.shortcut = shortcut
         self._cached = False
 
+    _cache_attrs = ("_cached",)
+
     def _clear_cache(self) -> None:
         self._cached = False
 
@@ -914,6 +967,8 @@ class Concat(Module):
             raise TypeError(f"Concat: dim must be an int, got {dim!r}")
         self.dim = int(dim)
         self._sizes: Optional[list] = None
+
+    _cache_attrs = ("_sizes", "_d")
 
     def _clear_cache(self) -> None:
         self._sizes = None
