@@ -529,8 +529,9 @@ void device_free(void* ptr, size_t nbytes, int index) {
     a.live.erase(it);
     a.allocated -= static_cast<int64_t>(size);
     ++a.frees;
-    if (pool == 0 && a.capture_pool != 0) {
+    if (a.capture_pool != 0 && (pool == 0 || a.pools.find(pool) == a.pools.end())) {
       // The running capture may have baked this address in: it belongs to that graph from now on.
+      // (A block of a released pool is a global block again, so it joins the capture's pool too.)
       pool = a.capture_pool;
       a.pools.at(pool).owned += static_cast<int64_t>(size);
     }
