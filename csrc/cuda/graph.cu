@@ -188,9 +188,17 @@ void Graph::reset() {
     cuda::DeviceGuard guard(g.device);
     // A replay may still be running: let it finish before its pool's blocks are handed out again
     // and its executable graph is destroyed. (A plain wait: a deferred error stays recorded for
-    // the next host read rather than being raised from reset().)
-    cuda::count_host_sync();
-    cudaStreamSynchronize(cuda::context(g.device).stream());
+    // the next host read rather than being raised from reset().) Not while another graph captures
+    // on the stream (this one dropped by the garbage collector mid-capture, say): a wait there
+    // would invalidate that capture, and it is not needed: an in-flight executable graph is freed
+    // on completion, and every later user of the pool's blocks is queued behind the replays.
+    const cudaStream_t s = cuda::context(g.device).stream();
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s, &st) != cudaSuccess) st = cudaStreamCaptureStatusNone;
+    if (st == cudaStreamCaptureStatusNone) {
+      cuda::count_host_sync();
+      cudaStreamSynchronize(s);
+    }
     cudaGetLastError();
   }
   drop(g);
