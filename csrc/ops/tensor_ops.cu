@@ -125,6 +125,12 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   *result = true;
   if (n <= 0) return;
   Exec ex(x);
+  // Refused before anything is recorded: a capture cannot copy to the host or wait for it.
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  PYCNN_CUDA_CHECK(cudaStreamIsCapturing(ex.stream(), &st));
+  PYCNN_CHECK(st == cudaStreamCaptureStatusNone, DeviceError, "isfinite_all: cuda:", ex.device(),
+              " is capturing a CUDA graph, and a captured step cannot wait for the host; check the loss "
+              "outside the captured region");
   int* flag = device_workspace<int>(ex, 1);
   PYCNN_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), ex.stream()));
   ex.launch(n, nonfinite_flag_kernel<T>, x, n, flag);
