@@ -62,8 +62,9 @@ class GraphStep:
         self.baked = None
 
     def run(self, xt: Tensor, yt: Tensor, eager_step: Any) -> Optional[Tuple[Tensor, Tensor]]:
-        """One training step on (xt, yt) (already on the device): (loss, logits) as tensors the
-        caller may keep (the captured ones are copied), or None when eager_step skipped it."""
+        """One training step on (xt, yt) (already on the device): (loss, logits), or None when
+        eager_step skipped it. After a replay the loss is a copy the caller may keep, while logits is
+        the graph's own output tensor, overwritten by the next replay (the Trainer uses it at once)."""
         key = self.batch_key(xt, yt)
         if self.key is None:
             self.key = key
@@ -73,7 +74,11 @@ class GraphStep:
             self.warm = True
             return eager_step(xt, yt)
         if self.graph is not None and self.baked != self._state():
+            # Something the graph baked in changed (a scheduler's lr, loaded parameters or optimizer
+            # state): one eager step first, so that the capture below never records a first-step
+            # path (SGD creating its momentum buffers) that every replay would then repeat.
             self.reset()
+            return eager_step(xt, yt)
         if self.graph is None:
             self._capture(xt, yt)
         else:
