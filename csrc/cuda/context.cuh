@@ -124,6 +124,9 @@ DeviceContext& context(int device);
 // thrown as ValueError. Used by every host wait that returns data or control to the caller
 // (device->host copies, synchronize, isfinite_all); never call it while the stream is capturing.
 void host_wait(int device, bool whole_device = false);
+// DeviceError naming `what` when `device`'s stream is capturing a CUDA graph: host copies and waits
+// cannot be captured. Called before anything is recorded, so a refused op leaves the capture clean.
+void refuse_during_capture(int device, const char* what);
 
 // Device that owns a device pointer (0 without a lookup on single-GPU machines).
 int device_of(const void* ptr);

@@ -98,19 +98,6 @@ const Discovery& discovery() {
 
 std::atomic<bool> g_tf32{false};
 
-// DeviceError when `index`'s stream is capturing a graph: host copies and waits cannot be captured.
-void refuse_during_capture(int index, const char* what) {
-  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-  PYCNN_CUDA_CHECK(cudaStreamIsCapturing(cuda::context(index).stream(), &st));
-  PYCNN_CHECK(st == cudaStreamCaptureStatusNone, DeviceError, what, ": cuda:", index,
-              " is capturing a CUDA graph, and a captured step cannot wait for the host or copy from/to it "
-              "(.item(), .numpy(), isfinite, moving a CPU tensor to the device, synchronize); do that outside "
-              "the captured region (copy new data into static input tensors before replay())");
-}
-
-// The host waits for `index`'s stream; a deferred error recorded by earlier kernels is raised here.
-void wait_stream(int index) { cuda::host_wait(index); }
-
 // Pageable host memory is staged by the driver before cudaMemcpyAsync returns, so the caller may
 // reuse it at once (the CUDA docs' API sync behaviour, and what torch's non_blocking copies rely
 // on); pinned or managed memory is read later by DMA, so those copies are waited for.
@@ -152,7 +139,7 @@ void synchronize(int index) {
   if (!is_available()) return;
   check_device(index);
   cuda::DeviceGuard g(index);
-  refuse_during_capture(index, "cuda.synchronize");
+  cuda::refuse_during_capture(index, "cuda.synchronize");
   cuda::host_wait(index, /*whole_device=*/true);
 }
 
@@ -259,6 +246,15 @@ const char* deferred_op_name(int op) {
   return "a CUDA kernel";
 }
 }  // namespace
+
+void refuse_during_capture(int device, const char* what) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  PYCNN_CUDA_CHECK(cudaStreamIsCapturing(context(device).stream(), &st));
+  PYCNN_CHECK(st == cudaStreamCaptureStatusNone, DeviceError, what, ": cuda:", device,
+              " is capturing a CUDA graph, and a captured step cannot wait for the host or copy from/to it "
+              "(.item(), .numpy(), isfinite, moving a CPU tensor to the device, synchronize); do that outside "
+              "the captured region (copy new data into static input tensors before replay())");
+}
 
 void host_wait(int device, bool whole_device) {
   DeviceContext& ctx = context(device);
@@ -478,16 +474,15 @@ void* device_alloc(size_t nbytes, int index) {
   const size_t size = round_size(nbytes);
   uint64_t pool = 0;
   void* p = nullptr;
+  ++a.allocs;
   if (a.capture_pool != 0) {
     // The captured stream is shared: another thread's allocation here could never be safe.
     PYCNN_CHECK(std::this_thread::get_id() == a.capture_thread, DeviceError, "cuda:", index,
                 ": another thread is capturing a CUDA graph on this device; allocate from that thread, or "
                 "after capture_end");
     pool = a.capture_pool;
-    ++a.allocs;
     p = capture_alloc(a, index, size);
   } else {
-    ++a.allocs;
     p = pop_block(a.free_blocks, size);
     if (p) {
       a.cached -= static_cast<int64_t>(size);
@@ -651,16 +646,16 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
     // Queued behind the device's earlier work; the caller may free or reuse the host buffer as
     // soon as this returns (pageable: staged by the driver; otherwise waited for).
     cuda::Exec ex(dst_dev.index, 0);
-    refuse_during_capture(dst_dev.index, "copy to the device");
+    cuda::refuse_during_capture(dst_dev.index, "copy to the device");
     PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, ex.stream()));
-    if (!is_pageable(src)) wait_stream(dst_dev.index);
+    if (!is_pageable(src)) cuda::host_wait(dst_dev.index);
     return;
   }
   if (dst_dev.is_cpu() && src_dev.is_cuda()) {
     cuda::Exec ex(src_dev.index, 0);
-    refuse_during_capture(src_dev.index, "copy to the host");
+    cuda::refuse_during_capture(src_dev.index, "copy to the host");
     PYCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, ex.stream()));
-    wait_stream(src_dev.index);
+    cuda::host_wait(src_dev.index);
     return;
   }
   if (dst_dev.index == src_dev.index) {
@@ -672,13 +667,13 @@ void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nby
   // stream, and wait for it so that the source may be freed and reused right after.
   {
     cuda::Exec sx(src_dev.index, 0);
-    refuse_during_capture(src_dev.index, "copy between devices");
-    wait_stream(src_dev.index);
+    cuda::refuse_during_capture(src_dev.index, "copy between devices");
+    cuda::host_wait(src_dev.index);
   }
   cuda::Exec dx(dst_dev.index, 0);
-  refuse_during_capture(dst_dev.index, "copy between devices");
+  cuda::refuse_during_capture(dst_dev.index, "copy between devices");
   PYCNN_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, nbytes, dx.stream()));
-  wait_stream(dst_dev.index);
+  cuda::host_wait(dst_dev.index);
 }
 
 }  // namespace pycnn::cuda_runtime

@@ -4,7 +4,6 @@
 // same value, so the result does not depend on timing). No atomics, except the compare-and-swap
 // that records a bad label as the device's deferred error (count_correct, context.cuh).
 #include "../cuda/context.cuh"
-#include "../cuda/graph.cuh"
 #include "tensor_ops.h"
 
 namespace pycnn::cuda {
@@ -125,12 +124,7 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   *result = true;
   if (n <= 0) return;
   Exec ex(x);
-  // Refused before anything is recorded: a capture cannot copy to the host or wait for it.
-  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-  PYCNN_CUDA_CHECK(cudaStreamIsCapturing(ex.stream(), &st));
-  PYCNN_CHECK(st == cudaStreamCaptureStatusNone, DeviceError, "isfinite_all: cuda:", ex.device(),
-              " is capturing a CUDA graph, and a captured step cannot wait for the host; check the loss "
-              "outside the captured region");
+  refuse_during_capture(ex.device(), "isfinite_all");  // before anything is recorded
   int* flag = device_workspace<int>(ex, 1);
   PYCNN_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), ex.stream()));
   ex.launch(n, nonfinite_flag_kernel<T>, x, n, flag);

@@ -768,18 +768,17 @@ class Identity(Module):
         return grad_output
 
 
-_NEED_INPUT_GRAD_CACHE: dict = {}
+@functools.lru_cache(maxsize=None)
+def _backward_takes_need_input_grad(backward: Callable) -> bool:
+    try:
+        return "need_input_grad" in inspect.signature(backward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _takes_need_input_grad(m: Module) -> bool:
     """Whether m.backward accepts ``need_input_grad`` (user layers may not): looked up once per class."""
-    fn = type(m).backward
-    if fn not in _NEED_INPUT_GRAD_CACHE:
-        try:
-            _NEED_INPUT_GRAD_CACHE[fn] = "need_input_grad" in inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            _NEED_INPUT_GRAD_CACHE[fn] = False
-    return _NEED_INPUT_GRAD_CACHE[fn]
+    return _backward_takes_need_input_grad(type(m).backward)
 
 
 def _backward_for_step(model: Module, grad_output: Any) -> None:

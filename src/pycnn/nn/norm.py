@@ -102,8 +102,8 @@ class _BatchNorm(Module):
             y, mean, invstd = self._call_core(F.batch_norm_train, x, w, b, rm, rv, momentum, self.eps)
             if count_on_device:
                 one = self.__dict__.get("_device_one")
-                if one is None or str(one.device) != str(nbt.device):  # made once, in the warm-up step
-                    one = self.__dict__["_device_one"] = ones((), dtype=int64, device=str(nbt.device))
+                if one is None or one.device != nbt.device:  # made once, in the warm-up step
+                    one = self.__dict__["_device_one"] = ones((), dtype=int64, device=nbt.device)
                 _core.add_(nbt, one, 1.0)
             elif update:
                 nbt.fill_(n)

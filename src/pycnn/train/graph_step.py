@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, List, Optional, Tuple
 
 from .. import _core
-from ..nn.module import _backward_for_step
 from ..runtime import CUDAGraph
 from ..tensor import Tensor
 
@@ -92,29 +91,25 @@ class GraphStep:
 
     def _capture(self, xt: Tensor, yt: Tensor) -> None:
         t = self.trainer
-        model, crit, opt = t.model, t.loss, t.optimizer
         self.static_x = xt.clone()
         self.static_y = yt.clone()
         g = CUDAGraph(t.device)
         try:
             g.capture_begin()
             try:
-                logits = model(self.static_x)
-                loss = crit(logits, self.static_y)
-                opt.zero_grad()
-                model.zero_grad()
-                _backward_for_step(model, crit.backward())
-                opt.step()
+                # the Trainer's own step (cuda_graph=True implies on_nonfinite="raise": it never skips)
+                loss, logits = t._eager_step(self.static_x, self.static_y)
             except BaseException:
                 g.reset()
                 raise
             g.capture_end()
         except Exception as e:
             t._clear_caches()
-            model.zero_grad()
+            t.model.zero_grad()
             raise RuntimeError(f"Trainer(cuda_graph=True): capturing the training step failed: {e}. Use "
                                "cuda_graph=False for this model (a layer that reads values back to the host "
-                               "in training, such as BatchNorm(momentum=None)'s cumulative average, cannot be captured)") from e
+                               "in training, such as BatchNorm(momentum=None)'s cumulative average, cannot "
+                               "be captured)") from e
         self.graph, self.loss, self.logits = g, loss, logits
         self.grads = [(p, p.grad) for p in self._params() if p.grad is not None]
         self.baked = self._state()
