@@ -20,8 +20,8 @@ def _load_blas() -> str:
     # recognise, csrc/blas.cpp) goes into the environment before that import, and out again
     # afterwards: it is for this library only, not for NumPy's BLAS or child processes.
     # (Not OPENBLAS_NUM_THREADS=1: initialised that way, OpenBLAS ran the GEMMs that OpenMP threads
-    # call side by side 10-60% slower on a VGG layer in three interleaved runs. Its own pool is set
-    # to one thread after loading instead.)
+    # call side by side slower on a VGG layer, in every one of three interleaved A/B runs on
+    # 2026-12-02. Its own pool is set to one thread after loading instead.)
     wanted = {"OPENBLAS_CORETYPE": _core.blas_preferred_core()}
     added = [k for k, v in wanted.items() if v and k not in os.environ]
     for k in added:
