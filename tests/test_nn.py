@@ -976,3 +976,19 @@ def test_inference_passes_do_not_pile_up_caches():
     for _ in range(50):
         net(x)
     assert all(len(m.__dict__.get("_cache_stack", [])) <= 1 for m in net.modules())
+
+
+def test_a_refused_backward_keeps_each_uses_cache():
+    # the second use's backward gets a wrong-shape gradient and raises; retried with the right one,
+    # it must still see its own input, and the first use's backward its own
+    x = pc.from_numpy(np.random.default_rng(5).standard_normal((2, 2, 6, 6)))
+    g = pc.from_numpy(np.random.default_rng(6).standard_normal((2, 3, 6, 6)))
+    pc.manual_seed(0)
+    shared = _TwoUses(nn.Tanh()).to(pc.float64)
+    pc.manual_seed(0)
+    separate = _TwoUses(nn.Tanh(), act2=nn.Tanh()).to(pc.float64)
+    shared(x)
+    separate(x)
+    with pytest.raises(ValueError):
+        shared.act.backward(pc.zeros(1, 1, dtype=pc.float64))
+    np.testing.assert_array_equal(np.asarray(shared.backward(g)), np.asarray(separate.backward(g)))

@@ -224,13 +224,19 @@ def _restoring_cache(backward: Callable) -> Callable:
     def wrapper(self: "Module", *args: Any, **kwargs: Any) -> Any:
         d = self.__dict__
         outer = not d.get("_in_backward", False)
+        entry = None
         if outer:
             stack = d.get("_cache_stack")
             if stack:
-                d.update(zip(self._cache_attrs, stack.pop()))
+                entry = stack.pop()
+                d.update(zip(self._cache_attrs, entry))
             d["_in_backward"] = True
         try:
             return backward(self, *args, **kwargs)
+        except BaseException:
+            if entry is not None:  # a refused backward (bad gradient) keeps its cache for a retry
+                d.setdefault("_cache_stack", []).append(entry)
+            raise
         finally:
             if outer:
                 d["_in_backward"] = False
