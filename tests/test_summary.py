@@ -45,9 +45,12 @@ def test_lenet5_table():
     assert [convs[0].jump, pools[0].jump, convs[1].jump, pools[1].jump] == [1, 2, 2, 4]
     assert s.receptive_field in (16, 32)  # 32 when C5 is a 5x5 convolution over the 5x5 maps
     assert convs[0].output_shape == (1, 6, 28, 28)
-    # torchinfo's mult-adds convention: conv params x N*OH*OW, linear params x N
-    assert convs[0].mult_adds == 156 * 28 * 28
-    assert convs[1].mult_adds == 2_416 * 10 * 10
+    # the lectures' count: (kh*kw*C_in) * C_out * OH*OW per conv, in * out per linear layer, no bias
+    assert convs[0].mult_adds == (5 * 5 * 1) * 6 * 28 * 28
+    assert convs[1].mult_adds == (5 * 5 * 6) * 16 * 10 * 10
+    assert convs[1].mac_formula == "5×5×6 × 16 × 10×10 = 240,000"
+    assert [r.mult_adds for r in linears] == [400 * 120, 120 * 84, 84 * 10]
+    assert s.total_mult_adds == 117_600 + 240_000 + 48_000 + 10_080 + 840
     assert s.total_mult_adds == sum(r.mult_adds for r in s.rows)
 
     text = str(s)
@@ -85,7 +88,8 @@ def test_batchnorm_formula_frozen_and_mult_adds():
     assert s.total_params == 1_728 + 128 + 325
     assert s.frozen_params == 1_728 and s.trainable_params == 128 + 325
     assert conv.mult_adds == 1_728 * 2 * 8 * 8
-    assert lin.mult_adds == 325 * 2
+    assert lin.mult_adds == 320 * 2  # the bias adds are not multiply-adds
+    assert bn.mult_adds == 0 and bn.mac_formula == ""  # BatchNorm folds into the conv: not counted
     assert conv.trainable_params == 0
     assert "Non-trainable params: 1,728" in str(s)
 
@@ -162,3 +166,51 @@ def test_mlp_input_size():
     s = summary(model, (784,))
     assert s.input_size == (1, 784) and s.total_params == 7_850
     assert s.receptive_field is None
+
+
+# ------------------------------------------------------------------------------------------------
+# the lectures' multiply-add arithmetic
+# ------------------------------------------------------------------------------------------------
+def test_course_example_conv_mult_adds_and_mac_formula():
+    """A 5x5 conv 3->256 on a 16x16 input (12x12 output): 5*5*3 * 256 * 12*12 = 2,764,800; the bias
+    (256 adds per position) is not a multiply-add (torchinfo's count, 2,801,664, included it)."""
+    s = summary(nn.Sequential(nn.Conv2d(3, 256, 5)), (3, 16, 16))
+    conv = s["0"]
+    assert conv.mult_adds == 2_764_800
+    assert conv.mac_formula == "5×5×3 × 256 × 12×12 = 2,764,800"
+    assert s.total_mult_adds == 2_764_800
+    text = str(s)
+    assert "MAC formula" in text and "5×5×3 × 256 × 12×12" in text and "2,764,800" in text
+    assert "Total mult-adds (M): 2.76" in text
+    # the header puts the MAC formula beside the parameter formula
+    header = text.splitlines()[1]
+    assert header.index("Param formula") < header.index("MAC formula") < header.index("Mult-Adds")
+
+
+def test_mult_adds_scale_with_batch_and_groups_and_linear():
+    s = summary(nn.Sequential(nn.Conv2d(3, 256, 5)), (4, 3, 16, 16))
+    assert s["0"].mult_adds == 4 * 2_764_800
+    assert s["0"].mac_formula == "4 × 5×5×3 × 256 × 12×12 = 11,059,200"
+    # depthwise (groups = C): each output channel sees one input channel
+    dw = summary(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)), (8, 10, 10))
+    assert dw["0"].mult_adds == 3 * 3 * 1 * 8 * 10 * 10
+    assert dw["0"].mac_formula == "3×3×1 × 8 × 10×10 = 7,200"
+    grouped = summary(nn.Sequential(nn.Conv2d(8, 6, 3, groups=2)), (8, 5, 5))
+    assert grouped["0"].mult_adds == (3 * 3 * 4) * 6 * 3 * 3
+    lin = summary(nn.Sequential(nn.Linear(400, 120)), (2, 400))
+    assert lin["0"].mult_adds == 2 * 400 * 120 and lin["0"].mac_formula == "2 × 400 × 120 = 96,000"
+    # parameter-free and normalisation layers do no multiply-adds
+    s2 = summary(nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2), nn.PReLU()), (3, 4, 4))
+    assert s2.total_mult_adds == 0 and all(r.mac_formula == "" for r in s2.rows)
+
+
+def test_resnet18_mult_adds_at_224_are_1_81_g():
+    resnet = pytest.importorskip("pycnn.models.resnet")
+    s = summary(resnet.resnet18(), (3, 224, 224))
+    assert round(s.total_mult_adds / 1e9, 2) == 1.81
+    assert s["conv1"].mac_formula == "7×7×3 × 64 × 112×112 = 118,013,952"
+    assert s["fc"].mult_adds == 512 * 1000
+    # every multiply-add is a conv's or the fc's
+    convs = [r for r in s.rows if r.type in ("Conv2d", "Linear")]
+    assert s.total_mult_adds == sum(r.mult_adds for r in convs)
+    assert "Total mult-adds (G): 1.81" in str(s)

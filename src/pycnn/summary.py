@@ -11,8 +11,11 @@ Conventions
 * Parameter formula, as a course writes it: Conv2d ``16×(5×5×6)+16 = 2,416`` (out × (kh × kw ×
   in/groups) + bias), Linear ``120×400+120 = 48,120``, BatchNorm ``2×64 = 128`` (gamma and beta;
   the running statistics are buffers, not parameters).
-* Mult-adds follow torchinfo: a convolution's parameters times the number of output positions
-  (N·OH·OW), any other layer's parameters times the batch size; parameter-free layers count 0.
+* Mult-adds are counted as the lectures and the papers count them: a convolution costs
+  ``(kh × kw × C_in/groups) × C_out × (OH × OW)`` multiply-adds per sample, a linear layer
+  ``in × out``; a bias add is not a multiply-add, and every other layer (BatchNorm, pooling,
+  activations) counts 0.  The figures are for the whole batch given (N times the per-sample
+  count).  ``LayerRow.mac_formula`` shows the product: ``5×5×3 × 256 × 12×12 = 2,764,800``.
 * Receptive field ``r`` (in input pixels) and jump ``j`` (the distance in input pixels between two
   neighbouring outputs): a layer with kernel k, dilation d and stride s maps
   ``r_out = r_in + (k−1)·d·j_in`` and ``j_out = j_in·s``, starting from r = j = 1 at the input, so
@@ -49,13 +52,14 @@ class LayerRow:
     params: int                    # the layer's own parameters (0 for a container)
     trainable_params: int
     formula: str                   # "16×(5×5×6)+16 = 2,416"; "" when the layer has no own parameters
-    mult_adds: int
+    mult_adds: int                 # (kh·kw·C_in/groups)·C_out·OH·OW·N for a conv, in·out·N for a linear layer
     receptive_field: Optional[RF]  # input pixels; None once the field is global (after Flatten)
     jump: Optional[RF]             # stride of the layer's output grid, in input pixels
     is_container: bool = False
     # input pixel (row, col) of the top-left corner of output (0, 0)'s receptive field (may be
     # negative: padding); output (i, j) sees rows rf_offset[0] + i*jump ... + receptive_field - 1
     rf_offset: Optional[Tuple[int, int]] = None
+    mac_formula: str = ""          # "5×5×3 × 256 × 12×12 = 2,764,800"; "" when the layer does no multiply-adds
 
     @property
     def local_name(self) -> str:
@@ -196,16 +200,27 @@ def _formula(module: Any, params: List[Tuple[str, Any]]) -> str:
     return f"{'+'.join(parts)} = {total:,}"
 
 
-def _mult_adds(module: Any, params: List[Tuple[str, Any]], out_shape: Optional[Tuple[int, ...]]) -> int:
-    if not params or not out_shape:
-        return 0
-    n = sum(_numel(p) for _, p in params)
-    kind = type(module).__name__
-    if kind.startswith("Conv") and len(out_shape) >= 3:
-        return int(n * out_shape[0] * int(np.prod(out_shape[2:])))
-    if kind == "Linear" or (len(params) <= 2 and "weight" in dict(params) and len(dict(params)["weight"].shape) == 2):
-        return int(n * int(np.prod(out_shape[:-1])))
-    return int(n * out_shape[0])
+def _mult_adds(module: Any, params: List[Tuple[str, Any]],
+               out_shape: Optional[Tuple[int, ...]]) -> Tuple[int, str]:
+    """(multiply-adds for the batch, the product behind them) of a convolution or linear layer; (0, "")
+    for any other layer.  The bias is left out: adding it is not a multiply-add."""
+    w = dict(params).get("weight")
+    if w is None or not out_shape:
+        return 0, ""
+    ws = tuple(w.shape)
+    batch = int(out_shape[0])
+    lead = f"{batch} × " if batch != 1 else ""
+    if len(ws) == 4 and len(out_shape) == 4:  # (C_out, C_in/groups, kh, kw) -> (N, C_out, OH, OW)
+        c_out, c_in_g, kh, kw = ws
+        oh, ow = out_shape[2], out_shape[3]
+        n = batch * kh * kw * c_in_g * c_out * oh * ow
+        return n, f"{lead}{kh}×{kw}×{c_in_g} × {c_out} × {oh}×{ow} = {n:,}"
+    if len(ws) == 2 and out_shape[-1] == ws[0]:  # Linear: (out, in) -> (..., out)
+        rows = int(np.prod(out_shape[:-1], dtype=np.int64))
+        lead = f"{rows} × " if rows != 1 else ""
+        n = rows * ws[1] * ws[0]
+        return n, f"{lead}{ws[1]} × {ws[0]} = {n:,}"
+    return 0, ""
 
 
 def _fmt_rf(v: Optional[Pair]) -> Optional[RF]:
@@ -314,7 +329,7 @@ def summary(model: Any, input_size: Any, dtype: Any = None, device: Optional[str
         row.params = sum(_numel(p) for _, p in params)
         row.trainable_params = sum(_numel(p) for _, p in params if getattr(p, "requires_grad", True))
         row.formula = _formula(module, params)
-        row.mult_adds = _mult_adds(module, params, row.output_shape)
+        row.mult_adds, row.mac_formula = _mult_adds(module, params, row.output_shape)
 
         rf: Optional[_Geo]
         if row.output_shape is None or len(row.output_shape) != 4:
@@ -448,18 +463,19 @@ def _units(n: int) -> str:
 
 
 def _table(s: ModelSummary) -> str:
-    header = ("Layer (type (name): depth-idx)", "Output Shape", "Param #", "Param formula", "Mult-Adds",
-              "RF / jump (px)")
+    header = ("Layer (type (name): depth-idx)", "Output Shape", "Param #", "Param formula", "MAC formula",
+              "Mult-Adds", "RF / jump (px)")
     body = []
     for i, r in enumerate(s.rows):
         params = "--" if (r.is_container and r.params == 0) or r.params == 0 else f"{r.params:,}"
-        body.append((_layer_label(s.rows, i), _shape_str(r.output_shape), params, r.formula or "--",
+        mac = r.mac_formula.split(" = ")[0] if r.mac_formula else "--"  # the product; its value is the next column
+        body.append((_layer_label(s.rows, i), _shape_str(r.output_shape), params, r.formula or "--", mac,
                      f"{r.mult_adds:,}" if r.mult_adds else "--", _rf_str(r)))
     widths = [max(len(h), *(len(b[c]) for b in body)) if body else len(h) for c, h in enumerate(header)]
     def line(cells: Sequence[str]) -> str:
         out = cells[0].ljust(widths[0])
         for c in range(1, len(cells)):
-            out += "  " + (cells[c].ljust(widths[c]) if c in (1, 3) else cells[c].rjust(widths[c]))
+            out += "  " + (cells[c].ljust(widths[c]) if c in (1, 3, 4) else cells[c].rjust(widths[c]))
         return out.rstrip()
     width = sum(widths) + 2 * (len(widths) - 1)
     sep = "=" * width
