@@ -4,5 +4,6 @@ Pure NumPy: batches are tuples of NumPy arrays, which the Trainer converts to Te
 """
 from . import datasets, transforms
 from .loader import DataLoader, TensorDataset
+from .sampler import DistributedSampler
 
-__all__ = ["TensorDataset", "DataLoader", "datasets", "transforms"]
+__all__ = ["TensorDataset", "DataLoader", "DistributedSampler", "datasets", "transforms"]

@@ -89,7 +89,8 @@ class DataLoader:
 
     ``shuffle`` draws a fresh permutation from ``pycnn._random.generator()`` at the start of each
     iteration, so ``pc.manual_seed`` makes the batch order reproducible. ``transform`` is applied to
-    the first array of every batch (the inputs), after gathering.
+    the first array of every batch (the inputs), after gathering. ``sampler`` (an iterable of
+    indices with ``len``, e.g. ``DistributedSampler``) gives the order instead of ``shuffle``.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class DataLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+        sampler: Any = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"DataLoader: batch_size must be an int, got {type(batch_size).__name__}")
@@ -110,6 +112,14 @@ class DataLoader:
             )
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform must be callable, got {type(transform).__name__}")
+        if sampler is not None:
+            if not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__"):
+                raise TypeError(f"DataLoader: sampler must be an iterable of indices with a length, "
+                                f"got {type(sampler).__name__}")
+            if shuffle:
+                raise ValueError("DataLoader: sampler and shuffle=True are mutually exclusive (the sampler "
+                                 "decides the order; DistributedSampler shuffles with set_epoch)")
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -117,12 +127,14 @@ class DataLoader:
         self.transform = transform
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
             return n // self.batch_size
         return math.ceil(n / self.batch_size)
 
     def _order(self) -> np.ndarray:
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))
         n = len(self.dataset)
         if self.shuffle:
             return _random.generator().permutation(n)
@@ -141,5 +153,6 @@ class DataLoader:
     def __repr__(self) -> str:
         return (
             f"DataLoader(len(dataset)={len(self.dataset)}, batch_size={self.batch_size}, "
-            f"shuffle={self.shuffle}, drop_last={self.drop_last}, transform={self.transform!r})"
+            f"shuffle={self.shuffle}, drop_last={self.drop_last}, transform={self.transform!r}"
+            + (f", sampler={self.sampler!r})" if self.sampler is not None else ")")
         )
