@@ -371,3 +371,79 @@ def test_scheduler_validation():
         lr_scheduler.CosineAnnealingLR(opt, T_max=0)
     with pytest.raises(ValueError, match="expected 1 min_lrs"):
         lr_scheduler.ReduceLROnPlateau(opt, min_lr=[0.1, 0.2])
+
+
+# ----------------------------------------------------------------------------- found_inf (issue 10.2)
+def test_sgd_refuses_non_finite_hyper_parameters():
+    p = [nn.Parameter(pc.zeros(2))]
+    for name in ("lr", "momentum", "dampening", "weight_decay"):
+        for bad in (math.nan, math.inf, -math.inf):
+            kw = dict(lr=0.1)
+            kw[name] = bad
+            with pytest.raises(ValueError, match=f"SGD: {name} must be a finite number"):
+                optim.SGD(p, **kw)
+    with pytest.raises(ValueError, match="SGD: lr must be a finite number"):
+        optim.SGD([{"params": p, "lr": math.nan}], lr=0.1)
+    opt = optim.SGD(p, lr=0.1)
+    sd = opt.state_dict()
+    sd["param_groups"][0]["lr"] = math.nan
+    with pytest.raises(ValueError, match="SGD: lr must be a finite number"):
+        opt.load_state_dict(sd)
+
+
+def _flag(bad):
+    return pc.from_numpy(np.array(1.0 if bad else 0.0, dtype=np.float32))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_sgd_found_inf_skips_whole_steps_exactly(cfg):
+    """Steps flagged bad (the first one included) change nothing: the run equals torch's run over the
+    good steps only, buffers included."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    params = _params(rng, SHAPES)
+    tparams = [torch.tensor(p.numpy().copy(), requires_grad=True) for p in params]
+    opt = optim.SGD(params, **cfg)
+    topt = torch.optim.SGD(tparams, **cfg)
+    bad_steps = {0, 3, 4}
+    for step, grads in enumerate(_grads(rng, 7)):
+        before = [p.numpy().copy() for p in params]
+        bufs = {id(p): np.array(opt.state[p]["momentum_buffer"].numpy()) for p in params if p in opt.state}
+        _set_grads(params, [g * np.nan if step in bad_steps else g for g in grads])
+        opt.step(found_inf=_flag(step in bad_steps))
+        if step in bad_steps:
+            for p, b in zip(params, before):
+                np.testing.assert_array_equal(p.numpy(), b)
+            for p in params:
+                if id(p) in bufs:
+                    np.testing.assert_array_equal(opt.state[p]["momentum_buffer"].numpy(), bufs[id(p)])
+                else:  # absent, or (without dampening, on the device path) a zero buffer: the same next step
+                    buf = opt.state[p].get("momentum_buffer")
+                    assert buf is None or (cfg.get("dampening", 0) == 0 and not np.any(buf.numpy()))
+            continue
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.tensor(g)
+        topt.step()
+        for p, tp in zip(params, tparams):
+            np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+    if cfg.get("momentum", 0):
+        for p, tp in zip(params, tparams):
+            np.testing.assert_allclose(opt.state[p]["momentum_buffer"].numpy(),
+                                       topt.state[tp]["momentum_buffer"].numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_sgd_found_inf_argument_checks():
+    p = [nn.Parameter(pc.zeros(2))]
+    p[0].grad = pc.ones(2)
+    opt = optim.SGD(p, lr=0.1)
+    with pytest.raises(TypeError, match="found_inf must be a pycnn Tensor"):
+        opt.step(found_inf=1.0)
+    with pytest.raises(ValueError, match="one-element float32"):
+        opt.step(found_inf=pc.zeros(2))
+    with pytest.raises(ValueError, match="one-element float32"):
+        opt.step(found_inf=pc.from_numpy(np.zeros((), np.float64)))
+    np.testing.assert_array_equal(p[0].numpy(), np.zeros(2))
+    with pytest.raises(TypeError):
+        opt.step(None, _flag(False))  # keyword only, as the contract says
+    opt.step(found_inf=_flag(False))
+    np.testing.assert_allclose(p[0].numpy(), np.full(2, -0.1, np.float32))

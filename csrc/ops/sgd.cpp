@@ -17,7 +17,7 @@ void check_member(const Tensor& t, const Tensor& param, size_t i, const char* wh
 
 void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
               const std::vector<Tensor>& bufs, double lr, double momentum, double dampening, double weight_decay,
-              bool nesterov, bool first_step) {
+              bool nesterov, bool first_step, const Tensor* found_inf) {
   // torch.optim.SGD's own checks and messages
   PYCNN_CHECK(lr >= 0.0, ValueError, kOp, ": Invalid learning rate: ", lr);
   PYCNN_CHECK(momentum >= 0.0, ValueError, kOp, ": Invalid momentum value: ", momentum);
@@ -36,6 +36,17 @@ void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grad
     PYCNN_CHECK(bufs.empty() || bufs.size() == params.size(), ValueError, kOp,
                 ": expected no momentum buffers (momentum=0) or one per parameter, got ", bufs.size(),
                 " buffers for ", params.size(), " parameters");
+
+  if (found_inf) {
+    PYCNN_CHECK(found_inf->defined(), ValueError, kOp, ": found_inf is missing");
+    PYCNN_CHECK(found_inf->dtype() == DType::Float32 && found_inf->numel() == 1, ValueError, kOp,
+                ": expected found_inf a one-element float32 tensor (from _core.nonfinite_flag), got dtype ",
+                dtype_name(found_inf->dtype()), " and shape ", shape_str(found_inf->shape()));
+    if (!params.empty())
+      PYCNN_CHECK(found_inf->device() == params[0].device(), DeviceError, kOp, ": found_inf is on ",
+                  found_inf->device().str(), " but params[0] is on ", params[0].device().str(),
+                  "; the flag must live on the parameters' device (it is read by the kernels)");
+  }
 
   // Check everything before touching anything: a bad tensor leaves the whole group unchanged.
   for (size_t i = 0; i < params.size(); ++i) {
@@ -56,6 +67,8 @@ void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grad
     }
   }
 
+  const Tensor flag = found_inf ? found_inf->contiguous() : Tensor();
+  const float* skip = found_inf ? flag.data<float>() : nullptr;
   for (size_t i = 0; i < params.size(); ++i) {
     const Tensor& p = params[i];
     const Tensor g = grads[i].contiguous();
@@ -63,7 +76,7 @@ void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grad
       using T = decltype(t);
       T* buf = use_buf ? bufs[i].data<T>() : nullptr;
       PYCNN_ON_DEVICE(p.device(), sgd_step<T>, p.data<T>(), g.data<T>(), buf, p.numel(), T(lr), T(momentum),
-                      T(1.0 - dampening), T(weight_decay), nesterov, first_step);
+                      T(1.0 - dampening), T(weight_decay), nesterov, first_step, skip);
     });
   }
 }
@@ -75,7 +88,8 @@ constexpr int64_t kParallelGrain = 1 << 15;
 // The same operations in the same order as torch.optim.SGD's single-tensor path.
 template <class T>
 void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
-              bool nesterov, bool first_step) {
+              bool nesterov, bool first_step, const float* skip) {
+  if (skip && *skip != 0.0f) return;
 #pragma omp parallel for if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
     T g = grad[i];
@@ -90,7 +104,7 @@ void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T on
 }
 
 #define PYCNN_INSTANTIATE(T) \
-  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool);
+  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool, const float*);
 PYCNN_INSTANTIATE(float)
 PYCNN_INSTANTIATE(double)
 #undef PYCNN_INSTANTIATE

@@ -1,4 +1,5 @@
-// CUDA kernel of sgd.h: one thread per element, torch.optim.SGD's operations in the CPU's order.
+// CUDA kernel of sgd.h: one thread per element, torch.optim.SGD's operations in the CPU's order;
+// every thread reads the found_inf flag (when given) and leaves its element alone when it is set.
 #include "../cuda/context.cuh"
 #include "sgd.h"
 
@@ -7,8 +8,9 @@ namespace {
 
 template <class T>
 __global__ void sgd_kernel(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening,
-                           T weight_decay, bool nesterov, bool first_step) {
-  PYCNN_KERNEL_LOOP(i, n) {
+                           T weight_decay, bool nesterov, bool first_step, const float* skip) {
+  if (skip && *skip != 0.0f) return;
+  PYCNN_KERNEL_LOOP(i, n) {  // i: element of the flattened parameter
     T g = grad[i];
     if (weight_decay != T(0)) g = g + weight_decay * param[i];
     if (buf) {
@@ -24,15 +26,15 @@ __global__ void sgd_kernel(T* param, const T* grad, T* buf, int64_t n, T lr, T m
 
 template <class T>
 void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
-              bool nesterov, bool first_step) {
+              bool nesterov, bool first_step, const float* skip) {
   if (n <= 0) return;
   Exec ex(param);
   ex.launch(n, sgd_kernel<T>, param, grad, buf, n, lr, momentum, one_minus_dampening, weight_decay, nesterov,
-            first_step);
+            first_step, skip);
 }
 
 #define PYCNN_INSTANTIATE(T) \
-  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool);
+  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool, const float*);
 PYCNN_INSTANTIATE(float)
 PYCNN_INSTANTIATE(double)
 #undef PYCNN_INSTANTIATE

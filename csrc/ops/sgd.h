@@ -4,6 +4,9 @@
 //                     g = g + momentum*buf (nesterov) else buf
 //   param -= lr * g
 // params and momentum buffers are updated IN PLACE (they must be contiguous).
+// found_inf (optional): a one-element float32 tensor on the params' device, read INSIDE the kernels
+// (no host sync, capturable in a CUDA graph): non-zero skips the whole step, so params and momentum
+// buffers keep their values (a mixed-precision loss scaler's flag; _core.nonfinite_flag makes one).
 #pragma once
 
 #include <vector>
@@ -15,20 +18,21 @@ namespace pycnn {
 // momentum_buffers: one per param when momentum != 0, else empty (ignored).
 void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
               const std::vector<Tensor>& momentum_buffers, double lr, double momentum, double dampening,
-              double weight_decay, bool nesterov, bool first_step);
+              double weight_decay, bool nesterov, bool first_step, const Tensor* found_inf = nullptr);
 
 // One tensor of the group; buf is null when momentum == 0; one_minus_dampening = 1 - dampening
-// rounded once from double, as PyTorch passes it.
+// rounded once from double, as PyTorch passes it; skip is null (never skip) or the found_inf flag,
+// in the memory of the kernel's device.
 namespace cpu {
 template <class T>
 void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
-              bool nesterov, bool first_step);
+              bool nesterov, bool first_step, const float* skip);
 }  // namespace cpu
 
 namespace cuda {
 template <class T>
 void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
-              bool nesterov, bool first_step);
+              bool nesterov, bool first_step, const float* skip);
 }  // namespace cuda
 
 }  // namespace pycnn

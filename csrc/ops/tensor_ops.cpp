@@ -209,6 +209,26 @@ bool isfinite_all(const Tensor& x_) {
   return result;
 }
 
+Tensor nonfinite_flag(const std::vector<Tensor>& tensors) {
+  const char* op = "nonfinite_flag";
+  PYCNN_CHECK(!tensors.empty(), ValueError, op, ": expected at least one tensor, got an empty list");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const std::string arg = cat("tensors[", i, "]");
+    check_defined(tensors[i], op, arg.c_str());
+    check_same_device(tensors[0], tensors[i], op, "tensors[0]", arg.c_str());
+  }
+  Tensor flag = Tensor::zeros({}, DType::Float32, tensors[0].device());
+  for (const Tensor& t_ : tensors) {
+    if (t_.dtype() == DType::Int64 || t_.numel() == 0) continue;
+    const Tensor t = t_.contiguous();
+    dispatch_float(t.dtype(), op, [&](auto z) {
+      using T = decltype(z);
+      PYCNN_ON_DEVICE(t.device(), mark_nonfinite<T>, t.data<T>(), t.numel(), flag.data<float>());
+    });
+  }
+  return flag;
+}
+
 namespace cpu {
 
 constexpr int64_t kParallelGrain = 1 << 15;
@@ -287,6 +307,13 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   *result = std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
 }
 
+template <class T>
+void mark_nonfinite(const T* x, int64_t n, float* flag) {
+  bool finite = true;
+  isfinite_all(x, n, &finite);
+  if (!finite) *flag = 1.0f;
+}
+
 #define PYCNN_INSTANTIATE_ALL(T)                                                     \
   template void add<T>(const T*, const T*, T*, int64_t);                             \
   template void add_<T>(T*, const T*, int64_t, T);                                   \
@@ -295,7 +322,8 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   template void scale_<T>(T*, int64_t, T);                                           \
   template void sum_all<T>(const T*, T*, int64_t);                                   \
   template void count_correct<T>(const T*, const int64_t*, int64_t*, int64_t, int64_t); \
-  template void isfinite_all<T>(const T*, int64_t, bool*);
+  template void isfinite_all<T>(const T*, int64_t, bool*);                          \
+  template void mark_nonfinite<T>(const T*, int64_t, float*);
 PYCNN_INSTANTIATE_ALL(float)
 PYCNN_INSTANTIATE_ALL(double)
 PYCNN_INSTANTIATE_ALL(int64_t)

@@ -1,7 +1,7 @@
 // CUDA kernels of tensor_ops.h: elementwise ops one thread per element; sum_all a deterministic
 // two-stage sum in double (fixed chunks, fixed trees); count_correct one thread per row then a
-// fixed-order integer sum; isfinite_all a flag that any thread may set (every writer stores the
-// same value, so the result does not depend on timing). No atomics, except the compare-and-swap
+// fixed-order integer sum; isfinite_all and mark_nonfinite a flag that any thread may set (every
+// writer stores the same value, so the result does not depend on timing). No atomics, except the compare-and-swap
 // that records a bad label as the device's deferred error (count_correct, context.cuh).
 #include "../cuda/context.cuh"
 #include "tensor_ops.h"
@@ -62,11 +62,11 @@ __global__ void row_correct_kernel(const T* logits, const int64_t* labels, int64
   }
 }
 
-template <class T>
-__global__ void nonfinite_flag_kernel(const T* x, int64_t n, int* flag) {
-  PYCNN_KERNEL_LOOP(i, n) {
+template <class T, class F>
+__global__ void nonfinite_flag_kernel(const T* x, int64_t n, F* flag) {
+  PYCNN_KERNEL_LOOP(i, n) {  // i: element of the flattened tensor
     const T v = x[i];
-    if (!isfinite(v)) *flag = 1;
+    if (!isfinite(v)) *flag = F(1);
   }
 }
 
@@ -127,11 +127,18 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   refuse_during_capture(ex.device(), "isfinite_all");  // before anything is recorded
   int* flag = device_workspace<int>(ex, 1);
   PYCNN_CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), ex.stream()));
-  ex.launch(n, nonfinite_flag_kernel<T>, x, n, flag);
+  ex.launch(n, nonfinite_flag_kernel<T, int>, x, n, flag);
   int host = 0;
   PYCNN_CUDA_CHECK(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, ex.stream()));
   host_wait(ex.device());  // counted; raises a deferred error (e.g. a bad CUDA label) recorded before
   *result = host == 0;
+}
+
+template <class T>
+void mark_nonfinite(const T* x, int64_t n, float* flag) {
+  if (n <= 0) return;
+  Exec ex(flag);
+  ex.launch(n, nonfinite_flag_kernel<T, float>, x, n, flag);  // no sync: the flag stays on the device
 }
 
 #define PYCNN_INSTANTIATE_ALL(T)                                                     \
@@ -142,7 +149,8 @@ void isfinite_all(const T* x, int64_t n, bool* result) {
   template void scale_<T>(T*, int64_t, T);                                           \
   template void sum_all<T>(const T*, T*, int64_t);                                   \
   template void count_correct<T>(const T*, const int64_t*, int64_t*, int64_t, int64_t); \
-  template void isfinite_all<T>(const T*, int64_t, bool*);
+  template void isfinite_all<T>(const T*, int64_t, bool*);                          \
+  template void mark_nonfinite<T>(const T*, int64_t, float*);
 PYCNN_INSTANTIATE_ALL(float)
 PYCNN_INSTANTIATE_ALL(double)
 PYCNN_INSTANTIATE_ALL(int64_t)

@@ -1,6 +1,7 @@
 // Small tensor utilities the autograd engine and the training loop need: elementwise add (new
 // and in place, for gradient accumulation), in-place scale, concat/split along one dim (always
-// contiguous copies), a fixed-order sum, an accuracy counter and a NaN/Inf check.
+// contiguous copies), a fixed-order sum, an accuracy counter and NaN/Inf checks (a host bool, or a
+// device flag that optimiser kernels read without a host sync).
 // Reductions run over fixed blocks in double, so results repeat bit for bit whatever the threads.
 #pragma once
 
@@ -18,6 +19,9 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 Tensor sum_all(const Tensor& x);                                 // shape (), dtype of x
 Tensor count_correct(const Tensor& logits, const Tensor& labels);  // int64 (): rows whose first argmax == label
 bool isfinite_all(const Tensor& x);                              // no NaN, no Inf
+// float32 () on the tensors' device: 1 when any element of any tensor is NaN/Inf, else 0 (no host
+// sync; int64 tensors count as finite). All tensors must share one device; an empty list is refused.
+Tensor nonfinite_flag(const std::vector<Tensor>& tensors);
 
 // add, add_ and copy_rows exist for float, double and int64_t; the rest for float and double.
 namespace cpu {
@@ -30,6 +34,7 @@ void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int
 template <class T> void sum_all(const T* x, T* out, int64_t n);
 template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
 template <class T> void isfinite_all(const T* x, int64_t n, bool* result);  // result points to host memory
+template <class T> void mark_nonfinite(const T* x, int64_t n, float* flag);  // *flag = 1 when x has NaN/Inf
 }  // namespace cpu
 
 namespace cuda {
@@ -41,6 +46,7 @@ void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int
 template <class T> void sum_all(const T* x, T* out, int64_t n);
 template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
 template <class T> void isfinite_all(const T* x, int64_t n, bool* result);
+template <class T> void mark_nonfinite(const T* x, int64_t n, float* flag);  // flag in device memory
 }  // namespace cuda
 
 }  // namespace pycnn

@@ -13,4 +13,6 @@ PYCNN_BINDINGS(40, tensor_ops) {
   m.def("sum_all", &sum_all, py::arg("x"), nogil());
   m.def("count_correct", &count_correct, py::arg("logits"), py::arg("labels"), nogil());
   m.def("isfinite_all", &isfinite_all, py::arg("x"), nogil());
+  m.def("nonfinite_flag", &nonfinite_flag, py::arg("tensors"), nogil(),
+        "float32 () tensor on the tensors' device: 1.0 if any element is NaN/Inf, else 0.0 (no host sync)");
 }

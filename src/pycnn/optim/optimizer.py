@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _core
 from .._core import Tensor
-from ..tensor import _NUMPY_OF
+from ..tensor import _NUMPY_OF, float32
 
 
 class _Required:
@@ -142,8 +142,25 @@ class Optimizer:
                 else:
                     p.grad.fill_(0.0)
 
-    def step(self) -> None:
+    def step(self, closure: Any = None, *, found_inf: Any = None) -> Any:
         raise NotImplementedError
+
+    def _check_found_inf(self, found_inf: Any) -> Any:
+        """`step(found_inf=...)`'s argument: None, or a one-element float32 Tensor on the device of
+        the parameters (the kernels read it there; a host copy would force a sync)."""
+        if found_inf is None:
+            return None
+        if not isinstance(found_inf, Tensor):
+            raise TypeError(f"{type(self).__name__}.step: found_inf must be a pycnn Tensor (a float32 flag from "
+                            f"_core.nonfinite_flag) or None, got {type(found_inf).__name__}")
+        if found_inf.numel() != 1 or found_inf.dtype != float32:
+            raise ValueError(f"{type(self).__name__}.step: found_inf must be a one-element float32 tensor, got "
+                             f"shape {tuple(found_inf.shape)} and dtype {found_inf.dtype}")
+        devices = {p.data.device for g in self.param_groups for p in g["params"]}
+        if devices and found_inf.device not in devices:
+            raise RuntimeError(f"{type(self).__name__}.step: found_inf is on {found_inf.device} but the parameters "
+                               f"are on {', '.join(sorted(map(str, devices)))}; create the flag on their device")
+        return found_inf
 
     # ------------------------------------------------------------------ (de)serialisation
     def state_dict(self) -> Dict[str, Any]:
