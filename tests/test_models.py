@@ -57,7 +57,7 @@ def test_num_classes_in_channels_and_width():
 
 def test_models_exported():
     models = pytest.importorskip("pycnn.models")
-    for name in ("alexnet", "vgg11", "vgg16", "resnet18", "mobilenet_v1"):
+    for name in ("alexnet", "vgg11", "vgg16", "resnet18", "mobilenet_v1", "googlenet", "densenet121"):
         assert callable(getattr(models, name, None)), name
 
 
