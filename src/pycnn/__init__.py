@@ -7,7 +7,7 @@ from ._random import manual_seed
 from .tensor import (DType, Tensor, as_tensor, empty, float32, float64, from_dlpack, from_numpy, full, int64,
                      is_tensor, ones, rand, randn, tensor, zeros)
 from .runtime import backends, build_info, cuda, get_num_threads, set_num_threads
-from . import functional, nn, testing, data, io, metrics, models, optim, train, viz  # noqa: E402
+from . import functional, nn, testing, data, distributed, io, metrics, models, optim, train, viz  # noqa: E402
 from .io import load, save  # noqa: E402
 from .summary import ModelSummary, summary  # noqa: E402
 from .train import History, Trainer, callbacks  # noqa: E402
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DType", "Tensor", "as_tensor", "empty", "float32", "float64", "from_dlpack", "from_numpy", "full", "int64",
     "is_tensor", "ones", "rand", "randn", "tensor", "zeros", "manual_seed", "backends", "build_info", "cuda",
-    "get_num_threads", "set_num_threads", "__version__", "functional", "nn", "testing", "data", "io", "metrics",
-    "models", "optim", "viz", "load", "save", "ModelSummary", "summary", "Trainer", "History", "callbacks",
+    "get_num_threads", "set_num_threads", "__version__", "functional", "nn", "testing", "data", "distributed",
+    "io", "metrics", "models", "optim", "viz", "load", "save", "ModelSummary", "summary", "Trainer", "History",
+    "callbacks",
 ]

@@ -1,7 +1,7 @@
 """Layers (``pc.nn``): PyTorch's names and defaults, with an explicit ``backward``."""
 from __future__ import annotations
 
-from . import init
+from . import init, parallel
 from .activation import ELU, LeakyReLU, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .conv import Conv2d
 from .dropout import Dropout
@@ -12,7 +12,7 @@ from .norm import BatchNorm1d, BatchNorm2d
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
-    "init", "Module", "Parameter", "Sequential", "Residual", "Concat", "Identity",
+    "init", "parallel", "Module", "Parameter", "Sequential", "Residual", "Concat", "Identity",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Flatten", "Dropout",
     "BatchNorm1d", "BatchNorm2d",
     "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax",
