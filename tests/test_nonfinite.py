@@ -81,3 +81,138 @@ def test_sgd_step_found_inf_checks():
         _core.sgd_step([p], [g], [], 0.1, found_inf=T(np.zeros(2, np.float32)))
     with pytest.raises(ValueError, match="sgd: expected found_inf a one-element float32 tensor"):
         _core.sgd_step([p], [g], [], 0.1, found_inf=T(np.zeros((), np.float64)))
+
+
+# ----------------------------------------------------------------------------- Trainer
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+def _run(x, y, model_fn, on_nonfinite="raise", dampening=0.0, **fit_kw):
+    pc.manual_seed(0)
+    model = model_fn()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, dampening=dampening)
+    tr = Trainer(model, opt, nn.CrossEntropyLoss(), on_nonfinite=on_nonfinite)
+    err = None
+    try:
+        tr.fit(x, y, batch_size=8, shuffle=False, verbose=0, **fit_kw)
+    except FloatingPointError as e:
+        err = e
+    state = {k: np.array(v.numpy()) for k, v in model.state_dict().items()}
+    bufs = [np.array(opt.state[p]["momentum_buffer"].numpy()) for p in model.parameters() if p in opt.state]
+    return state, bufs, err, tr
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+class _NaNGradAt(nn.Linear):
+    """A Linear whose weight gradient becomes NaN at its k-th backward (the loss stays finite)."""
+
+    def __init__(self, at):
+        super().__init__(8, 2)
+        object.__setattr__(self, "at", at)
+        object.__setattr__(self, "calls", 0)
+
+    def backward(self, g):
+        dx = super().backward(g)
+        object.__setattr__(self, "calls", self.calls + 1)
+        if self.calls == self.at:
+            self.weight.grad = pc.from_numpy(np.full(tuple(self.weight.shape), np.nan, np.float32))
+        return dx
+
+
+@pytest.mark.parametrize("dampening", [0.0, 0.3])
+def test_nan_batch_raises_with_the_weights_of_before_it(dampening):
+    """Batch 3 (of 12, logging every 10) is NaN: FloatingPointError, and the weights and momentum
+    buffers are exactly those after batches 1-2, although batches 4-10 ran before the check."""
+    x, y = _data()
+    good_w, good_b, err, _ = _run(x[:16], y[:16], _mlp, dampening=dampening, epochs=1)
+    assert err is None
+    x_bad = x.copy()
+    x_bad[20, 1] = np.nan
+    bad_w, bad_b, err, _ = _run(x_bad, y, _mlp, dampening=dampening, epochs=2)
+    assert err is not None and "epoch 1, batch 3" in str(err) and "the loss became nan" in str(err)
+    assert "before that batch" in str(err)
+    for k in good_w:
+        np.testing.assert_array_equal(bad_w[k], good_w[k], err_msg=k)
+    assert len(bad_b) == len(good_b) == 4
+    for u, v in zip(bad_b, good_b):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_nan_gradient_with_a_finite_loss_raises_with_the_weights_of_before_it():
+    x, y = _data()
+    good_w, _, err, _ = _run(x[:32], y[:32], lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), _NaNGradAt(99)),
+                             epochs=1)
+    assert err is None
+    bad_w, _, err, _ = _run(x, y, lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), _NaNGradAt(5)), epochs=1)
+    assert err is not None and "epoch 1, batch 5" in str(err) and "gradient" in str(err)
+    for k in good_w:
+        np.testing.assert_array_equal(bad_w[k], good_w[k], err_msg=k)
+
+
+def test_skip_mode_skips_bad_gradients_and_counts_them():
+    x, y = _data()
+    w, _, err, tr = _run(x, y, lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), _NaNGradAt(5)),
+                         on_nonfinite="skip", epochs=2)
+    assert err is None
+    assert tr.history.history["skipped_batches"] == [1.0, 0.0]
+    assert all(np.isfinite(v).all() for v in w.values())
+
+
+def test_the_first_step_being_skipped_leaves_no_trace():
+    """Batch 1 is NaN, on_nonfinite='skip': the run equals one that starts at batch 2 (momentum and
+    dampening included, the first-step rule applied to batch 2)."""
+    x, y = _data()
+    x_bad = x.copy()
+    x_bad[3, 0] = np.inf
+    for damp in (0.0, 0.3):
+        w_bad, b_bad, _, _ = _run(x_bad, y, _mlp, on_nonfinite="skip", dampening=damp, epochs=1)
+        w_ref, b_ref, _, _ = _run(x[8:], y[8:], _mlp, on_nonfinite="skip", dampening=damp, epochs=1)
+        for k in w_ref:
+            np.testing.assert_array_equal(w_bad[k], w_ref[k], err_msg=k)
+        for u, v in zip(b_bad, b_ref):
+            np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("on_nonfinite", ["raise", "skip"])
+def test_large_finite_losses_are_no_false_alarm(on_nonfinite):
+    """20 batches of 8 with a loss of ~1e37 each: the float32 epoch sum (~1.6e39) would overflow."""
+    pc.manual_seed(0)
+    model = nn.Linear(4, 1)  # outputs 3e18 for zero inputs: MSE losses near 1e37, finite gradients
+    model.weight.data.copy_(pc.from_numpy(np.zeros((1, 4), np.float32)))
+    model.bias.data.copy_(pc.from_numpy(np.full(1, 3e18, np.float32)))
+    tr = Trainer(model, optim.SGD(model.parameters(), lr=0.0), nn.MSELoss(), metrics=None,
+                 on_nonfinite=on_nonfinite)
+    x = np.zeros((160, 4), np.float32)
+    h = tr.fit(x, np.zeros((160, 1), np.float32), batch_size=8, epochs=1, verbose=0)
+    assert math.isclose(h.history["loss"][0], float(np.float32(3e18)) ** 2, rel_tol=1e-6)
+    assert h.history.get("skipped_batches", [0.0]) == [0.0]
+
+
+def test_an_optimizer_without_found_inf_is_still_guarded():
+    class Plain:
+        def __init__(self, params):
+            self.inner = optim.SGD(params, lr=0.1)
+            self.steps = 0
+
+        def step(self):
+            self.steps += 1
+            self.inner.step()
+
+        def zero_grad(self):
+            self.inner.zero_grad()
+
+    pc.manual_seed(0)
+    model = _mlp()
+    opt = Plain(model.parameters())
+    x, y = _data(32)
+    x[9, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="batch 2"):
+        Trainer(model, opt, nn.CrossEntropyLoss()).fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    assert opt.steps == 1
+    assert all(np.isfinite(p.numpy()).all() for p in model.parameters())

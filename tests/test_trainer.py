@@ -221,10 +221,11 @@ def test_same_seed_gives_bit_identical_weights():
 
 
 def test_host_syncs_only_at_logging_points(monkeypatch):
-    """25 steps: finiteness is checked at steps 10 and 20 and at the epoch's end, not per step."""
+    """25 steps: each step makes a device flag (no host read); the sticky flag is read at steps 10
+    and 20 and at the epoch's end, not per step."""
     import pycnn.train.trainer as trainer_mod
 
-    calls = {"isfinite_all": 0}
+    calls = {"isfinite_all": 0, "nonfinite_flag": 0, "check": 0}
     real = trainer_mod._core
 
     class Spy(types.ModuleType):
@@ -235,10 +236,21 @@ def test_host_syncs_only_at_logging_points(monkeypatch):
             calls["isfinite_all"] += 1
             return real.isfinite_all(t)
 
+        def nonfinite_flag(self, ts):
+            calls["nonfinite_flag"] += 1
+            return real.nonfinite_flag(ts)
+
+    real_check = Trainer._check_finite
+
+    def check(self, *a):
+        calls["check"] += 1
+        return real_check(self, *a)
+
     monkeypatch.setattr(trainer_mod, "_core", Spy("spy"))
+    monkeypatch.setattr(Trainer, "_check_finite", check)
     x, y = blobs(100)
     make_trainer().fit(x, y, batch_size=4, epochs=1, verbose=0)
-    assert calls["isfinite_all"] == 3
+    assert calls == {"isfinite_all": 0, "nonfinite_flag": 25, "check": 3}
 
 
 # ----------------------------------------------------------------------------- failures

@@ -6,6 +6,10 @@ second is captured and replayed, later ones are copied into the static input ten
 A batch of another shape (the last, partial one) takes the eager path. The graph is captured
 again when something it baked in changes: an optimizer hyper-parameter (a scheduler's new lr),
 or the tensors of the parameters or momentum buffers (a resumed checkpoint, `model.to`).
+
+The captured step includes the NaN guard (`_core.nonfinite_flag` over loss and gradients, read by
+the optimizer's kernels): a replay with a bad batch changes no weight. Warm-up repeats until one
+eager step was applied, so that the capture never records an optimizer's first-step path.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class GraphStep:
         self.static_y: Optional[Tensor] = None
         self.loss: Optional[Tensor] = None
         self.logits: Optional[Tensor] = None
+        self.flag: Optional[Tensor] = None
         self.grads: List[Tuple[Any, Tensor]] = []
         self.baked: Optional[tuple] = None
         self.captures = 0  # how many times a graph was recorded (tests, logs)
@@ -56,22 +61,24 @@ class GraphStep:
         if self.graph is not None:
             self.graph.reset()
         self.graph = None
-        self.loss = self.logits = None
+        self.loss = self.logits = self.flag = None
         self.grads = []
         self.baked = None
 
-    def run(self, xt: Tensor, yt: Tensor, eager_step: Any) -> Optional[Tuple[Tensor, Tensor]]:
-        """One training step on (xt, yt) (already on the device): (loss, logits), or None when
-        eager_step skipped it. After a replay the loss is a copy the caller may keep, while logits is
-        the graph's own output tensor, overwritten by the next replay (the Trainer uses it at once)."""
+    def run(self, xt: Tensor, yt: Tensor, eager_step: Any) -> Tuple[Tensor, Tensor, Tensor]:
+        """One training step on (xt, yt) (already on the device): (loss, logits, non-finite flag).
+        After a replay loss and flag are copies the caller may keep, while logits is the graph's own
+        output tensor, overwritten by the next replay (the Trainer uses it at once)."""
         key = self.batch_key(xt, yt)
         if self.key is None:
             self.key = key
         if key != self.key:
             return eager_step(xt, yt)
         if not self.warm:
-            self.warm = True
-            return eager_step(xt, yt)
+            out = eager_step(xt, yt)
+            gate = self.trainer._bad if self.trainer._bad is not None else out[2]
+            self.warm = gate.item() == 0.0  # one host read per warm-up: was the step applied?
+            return out
         if self.graph is not None and self.baked != self._state():
             # Something the graph baked in changed (a scheduler's lr, loaded parameters or optimizer
             # state): one eager step first, so that the capture below never records a first-step
@@ -87,7 +94,7 @@ class GraphStep:
         self.replays += 1
         for p, g in self.grads:  # the graph wrote its own gradient tensors: show them
             p.grad = g
-        return self.loss.clone(), self.logits
+        return self.loss.clone(), self.logits, self.flag.clone()
 
     def _capture(self, xt: Tensor, yt: Tensor) -> None:
         t = self.trainer
@@ -97,8 +104,8 @@ class GraphStep:
         try:
             g.capture_begin()
             try:
-                # the Trainer's own step (cuda_graph=True implies on_nonfinite="raise": it never skips)
-                loss, logits = t._eager_step(self.static_x, self.static_y)
+                # the Trainer's own step, NaN guard included (the optimizer reads the flag on the device)
+                loss, logits, flag = t._eager_step(self.static_x, self.static_y)
             except BaseException:
                 g.reset()
                 raise
@@ -110,7 +117,7 @@ class GraphStep:
                                "cuda_graph=False for this model (a layer that reads values back to the host "
                                "in training, such as BatchNorm(momentum=None)'s cumulative average, cannot "
                                "be captured)") from e
-        self.graph, self.loss, self.logits = g, loss, logits
+        self.graph, self.loss, self.logits, self.flag = g, loss, logits, flag
         self.grads = [(p, p.grad) for p in self._params() if p.grad is not None]
         self.baked = self._state()
         self.captures += 1

@@ -5,14 +5,21 @@ One training step is the explicit pycnn sequence
     logits = model(x); loss = crit(logits, y)
     optimizer.zero_grad(); model.backward(crit.backward()); optimizer.step()
 
-The running loss and the number of correct predictions are accumulated in tensors on the model's
-device (`_core.add_`, `_core.count_correct`) and read back only at logging points (every
-`log_every` steps and at the end of an epoch), so a CUDA step never waits for the host. A NaN or
-Inf loss is detected at those points (`_core.isfinite_all`) and raises FloatingPointError naming
-the epoch and the first bad batch.
+The running loss (in float64, so that large finite losses never overflow the sum) and the number of
+correct predictions are accumulated in tensors on the model's device (`_core.add_`,
+`_core.count_correct`) and read back only at logging points (every `log_every` steps and at the
+end of an epoch), so a CUDA step never waits for the host.
+
+A NaN never reaches the weights: each step computes a device flag over the loss and the gradients
+(`_core.nonfinite_flag`) that the optimizer's kernels read (`step(found_inf=flag)`, no host sync)
+and skip the whole update on. With on_nonfinite="raise" the flag is sticky (every later step of
+the fit is skipped too), and the next logging point raises FloatingPointError naming the first
+bad batch, with the weights and optimizer state of before it. With "skip" the flag is read after
+each step and the bad batch is counted.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -65,6 +72,13 @@ def _is_array_like(a: Any) -> bool:
     return isinstance(a, (np.ndarray, Tensor, list, tuple)) or hasattr(a, "_pycnn_parameter_data")
 
 
+def _keyword_names(fn: Any) -> Tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
 def _jsonable(o: Any) -> Any:
     """Marks the values JSON would silently change (a Counter's int keys become strings)."""
     if isinstance(o, Counter):
@@ -113,9 +127,9 @@ class Trainer:
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any = ("accuracy",), device: Any = None,
                  scheduler: Any = None, on_nonfinite: str = "raise", cuda_graph: bool = False) -> None:
-        # "raise": a NaN/Inf loss stops fit with FloatingPointError (checked at logging points, no
-        # per-step sync). "skip": each batch's loss is checked before its update and a non-finite
-        # batch is dropped (no backward, no step), counted in History.history["skipped_batches"].
+        # "raise": a NaN/Inf loss or gradient stops fit with FloatingPointError (checked at logging
+        # points, no per-step sync), the weights as they were before that batch. "skip": each batch's
+        # flag is read after its (skipped) update; bad batches count in history["skipped_batches"].
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"Trainer: on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
         self.on_nonfinite = on_nonfinite
@@ -160,6 +174,8 @@ class Trainer:
             raise TypeError(f"Trainer: cuda_graph must be a bool, got {type(cuda_graph).__name__}")
         self.cuda_graph = cuda_graph
         self._graph_step: Optional[GraphStep] = None
+        self._bad: Optional[Tensor] = None  # raise mode's sticky flag (a fixed tensor: graphs bake it in)
+        self._step_takes_flag = "found_inf" in _keyword_names(getattr(optimizer, "step"))
         if cuda_graph:
             if not str(self.device).startswith("cuda"):
                 raise ValueError(f"Trainer: cuda_graph=True needs a CUDA device, but the model is on "
@@ -256,22 +272,26 @@ class Trainer:
             alpha = 1.0 if getattr(self.loss, "reduction", "mean") == "sum" else float(batch)
             if loss_t.dim() != 0:
                 loss_t = loss_t.reshape(())
-        if acc is None:
-            acc = _core.zeros([], loss_t.dtype, loss_t.device)
-        _core.add_(acc, loss_t, alpha)
+        if acc is None:  # float64: a float32 sum of large finite losses would overflow to inf
+            acc = _core.zeros([], float64, loss_t.device)
+        _core.add_(acc, loss_t if loss_t.dtype == float64 else loss_t.to(float64), alpha)
         return acc
 
-    @staticmethod
-    def _check_finite(loss_sum: Optional[Tensor], window: List[Tuple[int, Tensor]], epoch: int, who: str) -> None:
-        if loss_sum is None or _core.isfinite_all(loss_sum):
+    def _check_finite(self, window: List[Tuple[int, Tensor, Tensor]], epoch: int, who: str) -> None:
+        """Raise mode, at a logging point: one host read of the sticky flag."""
+        if self._bad is None or self._bad.item() == 0.0:
             return
-        bad_batch, bad_value = window[-1][0] if window else -1, float("nan")
-        for b, t in window:
-            if not _core.isfinite_all(t):
-                bad_batch, bad_value = b, float(t.numpy().reshape(-1)[0]) if t.numel() == 1 else float("nan")
-                break
-        raise FloatingPointError(f"{who}: the loss became {bad_value} at epoch {epoch + 1}, batch {bad_batch + 1}; "
-                                 "training diverged (try a lower learning rate, and check the inputs for NaN/Inf)")
+        bad_batch, loss_t = next(((b, t) for b, t, flag in window if flag.item() != 0.0), (-1, None))
+        where = f"at epoch {epoch + 1}, batch {bad_batch + 1}" if bad_batch >= 0 else f"in epoch {epoch + 1}"
+        if loss_t is not None and not _core.isfinite_all(loss_t):
+            value = float(loss_t.numpy().reshape(-1)[0]) if loss_t.numel() == 1 else float("nan")
+            what = f"the loss became {value}"
+        else:
+            what = "a gradient became NaN/Inf (the loss was finite)"
+        raise FloatingPointError(f"{who}: {what} {where}; that step and any later ones were not applied, so the "
+                                 "weights and optimizer state are those of before that batch. Training diverged "
+                                 "(try a lower learning rate, and check the inputs for NaN/Inf), or pass "
+                                 "Trainer(on_nonfinite='skip') to skip such batches")
 
     # ------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, batch_size: int = 32, epochs: int = 1, validation_data: Any = None,
@@ -330,6 +350,8 @@ class Trainer:
                           "batch_size": getattr(loader, "batch_size", batch_size)}
         self.history = history
         self.stop_training = False
+        if self._bad is not None:
+            self._bad.fill_(0.0)
         was_training = bool(getattr(self.model, "training", True))
         train_logs: Dict[str, float] = {}
         for cb in cbs:
@@ -506,7 +528,7 @@ class Trainer:
         loss_sum: Optional[Tensor] = None
         correct = _core.zeros([], int64, self.device) if track_acc else None
         seen = 0
-        window: List[Tuple[int, Tensor]] = []
+        window: List[Tuple[int, Tensor, Tensor]] = []
         t0 = time.perf_counter()
         pending = 0
         skipped = 0
@@ -517,21 +539,21 @@ class Trainer:
             yt = self._to_target(yb)
             n = int(xt.shape[0])
             if self._graph_step is not None:
-                out = self._graph_step.run(xt, yt, self._eager_step)
+                loss_t, logits, flag = self._graph_step.run(xt, yt, self._eager_step)
             else:
-                out = self._eager_step(xt, yt)
-            if out is None:
+                loss_t, logits, flag = self._eager_step(xt, yt)
+            if self.on_nonfinite == "skip" and flag.item() != 0.0:
                 skipped += 1
                 continue
-            loss_t, logits = out
             loss_sum = self._add_loss(loss_sum, loss_t, n)
             if track_acc:
                 _core.add_(correct, _core.count_correct(logits, yt))
             seen += n
-            window.append((b, loss_t))
+            if self.on_nonfinite == "raise":
+                window.append((b, loss_t, flag))
             pending += 1
             if pending >= self.log_every:
-                self._check_finite(loss_sum, window, epoch, who)
+                self._check_finite(window, epoch, who)
                 window.clear()
                 if bar is not None:
                     bar.update(pending)
@@ -540,7 +562,7 @@ class Trainer:
         if seen == 0:
             raise ValueError(f"{who}: the training data produced no batches"
                              + (f" with a finite loss ({skipped} skipped)" if skipped else ""))
-        self._check_finite(loss_sum, window, epoch, who)
+        self._check_finite(window, epoch, who)
         if bar is not None and pending:
             bar.update(pending)
         self._last_rate = seen / max(time.perf_counter() - t0, 1e-9)
@@ -551,20 +573,35 @@ class Trainer:
             logs["accuracy"] = correct.item() / seen
         return logs
 
-    def _eager_step(self, xt: Tensor, yt: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
-        """forward, loss, backward, optimizer step: (loss, logits), or None for a skipped batch."""
+    def _eager_step(self, xt: Tensor, yt: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """forward, loss, backward, guarded optimizer step: (loss, logits, the step's non-finite flag)."""
         model, crit, opt = self.model, self.loss, self.optimizer
         logits = model(xt)
         loss_t = crit(logits, yt)
-        if self.on_nonfinite == "skip" and not _core.isfinite_all(loss_t):
-            crit.backward()  # releases the criterion's cache; the gradient is not used
-            model.zero_grad()
-            return None
         opt.zero_grad()
         model.zero_grad()
         _backward_for_step(model, crit.backward())
-        opt.step()
-        return loss_t, logits
+        return loss_t, logits, self._guarded_step(loss_t)
+
+    def _guarded_step(self, loss_t: Tensor) -> Tensor:
+        """opt.step() unless the loss or a gradient is NaN/Inf; returns this step's flag (device)."""
+        opt = self.optimizer
+        groups = getattr(opt, "param_groups", None)
+        params = [p for g in groups for p in g["params"]] if groups else list(self.model.parameters())
+        flag = _core.nonfinite_flag([loss_t] + [p.grad for p in params if p.grad is not None])
+        gate = flag
+        if self.on_nonfinite == "raise":
+            # sticky: after a bad step every later one is skipped too, so that the error raised at the
+            # next logging point leaves the weights of before the bad batch
+            if self._bad is None or self._bad.device != flag.device:
+                self._bad = _core.zeros([], float32, flag.device)
+            _core.add_(self._bad, flag, 1.0)
+            gate = self._bad
+        if self._step_takes_flag:
+            opt.step(found_inf=gate)
+        elif gate.item() == 0.0:  # an optimizer without found_inf: the host decides (a sync per step)
+            opt.step()
+        return flag
 
     @staticmethod
     def _progress(loss_sum: Tensor, correct: Optional[Tensor], seen: int, t0: float) -> str:
