@@ -126,3 +126,15 @@ def test_train_plot_saves_learning_curves(tmp_path):
 def test_train_plot_into_missing_folder_exits_2(tmp_path):
     r = run("train", "--epochs", "1", "--quiet", "--plot", str(tmp_path / "nope" / "c.png"))
     assert r.returncode == 2 and "--plot" in r.stderr
+
+
+def test_train_twice_with_the_same_seed_writes_identical_files(tmp_path):
+    """Issue 10.4: same weights, same file, byte for byte."""
+    files = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.safetensors"
+        r = run("train", "--epochs", "1", "--quiet", "--limit", "256", "--threads", "1", "--seed", "5",
+                "--save", str(path))
+        assert r.returncode == 0, r.stderr
+        files.append(path.read_bytes())
+    assert files[0] == files[1]

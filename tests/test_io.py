@@ -337,3 +337,65 @@ def test_torch_lenet_weights_load_into_pycnn_lenet(tmp_path):
     with torch.no_grad():
         ref = tm(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(_arr(model(pc.from_numpy(x))), ref, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# deterministic bytes (issue 10.4)
+# ------------------------------------------------------------------------------------------------
+def test_equal_contents_give_byte_identical_files(tmp_path):
+    """Metadata and tensors given in any order: the same bytes (the Rust writer ordered metadata
+    by a hash map, so two saves of the same weights differed)."""
+    rng = np.random.default_rng(0)
+    tensors = {f"layer{i}.{k}": rng.standard_normal((i + 2, 3)).astype(dt)
+               for i in range(6) for k, dt in (("w", np.float32), ("b", np.float64))}
+    tensors["steps"] = np.array(7, np.int64)
+    meta = {f"key{i}": f"value{i}" for i in range(12)}
+    pio.save(tensors, tmp_path / "a.safetensors", metadata=meta)
+    pio.save(dict(reversed(list(tensors.items()))), tmp_path / "b.safetensors",
+             metadata=dict(reversed(list(meta.items()))))
+    a, b = (tmp_path / "a.safetensors").read_bytes(), (tmp_path / "b.safetensors").read_bytes()
+    assert a == b
+    (n,) = struct.unpack("<Q", a[:8])
+    assert (8 + n) % 8 == 0  # the data section starts aligned, every tensor at a multiple of its size
+    header = json.loads(a[8:8 + n])
+    for name, entry in header.items():
+        if name != "__metadata__":
+            assert entry["data_offsets"][0] % np.dtype(tensors[name].dtype).itemsize == 0
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    # the reference reader reads it back exactly
+    from safetensors.numpy import load_file
+
+    back = load_file(str(tmp_path / "a.safetensors"))
+    assert set(back) == set(tensors)
+    for k, v in tensors.items():
+        np.testing.assert_array_equal(back[k], v)
+        assert back[k].dtype == v.dtype
+
+
+def test_same_seed_same_model_file_in_separate_processes(tmp_path):
+    """Two interpreters (different hash seeds) saving the same model write the same bytes."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pycnn as pc; pc.manual_seed(0); m = pc.models.lenet5(); "
+            "pc.save(m, sys.argv[1], metadata={'note': 'x', 'epoch': '3', 'a': 'b'})")
+    paths = []
+    for seed in ("1", "2"):
+        p = tmp_path / f"w{seed}.safetensors"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(pc.__file__)) + os.pathsep + env.get("PYTHONPATH", "")
+        subprocess.run([sys.executable, "-c", code, str(p)], check=True, env=env, timeout=120)
+        paths.append(p)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_torch_reads_our_files(tmp_path):
+    pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(1)
+    sd = {"w": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(3)}
+    pio.save(sd, tmp_path / "t.safetensors")
+    back = load_file(str(tmp_path / "t.safetensors"))
+    for k, v in sd.items():
+        np.testing.assert_array_equal(back[k].numpy(), v)

@@ -1,12 +1,13 @@
 """Saving and loading weights: safetensors files, never pickle.
 
-Why safetensors (a declared dependency, used through its NumPy API
-``safetensors.numpy``): a safetensors file is an 8-byte little-endian header length, a JSON header
-(name -> dtype, shape, byte range) and one flat byte buffer.  Reading it interprets bytes as
-numbers and nothing else, so loading a file from the internet can never run code, unlike a
-``pickle`` / ``torch.save`` checkpoint.  The reader is a small, well-fuzzed Rust library, and the
-same files are written by ``safetensors.torch.save_file(model.state_dict(), path)``, so weights
-trained in PyTorch load into the matching pycnn model by name.
+Why safetensors (a declared dependency): a safetensors file is an 8-byte little-endian header
+length, a JSON header (name -> dtype, shape, byte range) and one flat byte buffer.  Reading it
+interprets bytes as numbers and nothing else, so loading a file from the internet can never run
+code, unlike a ``pickle`` / ``torch.save`` checkpoint.  Files are read by the format's small,
+well-fuzzed Rust reader (``safetensors.safe_open``) and written here, byte for byte
+deterministically (the reference writer orders metadata by a hash map); the files are the ones
+``safetensors.torch.save_file(model.state_dict(), path)`` reads and writes, so weights trained in
+PyTorch load into the matching pycnn model by name.
 
 Before a file reaches the Rust reader, :func:`load` checks its structure itself (cheaply: it
 reads the header only) so that every malformed file raises a ``ValueError`` with a message that
@@ -27,9 +28,11 @@ anything else (U64, complex, 8-bit floats) raises ``ValueError``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
+import sys
 import tempfile
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -116,7 +119,8 @@ def save(model_or_state_dict: Any, path: PathLike, metadata: Optional[Mapping[st
 
     The write is atomic: the bytes go to a temporary file in the same folder, are flushed and
     fsync'ed, and the temporary file then replaces ``path`` (``os.replace``), so a crash leaves
-    either the old file or the new one, never half a file.
+    either the old file or the new one, never half a file. Equal tensors and metadata give the same
+    file byte for byte (sorted metadata, a fixed tensor order).
 
     The header's metadata holds ``format="pycnn"`` and ``pycnn_version``, and, when a Module is
     given, ``architecture`` (JSON: class, module names and types, repr), plus the ``metadata``
@@ -148,18 +152,54 @@ def save(model_or_state_dict: Any, path: PathLike, metadata: Optional[Mapping[st
         if name == "__metadata__":
             raise ValueError("save: '__metadata__' is reserved by the safetensors format")
         tensors[name] = _to_numpy(name, value)
+    _write_file(path, tensors, meta, "save")
 
-    from safetensors.numpy import save_file
 
+_FILE_DTYPE = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64"}
+
+
+def _write_safetensors(f: Any, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> str:
+    """Write one safetensors file to the binary stream `f`; returns the SHA-256 of its bytes.
+
+    Byte for byte deterministic (the Rust writer's metadata order follows a hash map, so equal
+    weights gave different files): metadata keys sorted, tensors ordered by element size, largest
+    first (every tensor stays aligned to its element size), then by name; compact JSON padded with
+    spaces to a multiple of 8 bytes, as the format's reference writer does.
+    """
+    order = sorted(tensors, key=lambda k: (-tensors[k].dtype.itemsize, k))
+    header: Dict[str, Any] = {"__metadata__": {k: metadata[k] for k in sorted(metadata)}} if metadata else {}
+    offset = 0
+    for name in order:
+        arr = tensors[name]
+        header[name] = {"dtype": _FILE_DTYPE[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    digest = hashlib.sha256()
+    for chunk in (struct.pack("<Q", len(raw)), raw):
+        f.write(chunk)
+        digest.update(chunk)
+    for name in order:
+        arr = tensors[name]
+        if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and sys.byteorder == "big"):
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        view = memoryview(np.ascontiguousarray(arr).reshape(-1)).cast("B")
+        f.write(view)
+        digest.update(view)
+    return digest.hexdigest()
+
+
+def _write_file(path: PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str], who: str) -> str:
+    """Write a safetensors file atomically (see `save`); returns the SHA-256 of its bytes."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"save: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
+        raise FileNotFoundError(f"{who}: folder {folder!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(path), suffix=".tmp")
     try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb+") as f:
+        with os.fdopen(fd, "wb") as f:
+            digest = _write_safetensors(f, tensors, metadata)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file 0600; give it the permissions a plain open() would have.
@@ -184,6 +224,13 @@ def save(model_or_state_dict: Any, path: PathLike, metadata: Optional[Mapping[st
             os.close(dfd)
     except OSError:
         pass
+    return digest
+
+
+def _tmp_prefix(path: str) -> str:
+    """Temporary files of a write to `path` are named `.<name>.<random>.tmp` in its folder (a kill
+    -9 during the write can leave one; train/checkpoint.py removes such leftovers)."""
+    return "." + os.path.basename(path) + "."
 
 
 # ------------------------------------------------------------------------------------------------
