@@ -148,6 +148,7 @@ def _cmd_info() -> int:
         print(f"{k:<{width}}  {v}")
     return 0
 
+    info.update(pc.distributed.status())  # mpi, nccl: usable, or what to install
 
 def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import pycnn as pc
@@ -157,6 +158,15 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if args.device != "cpu" and int(args.device.split(":")[1]) >= pc.cuda.device_count():
         parser.error(f"--device {args.device}: only {pc.cuda.device_count()} CUDA device(s)")
     if args.save is not None:
+    world = 1
+    if pc.distributed.launched_with_several_processes():  # `mpiexec -n N pycnn train`: data-parallel
+        pc.distributed.init_process_group()
+        world = pc.distributed.get_world_size()
+        if args.device != "cpu" and pc.cuda.is_available():
+            args.device = pc.distributed.get_device()  # the GPU of this rank's rank on its node
+        if pc.distributed.get_rank() != 0:  # one copy of the output and of the files: rank 0's
+            args.save = args.plot = None
+            sys.stdout = open(os.devnull, "w")
         folder = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(folder):
             parser.error(f"--save {args.save}: folder {folder!r} does not exist")
@@ -193,7 +203,8 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         return 1
     history = res["history"]
     acc, n_test = res["test_accuracy"], res["n_test"]
-    print(f"train: {len(history)} epoch(s) on {res['n_train']} digits, final loss "
+    print(f"train: {len(history)} epoch(s) on {res['n_train']} digits"
+          + (f" ({world} processes x batch {args.batch_size})" if world > 1 else "") + ", final loss "
           f"{history.last('loss', float('nan')):.4f}, accuracy {history.last('accuracy', float('nan')):.4f}")
     print(f"test accuracy: {acc:.4f} ({round(acc * n_test)}/{n_test}), test loss: {res['test_loss']:.4f}")
     print(f"time: {res['total_seconds']:.1f} s (training {res['fit_seconds']:.1f} s)", flush=True)
