@@ -143,21 +143,16 @@ def _cmd_info() -> int:
     import pycnn as pc
 
     info = pc.build_info()
+    info.update(pc.distributed.status())  # mpi, nccl: usable, or what to install
     width = max(len(k) for k in info)
     for k, v in info.items():
         print(f"{k:<{width}}  {v}")
     return 0
 
-    info.update(pc.distributed.status())  # mpi, nccl: usable, or what to install
 
 def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import pycnn as pc
 
-    if args.device != "cpu" and not pc.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available ({pc._core.cuda_status()})")
-    if args.device != "cpu" and int(args.device.split(":")[1]) >= pc.cuda.device_count():
-        parser.error(f"--device {args.device}: only {pc.cuda.device_count()} CUDA device(s)")
-    if args.save is not None:
     world = 1
     if pc.distributed.launched_with_several_processes():  # `mpiexec -n N pycnn train`: data-parallel
         pc.distributed.init_process_group()
@@ -167,6 +162,11 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         if pc.distributed.get_rank() != 0:  # one copy of the output and of the files: rank 0's
             args.save = args.plot = None
             sys.stdout = open(os.devnull, "w")
+    if args.device != "cpu" and not pc.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available ({pc._core.cuda_status()})")
+    if args.device != "cpu" and int(args.device.split(":")[1]) >= pc.cuda.device_count():
+        parser.error(f"--device {args.device}: only {pc.cuda.device_count()} CUDA device(s)")
+    if args.save is not None:
         folder = os.path.dirname(os.path.abspath(args.save))
         if not os.path.isdir(folder):
             parser.error(f"--save {args.save}: folder {folder!r} does not exist")
