@@ -141,13 +141,14 @@ class ModelCheckpoint(Callback):
     when `monitor` improves (`save_best_only=True`).
 
     `path` may hold `str.format` fields filled from the epoch (1-based) and the logs, e.g.
-    "ckpt-{epoch:02d}-{val_loss:.3f}.safetensors". Each file is written to `path + ".tmp"`,
-    flushed to disk and renamed over `path`, so a crash never leaves half a file.
+    "ckpt-{epoch:02d}-{val_loss:.3f}.safetensors". A kill at any moment leaves the previous
+    checkpoint or the new one, complete (train/checkpoint.py), and no temporary files once the
+    next save has run.
 
     The file is a plain weights file (`pc.load(path)`, `pc.io.load_into(model, path)`). With
     `save_training_state=True` (the default) its metadata also holds the epoch, history, random
-    state and scheduler state, and the optimizer's buffers go to `path + ".optim"`, so that
-    `trainer.fit(..., resume_from=path)` continues the run exactly.
+    state and scheduler state, and the optimizer's buffers go to `path + ".optim-<checksum>"`, so
+    that `trainer.fit(..., resume_from=path)` continues the run exactly.
     """
 
     def __init__(self, path: Any, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto",
@@ -173,26 +174,16 @@ class ModelCheckpoint(Callback):
                              f"{sorted(logs)}: {e}") from None
 
     def _save(self, path: str, epoch: Optional[int] = None) -> None:
-        from .. import io as pio  # late import: io is optional for training itself
+        from . import checkpoint
 
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        tmp = path + ".tmp"
-        try:
-            meta = None
-            if self.save_training_state and self.trainer is not None:
-                meta = self.trainer._write_training_state(path, epoch)
-            pio.save(self.model, tmp, metadata=meta)
-            with open(tmp, "rb+") as f:
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        if self.save_training_state and self.trainer is not None:
+            checkpoint.save_checkpoint(self.trainer, path, epoch)
+        else:
+            from .. import io as pio  # late import: io is optional for training itself
+
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            pio.save(self.model, path)  # atomic
+            checkpoint.remove_stale_files(path)
         self.last_saved = path
 
     def on_train_begin(self, logs: Optional[Dict[str, float]] = None) -> None:

@@ -20,21 +20,20 @@ each step and the bad batch is counted.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 import sys
 import time
-import uuid
-from collections import Counter
+import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import _core, _random
+from .. import _core
 from ..data.loader import DataLoader, TensorDataset
 from ..nn.module import _backward_for_step
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
+from . import checkpoint
 from .callbacks import Callback
 from .graph_step import GraphStep
 from .history import History
@@ -77,34 +76,6 @@ def _keyword_names(fn: Any) -> Tuple[str, ...]:
         return tuple(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         return ()
-
-
-def _jsonable(o: Any) -> Any:
-    """Marks the values JSON would silently change (a Counter's int keys become strings)."""
-    if isinstance(o, Counter):
-        return {"__counter__": [[_jsonable(k), v] for k, v in o.items()]}
-    if isinstance(o, dict):
-        return {k: _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    return o
-
-
-def _json_default(o: Any) -> Any:
-    """JSON for the few non-JSON values in scheduler / optimizer / random state."""
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    raise TypeError(f"save_checkpoint: cannot store a {type(o).__name__} in the training state")
-
-
-def _json_hook(d: Dict[str, Any]) -> Any:
-    if set(d) == {"__counter__"}:
-        return Counter({k: v for k, v in d["__counter__"]})
-    return d
 
 
 class Trainer:
@@ -345,6 +316,10 @@ class Trainer:
         history = History()
         if resume_from is not None:
             initial_epoch = self.load_checkpoint(resume_from, history)
+            if initial_epoch >= epochs:
+                warnings.warn(f"fit: the checkpoint {os.fspath(resume_from)!r} already finished epoch "
+                              f"{initial_epoch} of epochs={epochs}: the run is complete, nothing was trained "
+                              f"(pass epochs > {initial_epoch} to train further)", RuntimeWarning, stacklevel=2)
         steps = len(loader) if hasattr(loader, "__len__") else None
         history.params = {"epochs": epochs, "steps": steps, "verbose": verbose,
                           "batch_size": getattr(loader, "batch_size", batch_size)}
@@ -415,81 +390,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: Any, epoch: Optional[int] = None) -> None:
-        """Write the weights to `path` (a plain pycnn weights file, loadable with `pc.load`) with the
-        training state in its metadata, and the optimizer's buffers to `path + ".optim"`;
-        `fit(..., resume_from=path)` continues from there. `epoch`: the last completed epoch
-        (default: the last one in `self.history`). Both files are written atomically."""
-        from .. import io as pio
-
-        path = os.fspath(path)
-        pio.save(self.model, path, metadata=self._write_training_state(path, epoch))
-
-    def _write_training_state(self, path: str, epoch: Optional[int]) -> Dict[str, str]:
-        """Writes the optimizer buffers to `path + ".optim"`; returns the metadata (str -> str) that
-        the weights file at `path` must carry."""
-        from .. import io as pio
-
-        if epoch is None:
-            epoch = self.history.epoch[-1] if self.history is not None and self.history.epoch else -1
-        token = uuid.uuid4().hex
-        state: Dict[str, Any] = {"version": 1, "token": token, "epoch": int(epoch), "rng": _random.get_state(),
-                                 "optimizer": None, "scheduler": None, "history": None}
-        if self.history is not None:
-            state["history"] = {"epoch": list(self.history.epoch), "history": self.history.history}
-        sd_fn = getattr(self.optimizer, "state_dict", None)
-        if callable(sd_fn):
-            sd = sd_fn()
-            tensors: Dict[str, np.ndarray] = {}
-            scalars: Dict[str, Any] = {}
-            for idx, entries in sd["state"].items():
-                for name, v in entries.items():
-                    if isinstance(v, np.ndarray):
-                        tensors[f"state.{int(idx)}.{name}"] = v
-                    else:
-                        scalars[f"{int(idx)}.{name}"] = v
-            state["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars}
-            pio.save(tensors, path + ".optim", metadata={"pycnn_checkpoint_token": token})
-        if self.scheduler is not None and callable(getattr(self.scheduler, "state_dict", None)):
-            state["scheduler"] = self.scheduler.state_dict()
-        return {"pycnn_training_state": json.dumps(_jsonable(state), default=_json_default)}
+        """Write a checkpoint that `fit(..., resume_from=path)` continues from: `path` is a plain
+        weights file (`pc.load`) with the training state in its metadata, next to the optimizer's
+        buffers; the pair is one atomic unit (train/checkpoint.py). `epoch`: the last completed epoch
+        (default: the last one in `self.history`)."""
+        checkpoint.save_checkpoint(self, path, epoch)
 
     def load_checkpoint(self, path: Any, history: Optional[History] = None) -> int:
-        """Restore what `save_checkpoint` wrote; returns the epoch to continue from (0-based).
-        `history`, when given, receives the saved epochs."""
-        from .. import io as pio
-
-        path = os.fspath(path)
-        raw = pio.load_metadata(path).get("pycnn_training_state")
-        if raw is None:
-            raise ValueError(f"resume_from: {path!r} holds weights only, no training state; load it with "
-                             "pc.io.load_into(model, path), or write checkpoints with ModelCheckpoint / "
-                             "Trainer.save_checkpoint")
-        state = json.loads(raw, object_hook=_json_hook)
-        self.model.load_state_dict(pio.load(path))
-        opt_state = state.get("optimizer")
-        if opt_state is not None and callable(getattr(self.optimizer, "load_state_dict", None)):
-            side = path + ".optim"
-            if not os.path.exists(side):
-                raise FileNotFoundError(f"resume_from: the optimizer state {side!r} next to {path!r} is missing")
-            if pio.load_metadata(side).get("pycnn_checkpoint_token") != state["token"]:
-                raise ValueError(f"resume_from: {side!r} does not belong to {path!r} (an interrupted save?); "
-                                 "use an older checkpoint")
-            sd: Dict[str, Any] = {"state": {}, "param_groups": opt_state["param_groups"]}
-            for key, t in pio.load(side).items():
-                _, idx, name = key.split(".", 2)
-                sd["state"].setdefault(int(idx), {})[name] = t.numpy()
-            for key, v in opt_state.get("scalars", {}).items():
-                idx, name = key.split(".", 1)
-                sd["state"].setdefault(int(idx), {})[name] = v
-            self.optimizer.load_state_dict(sd)
-        if state.get("scheduler") is not None and self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        _random.set_state(state["rng"])
-        saved = state.get("history")
-        if history is not None and saved:
-            for i, e in enumerate(saved["epoch"]):
-                history._record(e, {k: v[i] for k, v in saved["history"].items()})
-        return int(state["epoch"]) + 1
+        """Restore what `save_checkpoint` wrote, after checking all of it; returns the epoch to
+        continue from (0-based). `history`, when given, receives the saved epochs."""
+        return checkpoint.load_checkpoint(self, path, history)
 
     def _current_lr(self) -> Optional[float]:
         groups = getattr(self.optimizer, "param_groups", None)
