@@ -11,6 +11,7 @@ from . import functional, nn, testing, data, distributed, io, metrics, models, o
 from .io import load, save  # noqa: E402
 from .summary import ModelSummary, summary  # noqa: E402
 from .train import History, Trainer, callbacks  # noqa: E402
+from . import onnx  # noqa: E402  (pc.onnx.export; the onnx package is imported only when it runs)
 
 __version__ = "0.1.0"
 
@@ -19,5 +20,5 @@ __all__ = [
     "is_tensor", "ones", "rand", "randn", "tensor", "zeros", "manual_seed", "backends", "build_info", "cuda",
     "get_num_threads", "set_num_threads", "__version__", "functional", "nn", "testing", "data", "distributed",
     "io", "metrics", "models", "optim", "viz", "load", "save", "ModelSummary", "summary", "Trainer", "History",
-    "callbacks",
+    "callbacks", "onnx",
 ]
