@@ -6,6 +6,7 @@ others raise `DistributedTimeoutError` instead of hanging until the job's wall-c
 """
 from __future__ import annotations
 
+import os
 import pickle
 import time
 from typing import Any, Callable, List
@@ -58,18 +59,23 @@ class Request:
         return self._done
 
     def wait(self) -> None:
-        delay = 0.0
+        spin_until, delay = time.monotonic() + _SPIN_SECONDS, 1e-5
         while not self.is_completed():
-            if time.monotonic() > self._deadline:
+            now = time.monotonic()
+            if now < spin_until:  # MPI progresses only inside Test: poll at once at first, yielding
+                os.sched_yield()  # the core to a peer rank or a thread that shares it
+                continue
+            if now > self._deadline:
                 _abandoned.append(self)  # MPI may still write into the buffer: keep it alive
                 raise DistributedTimeoutError(
                     f"pycnn.distributed: {self._what} waited more than {self._timeout:g} s for the other ranks "
                     "(a rank died, hangs, or took another code path); raise timeout= in init_process_group "
                     "if they are only slow")
-            time.sleep(delay)
-            delay = min(max(2 * delay, 1e-5), 1e-3)
+            time.sleep(delay)  # then politely: a rank that waits this long waits for a slow peer
+            delay = min(2 * delay, 1e-3)
 
 
+_SPIN_SECONDS = 0.05
 _abandoned: List[Request] = []
 
 

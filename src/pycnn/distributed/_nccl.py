@@ -194,13 +194,17 @@ class Communicator:
         return False
 
     def wait(self, deadline: float, what: str, on_timeout: Any) -> None:
-        delay = 0.0
+        spin_until, delay = time.monotonic() + 0.05, 1e-5
         while not self.done():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now < spin_until:
+                os.sched_yield()
+                continue
+            if now > deadline:
                 self.abort()
                 raise on_timeout(what)
             time.sleep(delay)
-            delay = min(max(2 * delay, 1e-5), 1e-3)
+            delay = min(2 * delay, 1e-3)
 
     def abort(self) -> None:
         if not self.aborted:
