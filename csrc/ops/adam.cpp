@@ -1,0 +1,91 @@
+#include "adam.h"
+
+#include <cmath>
+
+#include "optim_group.h"
+
+namespace pycnn {
+
+namespace {
+constexpr const char* kOp = "adam";
+}  // namespace
+
+void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+               const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+               const std::vector<Tensor>& max_exp_avg_sqs, const std::vector<Tensor>& steps, const AdamHyper& h,
+               const Tensor* found_inf) {
+  // torch.optim.Adam's own checks and messages (written so that NaN fails them too)
+  PYCNN_CHECK(h.lr >= 0.0, ValueError, kOp, ": Invalid learning rate: ", h.lr);
+  PYCNN_CHECK(h.eps >= 0.0, ValueError, kOp, ": Invalid epsilon value: ", h.eps);
+  PYCNN_CHECK(h.beta1 >= 0.0 && h.beta1 < 1.0, ValueError, kOp, ": Invalid beta parameter at index 0: ", h.beta1);
+  PYCNN_CHECK(h.beta2 >= 0.0 && h.beta2 < 1.0, ValueError, kOp, ": Invalid beta parameter at index 1: ", h.beta2);
+  PYCNN_CHECK(h.weight_decay >= 0.0, ValueError, kOp, ": Invalid weight_decay value: ", h.weight_decay);
+  std::vector<NamedBuffers> required = {{"exp_avgs", &exp_avgs}, {"exp_avg_sqs", &exp_avg_sqs}};
+  if (h.amsgrad) required.push_back({"max_exp_avg_sqs", &max_exp_avg_sqs});
+  else
+    PYCNN_CHECK(max_exp_avg_sqs.empty(), ValueError, kOp, ": expected no max_exp_avg_sqs (amsgrad=False), got ",
+                max_exp_avg_sqs.size());
+  check_optimizer_group(kOp, params, grads, required, steps, found_inf);
+
+  const float* skip = found_inf_data(found_inf);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& p = params[i];
+    const Tensor g = grads[i].contiguous();
+    dispatch_float(p.dtype(), kOp, [&](auto t) {
+      using T = decltype(t);
+      T* vmax = h.amsgrad ? max_exp_avg_sqs[i].data<T>() : nullptr;
+      PYCNN_ON_DEVICE(p.device(), adam_step<T>, p.data<T>(), g.data<T>(), exp_avgs[i].data<T>(),
+                      exp_avg_sqs[i].data<T>(), vmax, steps[i].data<double>(), p.numel(), h, skip);
+    });
+  }
+}
+
+namespace cpu {
+
+constexpr int64_t kParallelGrain = 1 << 15;
+
+// The same operations in the same order as torch.optim.Adam's single-tensor path; the scalars are
+// computed in double and rounded once to T, as PyTorch passes Python floats to its kernels.
+template <class T>
+void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, double* step, int64_t n,
+               const AdamHyper& h, const float* found_inf) {
+  if (skip_step(found_inf)) return;
+  const double t = *step + 1.0;
+  const T neg_step_size = T(-(h.lr / (1.0 - std::pow(h.beta1, t))));
+  const T bias_correction2_sqrt = T(std::sqrt(1.0 - std::pow(h.beta2, t)));
+  const T w1 = T(1.0 - h.beta1), beta2 = T(h.beta2), one_minus_beta2 = T(1.0 - h.beta2), eps = T(h.eps);
+  const T weight_decay = T(h.weight_decay), decay = T(1.0 - h.lr * h.weight_decay);
+  const bool use_wd = h.weight_decay != 0.0, decoupled = h.decoupled_weight_decay, maximize = h.maximize;
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    T g = maximize ? -grad[i] : grad[i];
+    T p = param[i];
+    if (use_wd) {
+      if (decoupled) p = p * decay;
+      else g = g + weight_decay * p;
+    }
+    T m = exp_avg[i];
+    m = std::abs(w1) < T(0.5) ? m + w1 * (g - m) : g - (g - m) * (T(1) - w1);  // torch.lerp
+    T v = exp_avg_sq[i] * beta2;
+    v = v + one_minus_beta2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    if (max_exp_avg_sq) {
+      const T old = max_exp_avg_sq[i];
+      v = (std::isnan(old) || std::isnan(v)) ? old + v : (old > v ? old : v);  // torch.maximum keeps NaN
+      max_exp_avg_sq[i] = v;
+    }
+    const T denom = std::sqrt(v) / bias_correction2_sqrt + eps;
+    param[i] = p + neg_step_size * m / denom;
+  }
+  *step = t;
+}
+
+#define PYCNN_INSTANTIATE(T) \
+  template void adam_step<T>(T*, const T*, T*, T*, T*, double*, int64_t, const AdamHyper&, const float*);
+PYCNN_INSTANTIATE(float)
+PYCNN_INSTANTIATE(double)
+#undef PYCNN_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace pycnn
