@@ -129,9 +129,57 @@ def paper_models(out: str) -> None:
             opt.step()
             times.append(time.perf_counter() - t0)
         res[name] = {"batch": batch, "s_per_sample": min(times[1:]) / batch,
-                     "parameters": sum(p.numel() for p in model.parameters())}
+                     "parameters": sum(p.numel() for p in model.parameters()),
+                     "mult_adds_per_sample": pc.summary(model, (3, 224, 224)).total_mult_adds}
     with open(out, "w") as f:
         json.dump(res, f)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the scaling model on paper
+# ---------------------------------------------------------------------------------------------------
+NODES = (8, 16, 32, 64)
+LINKS_GBIT = (25, 100)
+GPU_TFLOPS = 33.0  # an assumed sustained strict-FP32 rate for one GPU node (about half an H100's peak)
+
+
+def ring_allreduce_s(p: int, grad_bytes: float, gbit: float) -> float:
+    """Bandwidth term of a ring all-reduce: 2 (p - 1) / p x bytes / bandwidth (latency left out)."""
+    return 2 * (p - 1) / p * grad_bytes / (gbit * 1e9 / 8)
+
+
+def largest_p(compute_s: float, grad_bytes: float, gbit: float, target: float = 0.8) -> Optional[int]:
+    """Largest p with compute / (compute + all-reduce) >= target (no overlap); None: any p."""
+    allowed = compute_s * (1 - target) / target  # the all-reduce time that still keeps the target
+    x = allowed / (grad_bytes / (gbit * 1e9 / 8))  # 2 (p - 1) / p must stay <= x
+    if x >= 2:
+        return None
+    return max(1, int(1 / (1 - x / 2)))
+
+
+def scaling_model(runs: Dict[str, Any], paper: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Per model: gradient bytes (float32) and the compute time of a step of batch 32 per node, for a
+    node like this machine (measured: 2 threads) and for a GPU node (FLOPs / GPU_TFLOPS, assumed)."""
+    one = runs["1 process, 2 threads (no MPI)"]
+    models = {"lenet5": {"parameters": 61706, "cpu_step_s": BATCH / one["samples_per_s"],
+                         "mult_adds_per_sample": 416520}}
+    for name, r in (paper or {}).items():
+        models[name] = {"parameters": r["parameters"], "cpu_step_s": BATCH * r["s_per_sample"],
+                        "mult_adds_per_sample": r["mult_adds_per_sample"]}
+    out: Dict[str, Any] = {}
+    for name, m in models.items():
+        grad = 4 * m["parameters"]
+        gpu_step = BATCH * 3 * 2 * m["mult_adds_per_sample"] / (GPU_TFLOPS * 1e12)  # fwd + bwd = 3 x fwd
+        nodes = [("cpu", m["cpu_step_s"])] + ([("gpu", gpu_step)] if name != "lenet5" else [])  # LeNet-5 on a
+        for node, step in nodes:  # GPU is kernel-launch bound: its FLOPs say nothing about its step time
+            for gbit in LINKS_GBIT:
+                key = f"{name}/{node}/{gbit}Gb"
+                ar = {p: ring_allreduce_s(p, grad, gbit) for p in NODES}
+                out[key] = {"grad_bytes": grad, "compute_s": step,
+                            "allreduce_s": {str(p): t for p, t in ar.items()},
+                            "efficiency": {str(p): step / (step + t) for p, t in ar.items()},
+                            "largest_p_80": largest_p(step, grad, gbit)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -173,7 +221,17 @@ def markdown(report: Dict[str, Any]) -> str:
         lines += ["", "Per-sample training-step time at 224 x 224, one process, 2 threads (for the scaling model):", ""]
         for name, r in report["paper_models"].items():
             lines.append(f"- {name}: {1e3 * r['s_per_sample']:.0f} ms per sample (batch {r['batch']}), "
-                         f"{r['parameters']:,} parameters")
+                         f"{r['parameters']:,} parameters, {r['mult_adds_per_sample']:,} multiply-adds per sample")
+    lines += ["", f"Scaling model on paper (batch {BATCH} per node, ring all-reduce 2(p-1)/p x gradient bytes / "
+              "bandwidth, no overlap, latency left out; efficiency = compute / (compute + all-reduce)). "
+              f"cpu: a node like this one (measured step time); gpu: FLOPs / {GPU_TFLOPS:g} TFLOP/s (assumed).", "",
+              "| model / node / link | gradient MB | step compute (ms) | " +
+              " | ".join(f"all-reduce p={p} (ms), eff." for p in NODES) + " | largest p >= 80% |",
+              "| --- | --- | --- | " + " | ".join("---" for _ in NODES) + " | --- |"]
+    for key, r in report["scaling_model"].items():
+        cells = " | ".join(f"{1e3 * r['allreduce_s'][str(p)]:.2f}, {100 * r['efficiency'][str(p)]:.0f}%" for p in NODES)
+        best = {None: "any"}.get(r["largest_p_80"], str(r["largest_p_80"]) if (r["largest_p_80"] or 0) >= 2 else "none")
+        lines.append(f"| {key} | {r['grad_bytes'] / 1e6:.2f} | {1e3 * r['compute_s']:.1f} | {cells} | {best} |")
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +275,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     report = {"meta": {"date": now.isoformat(timespec="seconds"), "host": host, "cpu": _cpu_model(),
                        "mpi": pc.distributed.status()["mpi"], "precision": "float32", "epochs": args.epochs,
                        "batch_per_process": BATCH, "pycnn": pc.__version__, "loadavg": os.getloadavg()},
-              "runs": runs, "paper_models": paper}
+              "runs": runs, "paper_models": paper, "scaling_model": scaling_model(runs, paper)}
     path = args.json or os.path.join(ROOT, "benchmarks", "results", f"distributed-{now:%Y-%m-%d}-{host}.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)

@@ -300,8 +300,8 @@ def test_trainer_under_two_ranks(tmp_path):
     assert ranks[0]["evaluate"]["accuracy"] >= 0.97, ranks[0]["evaluate"]
     assert ranks[0]["predict_accuracy"] == pytest.approx(ranks[0]["evaluate"]["accuracy"])
     assert ranks[0]["history"]["val_accuracy"][-1] == pytest.approx(ranks[0]["evaluate"]["accuracy"])
-    assert sorted(os.listdir(tmp_path)) == ["ckpt.safetensors", "ckpt.safetensors.optim", "rank-0.json",
-                                            "rank-1.json"]  # one checkpoint, written by rank 0
+    ckpt = sorted(f for f in os.listdir(tmp_path) if not f.startswith("rank-"))  # one checkpoint, by rank 0:
+    assert len(ckpt) == 2 and ckpt[0] == "ckpt.safetensors" and ckpt[1].startswith("ckpt.safetensors.optim"), ckpt
     model = pc.models.lenet5()
     model.load_state_dict(pc.load(str(tmp_path / "ckpt.safetensors")))  # plain names, no wrapper prefix
 
