@@ -208,3 +208,6 @@ class ModelCheckpoint(Callback):
         self._save(path, epoch)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved the model to {path}", file=sys.stdout)
+
+
+from .loggers import CSVLogger, TensorBoard  # noqa: E402,F401  (pc.callbacks.CSVLogger / TensorBoard)
