@@ -49,7 +49,7 @@ def _cpu_model() -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # worker: one process of one configuration
 # ---------------------------------------------------------------------------------------------------
-def worker(threads: int, use_mpi: bool, epochs: int, out: str) -> None:
+def worker(threads: int, use_mpi: bool, epochs: int, out: str, bucket_mb: float = 25.0) -> None:
     import numpy as np
 
     import pycnn as pc
@@ -64,7 +64,7 @@ def worker(threads: int, use_mpi: bool, epochs: int, out: str) -> None:
     x, y, _, _ = pc.data.datasets.load_mnist_sample()
     x, y = x[rank::world], y[rank::world]  # this rank's shard
     model = pc.models.lenet5()
-    ddp = nn.parallel.DistributedDataParallel(model) if use_mpi else None
+    ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=bucket_mb) if use_mpi else None
     net = ddp if ddp is not None else model
     opt = optim.SGD(net.parameters(), lr=0.03, momentum=0.9)
     crit = nn.CrossEntropyLoss()
@@ -88,6 +88,7 @@ def worker(threads: int, use_mpi: bool, epochs: int, out: str) -> None:
     wall = time.perf_counter() - t0
     steps = epochs * len(batches)
     result: Dict[str, Any] = {"threads": threads, "mpi": use_mpi, "world_size": world, "steps_per_rank": steps,
+                              "buckets": len(ddp._buckets) if ddp is not None else 0,
                               "samples_per_rank": steps * BATCH, "wall_s": wall}
     if ddp is not None:
         walls = np.array([wall])
@@ -210,13 +211,14 @@ def markdown(report: Dict[str, Any]) -> str:
              f"CPU: {m['cpu']['model']} ({m['cpu']['logical_cpus']} logical CPUs, AVX-512: {m['cpu']['avx512f']}); "
              f"{m['mpi']}; precision {m['precision']}; batch {BATCH} per process; {m['epochs']} timed epoch(s) "
              f"after {WARMUP_STEPS} warm-up steps.", "",
-             "| configuration | threads per process | samples/s | all-reduce wait per step (ms) | bytes per step "
-             "| standalone all-reduce (ms) |", "| --- | --- | --- | --- | --- | --- |"]
+             "| configuration | threads per process | buckets | samples/s | all-reduce wait per step (ms, incl. waiting for the slower rank) | bytes per step "
+             "| standalone all-reduce (ms) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in report["runs"].items():
         wait = f"{r['allreduce_wait_ms_per_step']:.3f}" if "allreduce_wait_ms_per_step" in r else "-"
         nbytes = f"{r['bytes_per_step']:,.0f}" if "bytes_per_step" in r else "-"
         alone = f"{r['standalone_allreduce_ms']:.3f}" if "standalone_allreduce_ms" in r else "-"
-        lines.append(f"| {name} | {r['threads']} | {r['samples_per_s']:,.0f} | {wait} | {nbytes} | {alone} |")
+        lines.append(f"| {name} | {r['threads']} | {r.get('buckets') or '-'} | {r['samples_per_s']:,.0f} | {wait} | "
+                     f"{nbytes} | {alone} |")
     if report.get("paper_models"):
         lines += ["", "Per-sample training-step time at 224 x 224, one process, 2 threads (for the scaling model):", ""]
         for name, r in report["paper_models"].items():
@@ -245,9 +247,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--bucket-mb", type=float, default=25.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.threads, args.mpi, args.epochs, args.out)
+        worker(args.threads, args.mpi, args.epochs, args.out, args.bucket_mb)
         return 0
     if args.paper_worker:
         paper_models(args.out)
@@ -256,7 +259,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     mpiexec = _mpiexec()
     configs = [("1 process, 2 threads (no MPI)", [*me, "--worker", "--threads", "2"]),
                ("1 rank (mpiexec -n 1)", [mpiexec, "-n", "1", *me, "--worker", "--mpi", "--threads", "1"]),
-               ("2 ranks (mpiexec -n 2)", [mpiexec, "-n", "2", *me, "--worker", "--mpi", "--threads", "1"])]
+               ("2 ranks (mpiexec -n 2)", [mpiexec, "-n", "2", *me, "--worker", "--mpi", "--threads", "1"]),
+               # LeNet-5's 247 KB fit one 25 MB bucket, sent once backward is done; 50 KB buckets leave
+               # during backward (the fully connected layers' first): what overlapping buys here
+               ("2 ranks, 0.05 MB buckets", [mpiexec, "-n", "2", *me, "--worker", "--mpi", "--threads", "1",
+                                             "--bucket-mb", "0.05"])]
     runs: Dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, cmd) in enumerate(configs):
