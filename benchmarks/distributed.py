@@ -211,7 +211,8 @@ def markdown(report: Dict[str, Any]) -> str:
              f"CPU: {m['cpu']['model']} ({m['cpu']['logical_cpus']} logical CPUs, AVX-512: {m['cpu']['avx512f']}); "
              f"{m['mpi']}; precision {m['precision']}; batch {BATCH} per process; {m['epochs']} timed epoch(s) "
              f"after {WARMUP_STEPS} warm-up steps.", "",
-             "| configuration | threads per process | buckets | samples/s | all-reduce wait per step (ms, incl. waiting for the slower rank) | bytes per step "
+             "| configuration | threads per process | buckets | samples/s "
+             "| all-reduce wait per step (ms, incl. waiting for the slower rank) | bytes per step "
              "| standalone all-reduce (ms) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in report["runs"].items():
         wait = f"{r['allreduce_wait_ms_per_step']:.3f}" if "allreduce_wait_ms_per_step" in r else "-"

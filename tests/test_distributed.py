@@ -128,7 +128,8 @@ def test_nccl_not_found_says_what_to_install(monkeypatch):
 
     monkeypatch.setattr(_nccl, "_lib", None)
     monkeypatch.setattr(_nccl, "_candidates", lambda: iter(["/nonexistent/libnccl.so.2", "libm.so.6"]))
-    with pytest.raises(_nccl.NcclNotFoundError, match=r"pip install nvidia-nccl-cu13.*libm.so.6 \(no ncclCommInitRank\)"):
+    with pytest.raises(_nccl.NcclNotFoundError,
+                       match=r"pip install nvidia-nccl-cu13.*libm.so.6 \(no ncclCommInitRank\)"):
         _nccl.load()
     assert pc.distributed.status()["nccl"].startswith("not found (pip install nvidia-nccl-cu13")
 
