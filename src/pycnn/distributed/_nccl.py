@@ -170,6 +170,10 @@ class Communicator:
         dt = str(t.dtype).rsplit(".", 1)[-1]
         if dt not in _NCCL_DTYPE:
             raise TypeError(f"pycnn.distributed: NCCL collectives take float32, float64 or int64 tensors, got {dt}")
+        if str(t.device) != f"cuda:{self.device_index}":
+            raise ValueError(f"pycnn.distributed: this rank's NCCL communicator is on cuda:{self.device_index} (its "
+                             f"rank on the node), got a tensor on {t.device}; move the model there "
+                             "(pc.distributed.get_device())")
         pc.cuda.synchronize(self.device_index)  # the gradient kernels on pycnn's stream are done
         return _NCCL_DTYPE[dt], int(t.numel())
 
