@@ -33,6 +33,14 @@ class _Loss(Module):
             return float(grad.item())
         return F._number(grad, f"{self._name()}.backward", "grad")
 
+    @staticmethod
+    def _tagged(dx: Tensor, pass_id: Optional[int]) -> Tensor:
+        """d loss / d input carries the forward pass of the input, so ``model.backward`` of it reads
+        that pass's caches (or refuses when a later training forward replaced them)."""
+        if pass_id is not None:
+            dx._pass_id = pass_id
+        return dx
+
 
 class CrossEntropyLoss(_Loss):
     """Fused log-softmax + negative log-likelihood: logits (N, C) (raw scores), labels (N,) int64
@@ -48,17 +56,17 @@ class CrossEntropyLoss(_Loss):
                              f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
         loss, probs, labels, scale = self._call_core(F._cross_entropy, logits, labels, self.reduction,
                                                      "cross_entropy")
-        self._cache = (probs, labels, scale)
+        self._cache = (probs, labels, scale, getattr(logits, "_pass_id", None))
         return loss
 
     def backward(self, grad_output: Any = None) -> Tensor:
         """d loss / d logits (times `grad_output`, default 1)."""
         if self._cache is None:
             raise self._no_cache()
-        probs, labels, scale = self._cache
+        probs, labels, scale, pass_id = self._cache
         dx = self._call_core(_core.cross_entropy_backward, probs, labels, self._grad_scale(grad_output) * scale)
         self._cache = None
-        return dx
+        return self._tagged(dx, pass_id)
 
 
 class MSELoss(_Loss):
@@ -72,13 +80,13 @@ class MSELoss(_Loss):
             raise ValueError(f"{self._name()}: input {tuple(x.shape)} and target {tuple(t.shape)} must have the "
                              "same shape")
         loss = self._call_core(F.mse_loss, x, t, self.reduction)
-        self._cache = (x, t)
+        self._cache = (x, t, getattr(x, "_pass_id", None))
         return loss
 
     def backward(self, grad_output: Any = None) -> Tensor:
         if self._cache is None:
             raise self._no_cache()
-        x, t = self._cache
+        x, t, pass_id = self._cache
         dx = self._call_core(F.mse_loss_backward, x, t, self._grad_scale(grad_output), self.reduction)
         self._cache = None
-        return dx
+        return self._tagged(dx, pass_id)

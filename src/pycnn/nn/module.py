@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _core
 from .. import functional as F
+from ..autograd.grad_mode import is_grad_enabled
 from ..tensor import DType, Tensor, as_tensor, float32, float64, int64
 
 __all__ = ["Parameter", "Module", "Sequential", "Residual", "Concat", "Identity"]
@@ -213,33 +214,146 @@ def _param_dtype(dtype: Any, who: str) -> DType:
 # ----------------------------------------------------------------------------------------------
 # Module
 # ----------------------------------------------------------------------------------------------
-_calls = threading.local()  # depth of nested Module.__call__ on this thread
+class _PassState(threading.local):
+    """Per thread: the forward being run (its depth, whether it records, the capture it belongs
+    to) and the pass the running backward differentiates."""
+
+    depth = 0            # nested forward calls
+    record = True        # the outermost forward's grad mode: whether caches are kept
+    training = True      # the outermost forward's mode: a training pass replaces earlier caches
+    capture = None       # the id of the outermost module with a backward now running forward
+    bw_depth = 0         # nested backward calls
+    bw_pass = None       # the capture a running backward differentiates (None: not chosen yet)
+
+
+_calls = _PassState()
+_capture_ids = itertools.count(1)
+_NOTHING = object()
+
+
+def _recording_forward(forward: Callable) -> Callable:
+    """Wraps a module's forward (``self(x)`` and ``self.forward(x)`` alike) with the pass logic.
+
+    The outermost module with a backward starts a *capture*: every cache entry pushed during its
+    forward (its own and its children's) is tagged with the capture's id, and so is its output, so
+    the backward of that output (and ``crit.backward()`` of a loss on it) takes exactly these
+    caches. A forward under ``no_grad`` keeps no cache and leaves earlier caches alone; an
+    eval-mode forward keeps its own caches (for saliency and other eval-mode gradients) apart
+    from those of the last training pass, which only the next training forward replaces."""
+
+    @functools.wraps(forward)
+    def wrapper(self: "Module", *args: Any, **kwargs: Any) -> Any:
+        d = self.__dict__
+        if d.get("_in_forward"):  # super().forward() of a subclass: one call, one cache entry
+            return forward(self, *args, **kwargs)
+        tls = _calls
+        depth = tls.depth
+        if depth == 0:
+            record, training, tag = is_grad_enabled(), self.training, None
+            tls.record, tls.training, tls.capture = record, training, None
+            if record:
+                self._start_pass(training)
+        else:
+            record, training, tag = tls.record, tls.training, tls.capture
+        root = record and tag is None and type(self).backward is not _NO_BACKWARD
+        if root:
+            tag = tls.capture = next(_capture_ids)
+        attrs = self._cache_attrs
+        saved = None if record else [d.get(a, _NOTHING) for a in attrs]
+        tls.depth = depth + 1
+        d["_in_forward"] = True
+        try:
+            out = forward(self, *args, **kwargs)
+        finally:
+            d["_in_forward"] = False
+            tls.depth = depth
+            if root:
+                tls.capture = None
+            if saved is not None:  # no_grad: what this forward cached is dropped at once
+                for a, v in zip(attrs, saved):
+                    if v is _NOTHING:
+                        d.pop(a, None)
+                    else:
+                        d[a] = v
+        if record:
+            if attrs[0] in d:
+                d.setdefault("_cache_stack", []).append((tag, training, tuple([d.get(a) for a in attrs])))
+            if root:
+                _tag_outputs(out, tag)
+        return out
+
+    wrapper._records_pass = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _tag_outputs(out: Any, tag: int) -> None:
+    if isinstance(out, Tensor):
+        out._pass_id = tag
+    elif isinstance(out, (tuple, list)):
+        for o in out:
+            if isinstance(o, Tensor):
+                o._pass_id = tag
+
+
+def _stale_cache(m: "Module", want: int, stack: list) -> RuntimeError:
+    return RuntimeError(
+        f"{m._name()}: backward() would read the cache of another forward pass than the one it "
+        f"differentiates (its gradient comes from forward pass #{want}; this layer holds the caches of "
+        f"pass(es) {sorted({e[0] for e in stack})}): a later forward in training mode replaced that pass's "
+        "caches. Call backward() before the next training forward, or run the other forward under "
+        "pc.no_grad() or in eval mode")
+
+
+def _take_entry(m: "Module", stack: list) -> Tuple[int, Any]:
+    """(index, entry) of the cache this backward reads: the newest of the pass being
+    differentiated (the newest of all when no pass is chosen yet). (-1, None) when empty."""
+    tls = _calls
+    want = tls.bw_pass
+    if not stack:
+        return -1, None
+    if want is None:
+        tls.bw_pass = stack[-1][0]
+        return len(stack) - 1, stack.pop()
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i][0] == want:
+            return i, stack.pop(i)
+    raise _stale_cache(m, want, stack)
 
 
 def _restoring_cache(backward: Callable) -> Callable:
     """Wraps a layer's backward: the outermost call on an instance first restores the cache of
-    the latest forward not yet back-propagated (see Module._cache_attrs)."""
+    the forward it differentiates (see _recording_forward and Module._cache_attrs). The pass is
+    the one the incoming gradient is tagged with (an output of that pass, or a loss's gradient),
+    else the newest cached one; nested backwards follow the same pass."""
 
     @functools.wraps(backward)
     def wrapper(self: "Module", *args: Any, **kwargs: Any) -> Any:
         d = self.__dict__
-        outer = not d.get("_in_backward", False)
-        entry = None
-        if outer:
-            stack = d.get("_cache_stack")
-            if stack:
-                entry = stack.pop()
-                d.update(zip(self._cache_attrs, entry))
-            d["_in_backward"] = True
+        if d.get("_in_backward", False):
+            return backward(self, *args, **kwargs)
+        tls = _calls
+        bw_depth = tls.bw_depth
+        if bw_depth == 0:
+            g = args[0] if args else kwargs.get("grad_output")
+            tls.bw_pass = getattr(g, "_pass_id", None) if isinstance(g, Tensor) else None
+        stack = d.get("_cache_stack")
+        i, entry = -1, None
         try:
+            if stack is not None:  # this module records: never read a cache left on self
+                i, entry = _take_entry(self, stack)
+                d.update(zip(self._cache_attrs, entry[2] if entry is not None else (None,) * len(self._cache_attrs)))
+            d["_in_backward"] = True
+            tls.bw_depth = bw_depth + 1
             return backward(self, *args, **kwargs)
         except BaseException:
             if entry is not None:  # a refused backward (bad gradient) keeps its cache for a retry
-                d.setdefault("_cache_stack", []).append(entry)
+                stack.insert(i, entry)
             raise
         finally:
-            if outer:
-                d["_in_backward"] = False
+            d["_in_backward"] = False
+            tls.bw_depth = bw_depth
+            if bw_depth == 0:
+                tls.bw_pass = None
 
     wrapper._restores_cache = True  # type: ignore[attr-defined]
     return wrapper
@@ -263,6 +377,9 @@ class Module:
         bw = cls.__dict__.get("backward")
         if bw is not None and not getattr(bw, "_restores_cache", False):
             cls.backward = _restoring_cache(bw)
+        fw = cls.__dict__.get("forward")
+        if fw is not None and not getattr(fw, "_records_pass", False):
+            cls.forward = _recording_forward(fw)
 
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
@@ -382,28 +499,31 @@ class Module:
     def backward(self, grad_output: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no backward()")
 
+    _has_backward = property(lambda self: type(self).backward is not _NO_BACKWARD)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        depth = getattr(_calls, "depth", 0)
-        if depth == 0:  # a new pass: what an earlier pass left unused (inference) is dropped
-            for m in self.modules():
-                m.__dict__.pop("_cache_stack", None)
-        _calls.depth = depth + 1
-        try:
-            for hook in list(self._forward_pre_hooks.values()):
-                r = hook(self, args)
-                if r is not None:
-                    args = r if isinstance(r, tuple) else (r,)
-            out = self.forward(*args, **kwargs)
-        finally:
-            _calls.depth = depth
-        d = self.__dict__
-        if self._cache_attrs[0] in d:
-            d.setdefault("_cache_stack", []).append(tuple(d.get(a) for a in self._cache_attrs))
+        for hook in list(self._forward_pre_hooks.values()):
+            r = hook(self, args)
+            if r is not None:
+                args = r if isinstance(r, tuple) else (r,)
+        out = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             r = hook(self, args, out)
             if r is not None:
                 out = r
         return out
+
+    def _start_pass(self, training: bool) -> None:
+        """A new outermost forward: a training pass drops every cache an earlier pass left (an
+        unused inference pass, or a training pass never back-propagated); an eval pass drops
+        only earlier eval passes' caches and leaves the last training pass's alone."""
+        for m in self.modules():
+            stack = m.__dict__.get("_cache_stack")
+            if stack:
+                if training:
+                    stack.clear()
+                else:
+                    stack[:] = [e for e in stack if e[1]]
 
     def register_forward_hook(self, hook: Callable) -> _RemovableHandle:
         """hook(module, inputs, output) runs after forward; a non-None result replaces the output."""
@@ -733,6 +853,9 @@ class Module:
             else:
                 main += "\n  " + "\n  ".join(lines) + "\n"
         return main + ")"
+
+
+_NO_BACKWARD = Module.backward  # a class whose backward is this one is traced through its ops
 
 
 def _is_number(v: Any) -> bool:

@@ -1,0 +1,79 @@
+"""Grad mode: whether forwards record what a backward needs (thread-local, on by default).
+
+``no_grad()`` turns it off: layers keep no cache (and leave the cache of an earlier training
+forward alone), and tensor ops record no node on the tape. ``enable_grad()`` turns it back on
+inside a ``no_grad`` block. Both are context managers and decorators, as in PyTorch.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any, Callable
+
+__all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()`` (on this thread)."""
+    return getattr(_state, "enabled", True)
+
+
+class _GradMode:
+    """A context manager that sets grad mode to ``self._mode`` and restores it on exit; used as a
+    decorator, each call of the function runs in its own context (thread- and re-entry-safe)."""
+
+    _mode = True
+
+    def __enter__(self) -> None:
+        self._prev = getattr(_state, "enabled", True)
+        _state.enabled = self._mode
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.enabled = self._prev
+
+    def __call__(self, fn: Callable) -> Callable:
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__}: expected a function to decorate, got {type(fn).__name__}")
+        mode = self._mode
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            prev = getattr(_state, "enabled", True)
+            _state.enabled = mode
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _state.enabled = prev
+
+        return wrapper
+
+    def __repr__(self) -> str:
+        return f"pycnn.{type(self).__name__}()"
+
+
+class no_grad(_GradMode):
+    """``with pc.no_grad():`` or ``@pc.no_grad()``: nothing is recorded for a backward (inference)."""
+
+    _mode = False
+
+
+class enable_grad(_GradMode):
+    """``with pc.enable_grad():`` or ``@pc.enable_grad()``: recording back on inside ``no_grad``."""
+
+    _mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """``set_grad_enabled(False)`` as a function call, a context manager or a decorator."""
+
+    def __init__(self, mode: bool) -> None:
+        if not isinstance(mode, bool):
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {mode!r}")
+        self._mode = mode
+        self._prev = getattr(_state, "enabled", True)
+        _state.enabled = mode
+
+    def __enter__(self) -> None:  # the constructor already switched
+        pass
