@@ -28,14 +28,15 @@ namespace pycnn {
 
 using Shape = std::vector<int64_t>;
 
-enum class DType : int8_t { Float32 = 0, Float64 = 1, Int64 = 2 };
+enum class DType : int8_t { Float32 = 0, Float64 = 1, Int64 = 2, Bool = 3 };  // Bool: one byte, 0 or 1
 
-inline size_t dtype_size(DType t) { return t == DType::Float32 ? 4 : 8; }
+inline size_t dtype_size(DType t) { return t == DType::Bool ? 1 : t == DType::Float32 ? 4 : 8; }
 inline const char* dtype_name(DType t) {
   switch (t) {
     case DType::Float32: return "float32";
     case DType::Float64: return "float64";
     case DType::Int64: return "int64";
+    case DType::Bool: return "bool";
   }
   return "?";
 }
@@ -43,6 +44,7 @@ template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::Float32; }
 template <> constexpr DType dtype_of<double>() { return DType::Float64; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::Int64; }
+template <> constexpr DType dtype_of<bool>() { return DType::Bool; }
 
 enum class DeviceType : int8_t { CPU = 0, CUDA = 1 };
 
@@ -61,6 +63,7 @@ struct Device {
 struct ValueError : std::invalid_argument { using std::invalid_argument::invalid_argument; };
 struct TypeError : std::invalid_argument { using std::invalid_argument::invalid_argument; };
 struct DeviceError : std::runtime_error { using std::runtime_error::runtime_error; };
+struct IndexError : std::out_of_range { using std::out_of_range::out_of_range; };  // pybind11: IndexError
 struct OutOfMemory : std::runtime_error { using std::runtime_error::runtime_error; };
 
 template <class... A>
@@ -92,25 +95,21 @@ decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
 
 bool cuda_compiled();  // true when this build has the CUDA backend
 
-namespace cpu {
-// OpenMP keeps the thread count per calling thread; pc.set_num_threads is process-wide, so each
-// CPU op applies it to the thread it runs on (a no-op when already in force).
-void apply_thread_setting();
-}  // namespace cpu
-
 }  // namespace pycnn
+
+#include "parallel.h"  // cpu::ThreadScope: every CPU op runs with pycnn's threads in force
 
 // Device switch: the same kernel name lives in namespace cpu (ops/*.cpp) and cuda (ops/*.cu).
 #ifdef PYCNN_WITH_CUDA
 #define PYCNN_ON_DEVICE(dev, fn, ...)              \
   do {                                             \
     if ((dev).is_cuda()) ::pycnn::cuda::fn(__VA_ARGS__); \
-    else { ::pycnn::cpu::apply_thread_setting(); ::pycnn::cpu::fn(__VA_ARGS__); } \
+    else { ::pycnn::cpu::ThreadScope threads_; ::pycnn::cpu::fn(__VA_ARGS__); } \
   } while (0)
 #else
 #define PYCNN_ON_DEVICE(dev, fn, ...)                        \
   do {                                                       \
     if ((dev).is_cuda()) ::pycnn::throw_no_cuda(#fn);        \
-    else { ::pycnn::cpu::apply_thread_setting(); ::pycnn::cpu::fn(__VA_ARGS__); } \
+    else { ::pycnn::cpu::ThreadScope threads_; ::pycnn::cpu::fn(__VA_ARGS__); } \
   } while (0)
 #endif

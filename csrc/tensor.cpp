@@ -6,6 +6,7 @@
 
 #include "cpu_alloc.h"
 #include "cuda/runtime.h"
+#include "ops/elementwise.h"
 
 namespace pycnn {
 
@@ -123,32 +124,11 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
-namespace {
-// Strided gather of any CPU tensor into a contiguous buffer, element size `es` bytes.
-void gather_strided(const char* src, char* dst, const Shape& shape, const Shape& strides, size_t es) {
-  const int64_t nd = static_cast<int64_t>(shape.size());
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  std::vector<int64_t> idx(nd, 0);
-  for (int64_t k = 0; k < n; ++k) {
-    int64_t off = 0;
-    for (int64_t i = 0; i < nd; ++i) off += idx[i] * strides[i];
-    std::memcpy(dst + k * es, src + off * static_cast<int64_t>(es), es);
-    for (int64_t i = nd - 1; i >= 0; --i) {
-      if (++idx[i] < shape[i]) break;
-      idx[i] = 0;
-    }
-  }
-}
-}  // namespace
-
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
-  Tensor src = device().is_cuda() ? to(Device{}) : *this;  // rare path; CUDA tensors are made contiguous
-  Tensor out = empty(shape_, dtype_, {});
-  gather_strided(static_cast<const char*>(src.raw()), static_cast<char*>(out.raw()), src.shape_, src.strides_,
-                 dtype_size(dtype_));
-  return out.to(device());
+  Tensor out = empty(shape_, dtype_, device());
+  copy_into(out, *this);  // the strided copy kernel, on the tensor's own device
+  return out;
 }
 
 Tensor Tensor::clone() const {
@@ -185,7 +165,7 @@ void Tensor::copy_from(const Tensor& src) {
   PYCNN_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_, ValueError, "copy: expected a ", dtype_name(dtype_),
               " tensor of shape ", shape_str(shape_), ", got ", dtype_name(src.dtype_), " ", shape_str(src.shape_));
   PYCNN_CHECK(is_contiguous(), ValueError, "copy: destination must be contiguous");
-  const Tensor s = src.device().is_cpu() ? src.contiguous() : src;
+  const Tensor s = src.contiguous();
   if (nbytes() == 0) return;
   if (device().is_cpu() && s.device().is_cpu()) {
     std::memcpy(raw(), s.raw(), nbytes());
@@ -205,22 +185,25 @@ Tensor Tensor::to(Device device) const {
 
 Tensor Tensor::to_dtype(DType dt) const {
   if (dt == dtype_) return *this;
-  const Tensor src = contiguous().to(Device{});
-  Tensor out = empty(shape_, dt, {});
-  const int64_t n = numel();
-  auto convert = [&](auto* from) {
-    switch (dt) {
-      case DType::Float32: { auto* o = out.data<float>(); for (int64_t i = 0; i < n; ++i) o[i] = static_cast<float>(from[i]); break; }
-      case DType::Float64: { auto* o = out.data<double>(); for (int64_t i = 0; i < n; ++i) o[i] = static_cast<double>(from[i]); break; }
-      case DType::Int64: { auto* o = out.data<int64_t>(); for (int64_t i = 0; i < n; ++i) o[i] = static_cast<int64_t>(from[i]); break; }
-    }
-  };
-  switch (dtype_) {
-    case DType::Float32: convert(src.data<float>()); break;
-    case DType::Float64: convert(src.data<double>()); break;
-    case DType::Int64: convert(src.data<int64_t>()); break;
+  Tensor out = empty(shape_, dt, device());
+  copy_into(out, *this);  // casts on the tensor's own device
+  return out;
+}
+
+Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offset) const {
+  PYCNN_CHECK(shape.size() == strides.size(), ValueError, "as_strided: shape ", shape_str(shape), " and strides ",
+              shape_str(strides), " differ in length");
+  const int64_t n = checked_numel(shape, "as_strided");
+  int64_t last = offset;  // the furthest element the view reaches
+  PYCNN_CHECK(offset >= 0, ValueError, "as_strided: negative offset ", offset);
+  for (size_t i = 0; i < shape.size(); ++i) {
+    PYCNN_CHECK(strides[i] >= 0, ValueError, "as_strided: negative stride in ", shape_str(strides));
+    if (shape[i] > 0) last += (shape[i] - 1) * strides[i];
   }
-  return out.to(device());
+  const int64_t avail = static_cast<int64_t>(storage_->nbytes() / dtype_size(dtype_));
+  PYCNN_CHECK(n == 0 || last < avail, ValueError, "as_strided: a view of shape ", shape_str(shape), ", strides ",
+              shape_str(strides), " and offset ", offset, " reaches element ", last, " of a storage of ", avail);
+  return Tensor(storage_, dtype_, shape, strides, offset);
 }
 
 void Tensor::fill(double value) {
@@ -235,6 +218,7 @@ void Tensor::fill(double value) {
     case DType::Float32: { auto* p = data<float>(); for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(value); break; }
     case DType::Float64: { auto* p = data<double>(); for (int64_t i = 0; i < n; ++i) p[i] = value; break; }
     case DType::Int64: { auto* p = data<int64_t>(); for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int64_t>(value); break; }
+    case DType::Bool: { auto* p = data<bool>(); for (int64_t i = 0; i < n; ++i) p[i] = value != 0; break; }
   }
 }
 
@@ -246,6 +230,7 @@ double Tensor::item() const {
     case DType::Float32: return *h.data<float>();
     case DType::Float64: return *h.data<double>();
     case DType::Int64: return static_cast<double>(*h.data<int64_t>());
+    case DType::Bool: return *h.data<bool>() ? 1.0 : 0.0;
   }
   return 0;
 }

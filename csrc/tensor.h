@@ -63,7 +63,9 @@ class Tensor {
   Tensor clone() const;                      // always a fresh contiguous copy
   Tensor reshape(const Shape& shape) const;  // a view of a contiguous tensor; -1 infers one size
   Tensor to(Device device) const;            // itself when already there
-  Tensor to_dtype(DType dtype) const;        // CPU only; itself when already that dtype
+  Tensor to_dtype(DType dtype) const;        // itself when already that dtype
+  // A view of the same storage (torch's as_strided: offset counts from the storage's start).
+  Tensor as_strided(const Shape& shape, const Shape& strides, int64_t offset) const;
   void copy_from(const Tensor& src);         // same shape and dtype; any devices
   void fill(double value);
   double item() const;

@@ -14,9 +14,10 @@ namespace {
 DType dtype_from_numpy(const py::dtype& dt, const char* what) {
   const char k = dt.kind();
   if (k == 'f') return dt.itemsize() == 8 ? DType::Float64 : DType::Float32;
-  if (k == 'i' || k == 'u' || k == 'b') return DType::Int64;
+  if (k == 'b') return DType::Bool;
+  if (k == 'i' || k == 'u') return DType::Int64;
   throw TypeError(cat(what, ": cannot make a tensor from a NumPy array of dtype ", std::string(py::str(dt)),
-                      "; use float32, float64 or an integer type"));
+                      "; use float32, float64, an integer type or bool"));
 }
 
 py::dtype numpy_dtype(DType t) {
@@ -24,6 +25,7 @@ py::dtype numpy_dtype(DType t) {
     case DType::Float32: return py::dtype::of<float>();
     case DType::Float64: return py::dtype::of<double>();
     case DType::Int64: return py::dtype::of<int64_t>();
+    case DType::Bool: return py::dtype::of<bool>();
   }
   return py::dtype::of<float>();
 }
@@ -90,7 +92,7 @@ py::capsule to_dlpack(const Tensor& t) {
   d.byte_offset = static_cast<uint64_t>(t.offset()) * dtype_size(t.dtype());
   d.device = {t.device().is_cuda() ? kDLCUDA : kDLCPU, t.device().is_cuda() ? t.device().index : 0};
   d.ndim = static_cast<int32_t>(t.dim());
-  d.dtype = {static_cast<uint8_t>(t.dtype() == DType::Int64 ? kDLInt : kDLFloat),
+  d.dtype = {static_cast<uint8_t>(t.dtype() == DType::Int64 ? kDLInt : t.dtype() == DType::Bool ? kDLBool : kDLFloat),
              static_cast<uint8_t>(dtype_size(t.dtype()) * 8), 1};
   d.shape = ctx->shape.data();
   d.strides = ctx->strides.data();
@@ -116,8 +118,9 @@ Tensor from_dlpack_capsule(py::capsule cap) {
   if (d.dtype.code == kDLFloat && d.dtype.bits == 32 && d.dtype.lanes == 1) dt = DType::Float32;
   else if (d.dtype.code == kDLFloat && d.dtype.bits == 64 && d.dtype.lanes == 1) dt = DType::Float64;
   else if (d.dtype.code == kDLInt && d.dtype.bits == 64 && d.dtype.lanes == 1) dt = DType::Int64;
+  else if (d.dtype.code == kDLBool && d.dtype.bits == 8 && d.dtype.lanes == 1) dt = DType::Bool;
   else throw TypeError(cat("from_dlpack: unsupported dtype (code ", int(d.dtype.code), ", ", int(d.dtype.bits),
-                           " bits); pycnn holds float32, float64 and int64"));
+                           " bits); pycnn holds float32, float64, int64 and bool"));
   Device dev;
   if (d.device.device_type == kDLCPU) dev = Device{};
   else if (d.device.device_type == kDLCUDA) dev = Device{DeviceType::CUDA, d.device.device_id};
@@ -144,6 +147,7 @@ PYCNN_BINDINGS(0, tensor) {
       .value("float32", DType::Float32)
       .value("float64", DType::Float64)
       .value("int64", DType::Int64)
+      .value("bool", DType::Bool)
       .def("__str__", [](DType t) { return std::string("pycnn.") + dtype_name(t); })
       .def("__repr__", [](DType t) { return std::string("pycnn.") + dtype_name(t); })
       .def_property_readonly("itemsize", [](DType t) { return dtype_size(t); })
@@ -154,7 +158,8 @@ PYCNN_BINDINGS(0, tensor) {
         PYCNN_CHECK(t.device().is_cpu(), DeviceError, "buffer: tensor is on ", t.device().str(), "; call .cpu() first");
         std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end()), strides;
         for (int64_t s : t.strides()) strides.push_back(s * static_cast<py::ssize_t>(dtype_size(t.dtype())));
-        const char* fmt = t.dtype() == DType::Float32 ? "f" : t.dtype() == DType::Float64 ? "d" : "q";
+        const char* fmt = t.dtype() == DType::Float32 ? "f" : t.dtype() == DType::Float64 ? "d"
+                          : t.dtype() == DType::Bool ? "?" : "q";
         return py::buffer_info(t.raw(), static_cast<py::ssize_t>(dtype_size(t.dtype())), fmt, t.dim(), shape, strides);
       })
       .def_property_readonly("shape", [](const Tensor& t) { return py::tuple(py::cast(t.shape())); })
@@ -223,7 +228,13 @@ PYCNN_BINDINGS(0, tensor) {
       .def("_data_ptr", [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()); })
       .def("__repr__", &repr)
       .def("fill_", [](Tensor& t, double v) { t.fill(v); return t; })
-      .def("copy_", [](Tensor& t, const Tensor& src) { t.copy_from(src); return t; }, nogil());
+      .def("copy_", [](Tensor& t, const Tensor& src) { t.copy_from(src); return t; }, nogil())
+      .def_property_readonly("_offset", &Tensor::offset)
+      .def_property_readonly("_strides", [](const Tensor& t) { return py::tuple(py::cast(t.strides())); })
+      .def("_same_storage", [](const Tensor& a, const Tensor& b) { return a.storage() == b.storage(); })
+      .def("as_strided", [](const Tensor& t, const Shape& size, const Shape& stride, py::object offset) {
+        return t.as_strided(size, stride, offset.is_none() ? t.offset() : offset.cast<int64_t>());
+      }, py::arg("size"), py::arg("stride"), py::arg("storage_offset") = py::none());
 
   m.def("from_numpy", &from_numpy, py::arg("array"));
   m.def("from_dlpack_capsule", &from_dlpack_capsule, py::arg("capsule"));

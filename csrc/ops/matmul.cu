@@ -1,0 +1,17 @@
+// CUDA side of matmul.h: one strided-batched cuBLAS call (cuda::gemm_strided_batched, row-major
+// semantics as the CPU's blas::gemm).
+#include "../cuda/blas.cuh"
+#include "../cuda/context.cuh"
+#include "matmul.h"
+
+namespace pycnn::cuda {
+
+template <class T>
+void bmm(const T* a, GemmOperand ga, const T* b, GemmOperand gb, T* out, MatmulDims d) {
+  gemm_strided_batched<T>(ga.trans, gb.trans, d.M, d.N, d.K, T(1), a, ga.ld, ga.batch_stride, b, gb.ld,
+                          gb.batch_stride, T(0), out, d.N, d.M * d.N, d.batch);
+}
+template void bmm<float>(const float*, GemmOperand, const float*, GemmOperand, float*, MatmulDims);
+template void bmm<double>(const double*, GemmOperand, const double*, GemmOperand, double*, MatmulDims);
+
+}  // namespace pycnn::cuda

@@ -1,0 +1,159 @@
+#include "reduce.h"
+
+#include <limits>
+#include <type_traits>
+
+#define PYCNN_COMMA ,  // a template argument list inside PYCNN_ON_DEVICE
+
+namespace pycnn {
+
+namespace {
+// float32, float64, int64 (check_reduce refuses bool for max/min/arg*)
+template <class F>
+void dispatch_any_numeric(DType t, F&& f) {
+  switch (t) {
+    case DType::Float32: f(float{}); return;
+    case DType::Float64: f(double{}); return;
+    case DType::Int64: f(int64_t{}); return;
+    case DType::Bool: break;
+  }
+  throw TypeError(cat("internal: reduce of ", dtype_name(t)));
+}
+
+ReduceShape around(const Shape& s, int64_t dim) {
+  ReduceShape r{1, s[dim], 1};
+  for (int64_t i = 0; i < dim; ++i) r.outer *= s[i];
+  for (int64_t i = dim + 1; i < static_cast<int64_t>(s.size()); ++i) r.inner *= s[i];
+  return r;
+}
+
+Shape reduced_shape(const Shape& s, int64_t dim, bool keepdim) {
+  Shape out = s;
+  if (keepdim) out[dim] = 1;
+  else out.erase(out.begin() + dim);
+  return out;
+}
+}  // namespace
+
+const char* reduce_name(ReduceOp op) {
+  static const char* names[] = {"sum", "mean", "max", "min", "argmax", "argmin"};
+  return names[static_cast<int>(op)];
+}
+
+int64_t check_reduce(const Tensor& x, int64_t dim, ReduceOp op) {
+  const char* name = reduce_name(op);
+  check_defined(x, name, "input");
+  const int64_t rank = x.dim();
+  PYCNN_CHECK(rank > 0, ValueError, name, ": cannot reduce along a dim of a 0-dimensional tensor; reshape it to (1,)");
+  PYCNN_CHECK(dim >= -rank && dim < rank, ValueError, name, ": dim ", dim, " is out of range for a tensor of shape ",
+              shape_str(x.shape()), " (expected a dim in [", -rank, ", ", rank - 1, "])");
+  if (dim < 0) dim += rank;
+  const DType t = x.dtype();
+  PYCNN_CHECK(op != ReduceOp::Mean || t == DType::Float32 || t == DType::Float64, TypeError,
+              "mean: expected a float32 or float64 tensor, got ", dtype_name(t), "; convert it with .float() first");
+  const bool extreme = op != ReduceOp::Sum && op != ReduceOp::Mean;
+  PYCNN_CHECK(!extreme || t != DType::Bool, TypeError, name, ": not supported for bool tensors; convert with .long()");
+  PYCNN_CHECK(!extreme || x.size(dim) > 0, ValueError, name, ": cannot reduce over dim ", dim, " of size 0 (shape ",
+              shape_str(x.shape()), "): the operation has no identity");
+  return dim;
+}
+
+Tensor reduce(const Tensor& x_, int64_t dim_, ReduceOp op, bool keepdim) {
+  const int64_t dim = check_reduce(x_, dim_, op);
+  if (op == ReduceOp::Max || op == ReduceOp::Min) return reduce_with_indices(x_, dim, op == ReduceOp::Max, keepdim).first;
+  const Tensor x = x_.contiguous();
+  const ReduceShape s = around(x.shape(), dim);
+  const Shape shape = reduced_shape(x.shape(), dim, keepdim);
+  if (op == ReduceOp::Argmax || op == ReduceOp::Argmin) {
+    Tensor idx = Tensor::empty(shape, DType::Int64, x.device());
+    if (idx.numel() == 0) return idx;
+    dispatch_any_numeric(x.dtype(), [&](auto t) {
+      using T = decltype(t);
+      PYCNN_ON_DEVICE(x.device(), reduce_extreme<T>, x.data<T>(), static_cast<T*>(nullptr), idx.data<int64_t>(), s,
+                      op == ReduceOp::Argmax);
+    });
+    return idx;
+  }
+  const DType out_t = x.dtype() == DType::Bool ? DType::Int64 : x.dtype();
+  Tensor out = Tensor::empty(shape, out_t, x.device());
+  if (out.numel() == 0) return out;
+  const bool mean = op == ReduceOp::Mean;
+  switch (x.dtype()) {
+    case DType::Float32: PYCNN_ON_DEVICE(x.device(), reduce_sum<float PYCNN_COMMA float>, x.data<float>(), out.data<float>(), s, mean); break;
+    case DType::Float64: PYCNN_ON_DEVICE(x.device(), reduce_sum<double PYCNN_COMMA double>, x.data<double>(), out.data<double>(), s, mean); break;
+    case DType::Int64: PYCNN_ON_DEVICE(x.device(), reduce_sum<int64_t PYCNN_COMMA int64_t>, x.data<int64_t>(), out.data<int64_t>(), s, mean); break;
+    case DType::Bool: PYCNN_ON_DEVICE(x.device(), reduce_sum<bool PYCNN_COMMA int64_t>, x.data<bool>(), out.data<int64_t>(), s, mean); break;
+  }
+  return out;
+}
+
+std::pair<Tensor, Tensor> reduce_with_indices(const Tensor& x_, int64_t dim_, bool is_max, bool keepdim) {
+  const int64_t dim = check_reduce(x_, dim_, is_max ? ReduceOp::Max : ReduceOp::Min);
+  const Tensor x = x_.contiguous();
+  const ReduceShape s = around(x.shape(), dim);
+  const Shape shape = reduced_shape(x.shape(), dim, keepdim);
+  Tensor values = Tensor::empty(shape, x.dtype(), x.device());
+  Tensor idx = Tensor::empty(shape, DType::Int64, x.device());
+  if (idx.numel() == 0) return {values, idx};
+  dispatch_any_numeric(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    PYCNN_ON_DEVICE(x.device(), reduce_extreme<T>, x.data<T>(), values.data<T>(), idx.data<int64_t>(), s, is_max);
+  });
+  return {values, idx};
+}
+
+// --------------------------------------------------------------------------------- CPU kernels
+namespace cpu {
+namespace {
+constexpr int64_t kParallelGrain = 1 << 15;
+}
+
+template <class T, class Out>
+void reduce_sum(const T* x, Out* out, ReduceShape s, bool mean) {
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
+  const int64_t outs = s.outer * s.inner;
+#pragma omp parallel for if (outs * s.n > kParallelGrain && outs > 1)
+  for (int64_t r = 0; r < outs; ++r) {
+    const int64_t o = r / s.inner, i = r % s.inner;
+    const T* p = x + o * s.n * s.inner + i;
+    Acc acc = 0;
+    for (int64_t k = 0; k < s.n; ++k) acc += static_cast<Acc>(p[k * s.inner]);
+    if constexpr (std::is_floating_point_v<T>) {
+      out[r] = static_cast<Out>(mean ? acc / static_cast<double>(s.n) : acc);
+    } else {
+      out[r] = static_cast<Out>(acc);
+    }
+  }
+}
+
+template <class T>
+void reduce_extreme(const T* x, T* values, int64_t* indices, ReduceShape s, bool is_max) {
+  const int64_t outs = s.outer * s.inner;
+#pragma omp parallel for if (outs * s.n > kParallelGrain && outs > 1)
+  for (int64_t r = 0; r < outs; ++r) {
+    const int64_t o = r / s.inner, i = r % s.inner;
+    const T* p = x + o * s.n * s.inner + i;
+    T best = p[0];
+    int64_t at = 0;
+    for (int64_t k = 1; k < s.n; ++k) {
+      const T v = p[k * s.inner];
+      if (beats(v, best, is_max)) {
+        best = v;
+        at = k;
+      }
+    }
+    if (values) values[r] = best;
+    if (indices) indices[r] = at;
+  }
+}
+
+template void reduce_sum<float, float>(const float*, float*, ReduceShape, bool);
+template void reduce_sum<double, double>(const double*, double*, ReduceShape, bool);
+template void reduce_sum<int64_t, int64_t>(const int64_t*, int64_t*, ReduceShape, bool);
+template void reduce_sum<bool, int64_t>(const bool*, int64_t*, ReduceShape, bool);
+template void reduce_extreme<float>(const float*, float*, int64_t*, ReduceShape, bool);
+template void reduce_extreme<double>(const double*, double*, int64_t*, ReduceShape, bool);
+template void reduce_extreme<int64_t>(const int64_t*, int64_t*, int64_t*, ReduceShape, bool);
+}  // namespace cpu
+
+}  // namespace pycnn
