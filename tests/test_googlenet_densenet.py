@@ -48,6 +48,7 @@ def test_blocks_are_concats_of_the_documented_branches():
     y = layer(x)
     assert y.shape == (2, 96, 5, 5)
     np.testing.assert_array_equal(_np(y)[:, :64], _np(x))  # the input passes through unchanged
+    assert repr(layer).count("Conv2d(128, 32") == 1  # the layers are listed once, not again inside concat
     block = DenseBlock(3, 16, growth_rate=4, bn_size=2)
     assert block.out_channels == 28 and [n for n, _ in block.named_children()] == ["denselayer1", "denselayer2",
                                                                                    "denselayer3"]

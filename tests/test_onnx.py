@@ -141,3 +141,11 @@ def test_bad_input_size_is_refused(tmp_path):
         pc.onnx.export(pc.models.lenet5(), tmp_path / "m.onnx", (1, 0, 28))
     with pytest.raises(ValueError, match="opset"):
         pc.onnx.export(pc.models.lenet5(), tmp_path / "m.onnx", (1, 28, 28), opset=11)
+
+
+def test_a_float64_model_exports_as_float32(tmp_path):
+    model = pc.models.lenet5().double()
+    proto = pc.onnx.export(model, tmp_path / "m.onnx", (1, 28, 28))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    x = np.random.default_rng(5).random((2, 1, 28, 28))
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", x.astype(np.float32)), _ours(model, x), rtol=1e-4, atol=1e-5)

@@ -23,10 +23,13 @@ The shapes each layer sees come from one forward pass of a zero batch of ``input
 """
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
+
+from .nn.module import Parameter
 
 __all__ = ["export", "OPSET"]
 
@@ -73,8 +76,6 @@ class _Graph:
         return name
 
     def param(self, m: Any, attr: str) -> str:
-        from .nn import Parameter
-
         t = getattr(m, attr)
         data = t.data if isinstance(t, Parameter) else t
         return self.const(f"{self.names.get(id(m), '')}.{attr}".lstrip("."), np.asarray(data.numpy()))
@@ -238,14 +239,15 @@ def _dense_layer(g: _Graph, m: Any, x: str) -> str:
     return _convert(g, m.concat, x)
 
 
-def _converters() -> List[Tuple[type, Callable[[_Graph, Any, str], str]]]:
+@functools.lru_cache(maxsize=None)
+def _converters() -> Tuple[Tuple[type, Callable[[_Graph, Any, str], str]], ...]:
     """(class, converter), most specific first: a module takes the first class it is an instance of."""
     from . import nn
     from .models.densenet import DenseLayer
     from .models.googlenet import CeilMaxPool2d
     from .models.resnet import BasicBlock
 
-    return [
+    return (
         (BasicBlock, _basic_block), (DenseLayer, _dense_layer), (CeilMaxPool2d, _max_pool),
         (nn.Sequential, _sequential), (nn.Residual, _residual), (nn.Concat, _concat), (nn.Identity, _identity),
         (nn.Conv2d, _conv), (nn.Linear, _linear), (nn.Flatten, _flatten),
@@ -254,7 +256,7 @@ def _converters() -> List[Tuple[type, Callable[[_Graph, Any, str], str]]]:
         (nn.ReLU, _op("Relu")), (nn.LeakyReLU, _op("LeakyRelu", alpha=lambda m: float(m.negative_slope))),
         (nn.ELU, _op("Elu", alpha=lambda m: float(m.alpha))), (nn.Sigmoid, _op("Sigmoid")),
         (nn.Tanh, _op("Tanh")), (nn.Softplus, _softplus), (nn.PReLU, _prelu), (nn.Softmax, _softmax),
-    ]
+    )
 
 
 def _convert(g: _Graph, m: Any, x: str) -> str:
@@ -304,20 +306,19 @@ def export(model: Any, path: Any, input_size: Any, opset: int = OPSET) -> Any:
     """Writes ``model`` (as ``model.eval()`` computes it) to the ONNX file ``path``.
 
     input_size: ``(C, H, W)`` or ``(N, C, H, W)`` as in :func:`pycnn.summary` (``(features,)`` for
-    fully connected models); the exported batch axis is dynamic whatever N is.  Returns the
+    fully connected models); the exported batch axis is dynamic whatever N is.  The graph is float32
+    (a float64 model's parameters are rounded to float32).  Returns the
     ``onnx.ModelProto`` that was saved (checked with ``onnx.checker``).  Raises
     NotImplementedError naming the first layer that ONNX cannot express.
     """
     onnx = _onnx()
     from .summary import _dtype_of, _input_shape
-    from .tensor import float64
 
     if opset < 13:
         raise ValueError(f"onnx.export: opset must be >= 13 (Softmax over one axis), got {opset}")
     shape = _input_shape(input_size)
-    dtype = _dtype_of(model, None)
-    np_dtype = np.dtype(np.float64 if dtype == float64 else np.float32)
-    calls = _trace(model, shape, dtype)
+    calls = _trace(model, shape, _dtype_of(model, None))
+    np_dtype = np.dtype(np.float32)  # what ONNX runtimes have kernels for (onnxruntime has no float64 Conv)
     out_shape = calls[id(model)][0][1]
     names = {id(m): n for n, m in model.named_modules()}
     g = _Graph(onnx, names, calls, np_dtype)

@@ -52,6 +52,10 @@ class DenseLayer(nn.Module):
     def forward(self, x: Any) -> Tensor:
         return self.concat(x)
 
+    def __repr__(self) -> str:  # the layers once, not again inside self.concat
+        lines = [f"({n}): {m!r}" for n, m in self.named_children() if n != "concat"]
+        return "DenseLayer(\n  " + "\n  ".join(lines) + "\n  (concat): Concat(x, norm1 ... conv2)\n)"
+
     def backward(self, grad_output: Any) -> Tensor:
         return self.concat.backward(grad_output)
 
