@@ -330,13 +330,13 @@ def export(model: Any, path: Any, input_size: Any, opset: int = OPSET) -> Any:
         g.nodes, type(model).__name__,
         [onnx.helper.make_tensor_value_info("input", elem, ["N"] + list(shape[1:]))],
         [onnx.helper.make_tensor_value_info("output", elem, ["N"] + list(out_shape[1:]))])
-    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", int(opset))],
-                                   producer_name="pycnn")
+    opsets = [onnx.helper.make_opsetid("", int(opset))]
+    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="pycnn")
     for name, arr in g.initializers.items():  # written in place: VGG's half a gigabyte is copied once
         t = proto.graph.initializer.add()
         t.name, t.data_type, t.raw_data = name, onnx.helper.np_dtype_to_tensor_dtype(arr.dtype), arr.tobytes()
         t.dims.extend(arr.shape)
-    proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime >= 1.10
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)  # the oldest runtimes that know the opset
     data = proto.SerializeToString()
     onnx.checker.check_model(data)
     with open(os.fspath(path), "wb") as f:
