@@ -149,3 +149,14 @@ def test_a_float64_model_exports_as_float32(tmp_path):
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     x = np.random.default_rng(5).random((2, 1, 28, 28))
     np.testing.assert_allclose(_run(tmp_path / "m.onnx", x.astype(np.float32)), _ours(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_distributed_wrapper_exports_the_model_it_wraps(tmp_path):
+    model = pc.models.lenet5()
+    ddp = nn.parallel.DistributedDataParallel.__new__(nn.parallel.DistributedDataParallel)
+    nn.Module.__init__(ddp)  # the wrapper as a training run holds it, built here without a process group
+    ddp.module = model
+    proto = pc.onnx.export(ddp, tmp_path / "m.onnx", (1, 28, 28))
+    assert {t.name for t in proto.graph.initializer} == set(model.state_dict())  # no "module." prefix
+    x = np.random.default_rng(6).random((2, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), _ours(model, x), rtol=1e-5, atol=1e-6)

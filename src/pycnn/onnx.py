@@ -15,7 +15,8 @@ How each layer is written (eval mode, as ``model.eval()`` computes it):
   threshold) -> ``Where(beta*x > threshold, x, Softplus(beta*x) / beta)``.
 * Linear -> Gemm (MatMul + Add for inputs of rank > 2); Flatten -> Flatten or Reshape.
 * Sequential -> its layers in order; Residual -> block, shortcut, Add; Concat -> its branches and
-  Concat; Identity -> Identity; ResNet's BasicBlock and DenseNet's DenseLayer as their forward does.
+  Concat; Identity -> Identity; ResNet's BasicBlock and DenseNet's DenseLayer as their forward does;
+  a model wrapped in ``nn.parallel.DistributedDataParallel`` is exported as the model it wraps.
 
 A module of any other type, or a subclass of one of these that overrides ``forward``, raises
 ``NotImplementedError`` naming it: the export never silently writes a different computation.
@@ -316,6 +317,10 @@ def export(model: Any, path: Any, input_size: Any, opset: int = OPSET) -> Any:
 
     if opset < 13:
         raise ValueError(f"onnx.export: opset must be >= 13 (Softmax over one axis), got {opset}")
+    from .nn.parallel import DistributedDataParallel
+
+    if isinstance(model, DistributedDataParallel):  # in eval mode it computes its module, names unprefixed
+        model = model.module
     shape = _input_shape(input_size)
     calls = _trace(model, shape, _dtype_of(model, None))
     np_dtype = np.dtype(np.float32)  # what ONNX runtimes have kernels for (onnxruntime has no float64 Conv)
