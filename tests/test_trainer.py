@@ -618,3 +618,85 @@ def test_on_nonfinite_skip_drops_bad_batches_and_keeps_training():
     assert np.isfinite(hist.history["loss"]).all()
     with pytest.raises(ValueError, match="on_nonfinite"):
         pc.Trainer(model, optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), on_nonfinite="ignore")
+
+
+# ----------------------------------------------------------------------------- Keras conveniences (issue 12.4)
+def test_validation_split_holds_out_the_last_fraction_before_shuffling():
+    x, y = blobs(100)
+    runs = []
+    for kw in (dict(validation_split=0.2), dict(validation_data=(x[80:], y[80:]))):
+        pc.manual_seed(0)
+        model = mlp()
+        xs, ys = (x, y) if "validation_split" in kw else (x[:80], y[:80])
+        h = make_trainer(model).fit(xs, ys, batch_size=16, epochs=2, shuffle=True, verbose=0, **kw)
+        runs.append((h, weights(model)))
+    assert runs[0][0].history == runs[1][0].history and "val_loss" in runs[0][0].history
+    assert runs[0][0].params["steps"] == 5  # 80 training samples in batches of 16
+    for k in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+    tr = make_trainer()
+    for bad in (0.0 - 0.5, 1.0, "0.2", True):
+        with pytest.raises(ValueError, match="validation_split must be a number strictly between 0 and 1"):
+            tr.fit(x, y, validation_split=bad, verbose=0)
+    with pytest.raises(ValueError, match="not both"):
+        tr.fit(x, y, validation_split=0.2, validation_data=(x, y), verbose=0)
+    with pytest.raises(ValueError, match="validation_split needs x and y arrays"):
+        tr.fit(DataLoader(TensorDataset(x, y), batch_size=8), validation_split=0.2, verbose=0)
+    with pytest.raises(ValueError, match="leaves 3 for validation and 0 for training"):
+        tr.fit(x[:3], y[:3], validation_split=0.9, verbose=0)
+
+
+def test_drop_last_and_the_batchnorm_single_sample_hint():
+    x, y = blobs(33)
+    model = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    tr = make_trainer(model)
+    with pytest.raises(ValueError, match="more than 1 value per channel.*batch 3 of epoch 1 holds a single sample"
+                                         ".*drop_last=True"):
+        tr.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    h = tr.fit(x, y, batch_size=16, epochs=2, drop_last=True, verbose=0)
+    assert h.params["steps"] == 2 and len(h) == 2
+    with pytest.raises(ValueError, match="pass drop_last=True to the DataLoader"):
+        tr.fit(DataLoader(TensorDataset(x, y), batch_size=16), drop_last=True, verbose=0)
+
+
+def test_uint8_images_warn_that_pixels_look_unscaled():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 1, 8, 8)).astype(np.uint8)
+    y = rng.integers(0, 4, 16)
+    tr = make_trainer(small_cnn(), lr=0.001)
+    with pytest.warns(UserWarning, match=r"uint8 with values up to \d+: the pixels look unscaled.*/ 255"):
+        tr.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tr.fit(x.astype(np.float32) / 255, y, batch_size=8, epochs=1, verbose=0)
+        tr.fit((x > 127).astype(np.uint8), y, batch_size=8, epochs=1, verbose=0)  # a 0/1 mask is scaled
+
+
+def test_early_stopping_says_when_and_why(capsys):
+    x, y = blobs(60)
+    tr = make_trainer()
+    es = EarlyStopping("loss", patience=2, min_delta=100.0)  # nothing improves by 100
+    h = tr.fit(x, y, batch_size=10, epochs=20, callbacks=[es], verbose=2)
+    out = capsys.readouterr().out
+    assert h.stopped_early and len(h) == 3
+    assert "Stopped early after epoch 3/20: loss did not improve by more than min_delta=100 for 2 epoch(s), " \
+           "patience=2 (best" in out
+    assert h.stop_reason in out
+    es = EarlyStopping("loss", patience=1, baseline=-1.0, verbose=1)
+    h = tr.fit(x, y, batch_size=10, epochs=20, callbacks=[es], verbose=0)
+    out = capsys.readouterr().out
+    assert out.count("early stopping") == 1 and "Epoch 2: early stopping: loss did not beat the baseline -1.0" in out
+
+
+def test_progress_shows_every_param_group_lr_when_they_differ(capsys):
+    x, y = blobs(40)
+    model = mlp()
+    opt = optim.SGD([{"params": model[0].parameters(), "lr": 0.01}, {"params": model[2].parameters()}], lr=0.1)
+    tr = Trainer(model, opt, nn.CrossEntropyLoss())
+    h = tr.fit(x, y, batch_size=10, epochs=1, verbose=2)
+    assert "lr: 0.01 - lr_1: 0.1" in capsys.readouterr().out
+    assert h.history["lr"] == [0.01] and h.history["lr_1"] == [0.1]
+    h = make_trainer().fit(x, y, batch_size=10, epochs=1, verbose=2)
+    assert "lr_1" not in capsys.readouterr().out and "lr_1" not in h.history

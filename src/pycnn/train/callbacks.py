@@ -123,11 +123,21 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
+            self.trainer.stop_reason = self._reason(current)
+            self.trainer._stopped_by = self
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping: {self.trainer.stop_reason}", flush=True)
+
+    def _reason(self, current: float) -> str:
+        best = (f"best {self.best:.4g} at epoch {self.best_epoch + 1}" if self.best_epoch is not None
+                else f"latest {current:.4g}")
+        if self.baseline is not None and not self._improves(self.best, float(self.baseline)):
+            return (f"{self.monitor} did not beat the baseline {self.baseline} within {self.patience} epoch(s) "
+                    f"({best})")
+        delta = f" by more than min_delta={self.min_delta:g}" if self.min_delta else ""
+        return f"{self.monitor} did not improve{delta} for {self.wait} epoch(s), patience={self.patience} ({best})"
 
     def on_train_end(self, logs: Optional[Dict[str, float]] = None) -> None:
-        if self.stopped_epoch is not None and self.verbose:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping ({self.monitor} did not improve for "
-                  f"{self.patience} epoch(s); best {self.best:.4f} at epoch {self.best_epoch + 1})")
         if (self.restore_best_weights and self.best_weights is not None
                 and self.best_epoch != self._last_epoch):
             self.model.load_state_dict(self.best_weights)

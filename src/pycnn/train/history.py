@@ -10,7 +10,8 @@ class History:
     `history`: dict name -> list with one value per completed epoch ("loss", "accuracy",
     "val_loss", "val_accuracy", "lr", ...); `epoch`: the epoch indices (0-based) those values
     belong to; `params`: the fit settings (epochs, steps, batch_size, samples); `interrupted`:
-    True when training was stopped with Ctrl-C.
+    True when training was stopped with Ctrl-C; `stopped_early` / `stop_reason`: whether and why a
+    callback (EarlyStopping) ended training before `epochs`.
     """
 
     def __init__(self) -> None:
@@ -19,6 +20,7 @@ class History:
         self.params: Dict[str, Any] = {}
         self.interrupted: bool = False
         self.stopped_early: bool = False
+        self.stop_reason: Optional[str] = None  # why training stopped early (EarlyStopping's message)
 
     def _record(self, epoch: int, logs: Dict[str, float]) -> None:
         n = len(self.epoch)

@@ -30,45 +30,17 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core
-from ..data.loader import DataLoader, TensorDataset
 from ..nn.module import _backward_for_step
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
-from . import checkpoint
+from . import checkpoint, fit_data
 from .callbacks import Callback
+from .fit_data import host_array as _host_array, is_array_like as _is_array_like, is_int as _is_int  # noqa: F401
 from .graph_step import GraphStep
 from .history import History
 
 __all__ = ["Trainer"]
 
 _METRIC_ALIASES = {"accuracy": "accuracy", "acc": "accuracy"}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _host_array(a: Any, who: str, name: str) -> np.ndarray:
-    """A NumPy view/copy of an array-like (CUDA tensors are copied to the host once)."""
-    if isinstance(a, np.ndarray):
-        arr = a
-    elif isinstance(a, Tensor):
-        arr = a.numpy()
-    elif hasattr(a, "_pycnn_parameter_data"):
-        arr = a._pycnn_parameter_data.numpy()
-    elif isinstance(a, (list, tuple)):
-        arr = np.asarray(a)
-    else:
-        raise TypeError(f"{who}: {name} must be a NumPy array, a pycnn Tensor or a pycnn.data.DataLoader, "
-                        f"got {type(a).__name__}")
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"{who}: {name} has dtype {arr.dtype}; expected numbers")
-    if arr.ndim == 0:
-        raise ValueError(f"{who}: {name} must have a batch dimension, got a scalar")
-    return arr
-
-
-def _is_array_like(a: Any) -> bool:
-    return isinstance(a, (np.ndarray, Tensor, list, tuple)) or hasattr(a, "_pycnn_parameter_data")
 
 
 def _keyword_names(fn: Any) -> Tuple[str, ...]:
@@ -194,36 +166,12 @@ class Trainer:
         raise ValueError(f"{who}: each batch from the data loader must be a pair (inputs, targets), got "
                          f"{type(batch).__name__}" + (f" of length {len(batch)}" if hasattr(batch, '__len__') else ""))
 
-    def _loader(self, x: Any, y: Any, batch_size: Any, shuffle: bool, who: str) -> Any:
-        """A DataLoader-like iterable of (x, y) batches from arrays or from a loader."""
-        if not _is_array_like(x):
-            if y is not None:
-                raise ValueError(f"{who}: y must be None when x is a data loader (it yields (x, y) batches)")
-            if not hasattr(x, "__iter__"):
-                raise TypeError(f"{who}: x must be a NumPy array, a pycnn Tensor or a pycnn.data.DataLoader, "
-                                f"got {type(x).__name__}")
-            return x
-        if y is None:
-            raise ValueError(f"{who}: y (the targets) is required when x is an array")
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ValueError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
-        xa = _host_array(x, who, "x")
-        ya = _host_array(y, who, "y")
-        if xa.shape[0] != ya.shape[0]:
-            raise ValueError(f"{who}: x has {xa.shape[0]} samples but y has {ya.shape[0]}; they must match")
-        return DataLoader(TensorDataset(xa, ya), batch_size=int(batch_size), shuffle=bool(shuffle))
+    def _loader(self, x: Any, y: Any, batch_size: Any, shuffle: bool, who: str, drop_last: bool = False) -> Any:
+        """A DataLoader-like iterable of (x, y) batches from arrays or from a loader (fit_data.py)."""
+        return fit_data.loader(x, y, batch_size, shuffle, who, drop_last)
 
     def _inputs_loader(self, x: Any, batch_size: Any, who: str) -> Iterable[Any]:
-        if not _is_array_like(x):
-            if not hasattr(x, "__iter__"):
-                raise TypeError(f"{who}: x must be a NumPy array, a pycnn Tensor or a pycnn.data.DataLoader, "
-                                f"got {type(x).__name__}")
-            return (b[0] if isinstance(b, (tuple, list)) else b for b in x)
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ValueError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
-        xa = _host_array(x, who, "x")
-        bs = int(batch_size)
-        return (xa[i:i + bs] for i in range(0, xa.shape[0], bs))
+        return fit_data.inputs_loader(x, batch_size, who)
 
     def _clear_caches(self) -> None:
         for m in (self.model, self.loss):
@@ -267,7 +215,8 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, batch_size: int = 32, epochs: int = 1, validation_data: Any = None,
             shuffle: bool = True, callbacks: Sequence[Callback] = (), verbose: int = 1, initial_epoch: int = 0,
-            validation_batch_size: Optional[int] = None, resume_from: Any = None) -> History:
+            validation_batch_size: Optional[int] = None, resume_from: Any = None, validation_split: float = 0.0,
+            drop_last: bool = False) -> History:
         """Train for `epochs` epochs; returns a `History`.
 
         `x`, `y`: arrays/Tensors (shuffled each epoch when `shuffle`, batches of `batch_size`), or
@@ -277,6 +226,8 @@ class Trainer:
         cleanly and returns the history of the completed epochs. `resume_from`: a checkpoint written
         by `ModelCheckpoint` (or `save_checkpoint`): weights, optimizer and scheduler state, random
         state and history are restored and training continues after the saved epoch up to `epochs`.
+        `validation_split`: hold out the last fraction of the x, y arrays (before shuffling, as Keras)
+        for validation. `drop_last`: skip the last batch when it is smaller than `batch_size`.
         """
         who = "fit"
         if not _is_int(epochs) or epochs < 0:
@@ -285,7 +236,12 @@ class Trainer:
             raise ValueError(f"{who}: initial_epoch must be an int >= 0, got {initial_epoch!r}")
         if verbose not in (0, 1, 2):
             raise ValueError(f"{who}: verbose must be 0, 1 or 2, got {verbose!r}")
-        loader = self._loader(x, y, batch_size, shuffle, who)
+        if validation_split:
+            if validation_data is not None:
+                raise ValueError(f"{who}: pass validation_data or validation_split, not both")
+            x, y, x_val, y_val = fit_data.split_validation(x, y, validation_split, who)
+            validation_data = (x_val, y_val)
+        loader = self._loader(x, y, batch_size, shuffle, who, bool(drop_last))
         val_loader = None
         if validation_data is not None:
             vbs = validation_batch_size if validation_batch_size is not None else (
@@ -325,6 +281,7 @@ class Trainer:
                           "batch_size": getattr(loader, "batch_size", batch_size)}
         self.history = history
         self.stop_training = False
+        self.stop_reason: Optional[str] = None  # set by the callback that stops training (EarlyStopping)
         if self._bad is not None:
             self._bad.fill_(0.0)
         was_training = bool(getattr(self.model, "training", True))
@@ -337,7 +294,7 @@ class Trainer:
                 state["epoch"] = epoch
                 for cb in cbs:
                     cb.on_epoch_begin(epoch, {})
-                lr = self._current_lr()
+                lrs = self._current_lrs()
                 t0 = time.perf_counter()
                 bar = None
                 if tqdm is not None:
@@ -351,8 +308,7 @@ class Trainer:
                     logs["val_loss"] = vloss
                     if "accuracy" in self.metrics:
                         logs["val_accuracy"] = vacc
-                if lr is not None:
-                    logs["lr"] = lr
+                logs.update(lrs)
                 elapsed = time.perf_counter() - t0
                 history._record(epoch, logs)
                 train_logs = dict(logs)
@@ -368,6 +324,10 @@ class Trainer:
                     cb.on_epoch_end(epoch, dict(logs))
                 if self.stop_training:
                     history.stopped_early = True
+                    history.stop_reason = self.stop_reason
+                    stopper = getattr(self, "_stopped_by", None)
+                    if verbose and self.stop_reason and not getattr(stopper, "verbose", 0):
+                        print(f"Stopped early after epoch {epoch + 1}/{epochs}: {self.stop_reason}", flush=True)
                     break
         except KeyboardInterrupt:
             if state["bar"] is not None:
@@ -401,14 +361,15 @@ class Trainer:
         continue from (0-based). `history`, when given, receives the saved epochs."""
         return checkpoint.load_checkpoint(self, path, history)
 
-    def _current_lr(self) -> Optional[float]:
-        groups = getattr(self.optimizer, "param_groups", None)
-        if groups:
-            try:
-                return float(groups[0]["lr"])
-            except (KeyError, TypeError, ValueError):
-                return None
-        return None
+    def _current_lrs(self) -> Dict[str, float]:
+        """{"lr": the first group's}, plus "lr_1", "lr_2", ... for the other groups when they differ."""
+        try:
+            lrs = [float(g["lr"]) for g in getattr(self.optimizer, "param_groups", None) or ()]
+        except (KeyError, TypeError, ValueError):
+            return {}
+        if len(set(lrs)) <= 1:
+            return {"lr": lrs[0]} if lrs else {}
+        return {("lr" if i == 0 else f"lr_{i}"): v for i, v in enumerate(lrs)}
 
     def _step_scheduler(self, logs: Dict[str, float]) -> None:
         sch = self.scheduler
@@ -425,8 +386,8 @@ class Trainer:
     def _format_logs(logs: Dict[str, float], bar: bool = False) -> str:
         parts = []
         for k, v in logs.items():
-            if k == "lr":
-                parts.append(f"lr{'=' if bar else ': '}{v:.3g}")
+            if k == "lr" or k.startswith("lr_"):
+                parts.append(f"{k}{'=' if bar else ': '}{v:.3g}")
             else:
                 parts.append(f"{k}{'=' if bar else ': '}{v:.4f}")
         return (", " if bar else " - ").join(parts)
@@ -448,10 +409,17 @@ class Trainer:
             xt = self._to_input(xb)
             yt = self._to_target(yb)
             n = int(xt.shape[0])
-            if self._graph_step is not None:
-                loss_t, logits, flag = self._graph_step.run(xt, yt, self._eager_step)
-            else:
-                loss_t, logits, flag = self._eager_step(xt, yt)
+            try:
+                if self._graph_step is not None:
+                    loss_t, logits, flag = self._graph_step.run(xt, yt, self._eager_step)
+                else:
+                    loss_t, logits, flag = self._eager_step(xt, yt)
+            except ValueError as e:
+                if n == 1 and "more than 1 value per channel" in str(e):
+                    raise ValueError(f"{e}. {who}: batch {b + 1} of epoch {epoch + 1} holds a single sample (the "
+                                     "remainder of the data after full batches): pass drop_last=True to fit (or "
+                                     "to your DataLoader), or pick a batch_size that leaves no single sample") from e
+                raise
             if self.on_nonfinite == "skip" and flag.item() != 0.0:
                 skipped += 1
                 continue
