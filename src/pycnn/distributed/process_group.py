@@ -118,6 +118,7 @@ def _abort_on_uncaught(exc_type: Any, exc: Any, tb: Any) -> None:
                              "error above; aborting the whole job (MPI Abort)\n")
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(0.5)  # lets the launcher forward the traceback before Abort tears the job down
     finally:
         if group is not None:
             group.mpi.abort(1)
