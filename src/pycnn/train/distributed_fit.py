@@ -127,8 +127,8 @@ def _distributed_methods(trainer: Any, ddp: DistributedDataParallel) -> Iterator
     removed again on the way out)."""
     cls = type(trainer)
 
-    def train_epoch(loader: Any, epoch: int, bar: Any) -> Dict[str, float]:
-        logs = cls._train_epoch(trainer, loader, epoch, bar)
+    def train_epoch(*args: Any, **kwargs: Any) -> Dict[str, float]:
+        logs = cls._train_epoch(trainer, *args, **kwargs)
         ddp.sync_buffers()  # validation and checkpoints then see rank 0's running statistics everywhere
         # equal shards: the mean over ranks is the mean over all samples; counts and rates add up
         keys = list(logs)
@@ -137,10 +137,10 @@ def _distributed_methods(trainer: Any, ddp: DistributedDataParallel) -> Iterator
         trainer._last_rate = means[-1] * world
         return {k: v * world if k == "skipped_batches" else v for k, v in zip(keys, means)}
 
-    def eval_loop(loader: Any, who: str) -> Tuple[float, float]:
+    def eval_loop(loader: Any, *args: Any, **kwargs: Any) -> Tuple[float, float]:
         counted = _Counted(_eval_loader(loader))
         empty = hasattr(counted.loader, "__len__") and len(counted.loader) == 0  # fewer samples than ranks
-        loss, acc = (0.0, 0.0) if empty else cls._eval_loop(trainer, counted, who)
+        loss, acc = (0.0, 0.0) if empty else cls._eval_loop(trainer, counted, *args, **kwargs)
         return tuple(_mean_over_ranks([loss, acc], float(counted.n)))  # type: ignore[return-value]
 
     trainer._distributed_running = True
