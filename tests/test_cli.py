@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -87,6 +88,16 @@ def test_info_subprocess():
     assert "version" in r.stdout and pc.__version__ in r.stdout
     for key in ("cuda", "blas", "openmp", "num_threads"):
         assert key in r.stdout
+    reason = next(x for x in r.stdout.splitlines() if x.startswith("cuda_unavailable_reason"))
+    assert reason.split(None, 1)[1] == str(pc.cuda.unavailable_reason())
+
+
+def test_help_lists_bench_and_bench_help_is_its_own():
+    r = run("--help")
+    assert r.returncode == 0 and "{train,info,bench}" in r.stdout
+    b = run("bench", "--help")
+    assert b.returncode == 0, b.stderr
+    assert b.stdout.startswith("usage: pycnn bench") and "--quick" in b.stdout and "--json PATH" in b.stdout
 
 
 def test_main_in_process_and_train_lenet(capsys):
@@ -138,3 +149,17 @@ def test_train_twice_with_the_same_seed_writes_identical_files(tmp_path):
         assert r.returncode == 0, r.stderr
         files.append(path.read_bytes())
     assert files[0] == files[1]
+
+
+def test_train_plot_reports_the_file_it_writes_and_refuses_unknown_types(tmp_path):
+    """Issue 12.5: `--plot curves` writes curves.png and says so; `--plot c.xyz` fails before training."""
+    pytest.importorskip("matplotlib")
+    r = run("train", "--epochs", "1", "--quiet", "--limit", "100", "--plot", str(tmp_path / "curves"))
+    assert r.returncode == 0, r.stderr
+    assert f"saved learning curves to {tmp_path / 'curves.png'}\n" in r.stdout
+    assert os.listdir(tmp_path) == ["curves.png"]
+    t0 = time.perf_counter()
+    r = run("train", "--epochs", "50", "--plot", str(tmp_path / "c.xyz"))
+    assert r.returncode == 2 and "unknown image type '.xyz'" in r.stderr and ".png" in r.stderr
+    assert "Epoch 1/50" not in r.stderr and time.perf_counter() - t0 < 60
+    assert not (tmp_path / "c.xyz").exists()

@@ -179,9 +179,17 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         if not os.path.isdir(folder):
             parser.error(f"--plot {args.plot}: folder {folder!r} does not exist")
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib
+            from matplotlib.backend_bases import FigureCanvasBase
         except ImportError:
             parser.error("--plot needs matplotlib: pip install pycnn[viz]")
+        # checked before training; matplotlib would add its default extension to a name without one
+        ext = os.path.splitext(args.plot)[1][1:].lower()
+        if not ext:
+            args.plot += "." + matplotlib.rcParams["savefig.format"]
+        elif ext not in FigureCanvasBase.get_supported_filetypes():
+            parser.error(f"--plot {args.plot}: unknown image type '.{ext}'; use one of "
+                         + ", ".join("." + f for f in sorted(FigureCanvasBase.get_supported_filetypes())))
     if args.threads is not None:
         pc.set_num_threads(args.threads)
 
