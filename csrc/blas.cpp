@@ -3,7 +3,6 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <mutex>
@@ -98,6 +97,10 @@ std::string core_name() { return loaded() && g_lib.corename ? g_lib.corename() :
 std::string config() { return loaded() && g_lib.config ? g_lib.config() : ""; }
 int get_num_threads() { return loaded() && g_lib.get_threads ? g_lib.get_threads() : 1; }
 
+void keep_single_threaded() {
+  if (loaded() && g_lib.get_threads && g_lib.get_threads() != 1) g_lib.set_threads(1);
+}
+
 namespace {
 
 // Below this many multiply-adds a GEMM runs on the calling thread: waking a second one costs more.
@@ -166,33 +169,3 @@ void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alph
 }
 
 }  // namespace pycnn::blas
-
-namespace pycnn::cpu {
-
-namespace {
-std::atomic<int> g_threads{0};  // 0: OpenMP's default (OMP_NUM_THREADS or the core count)
-}  // namespace
-
-void apply_thread_setting() {
-#ifdef _OPENMP
-  const int n = g_threads.load(std::memory_order_relaxed);
-  if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
-#endif
-}
-
-int num_threads() {
-#ifdef _OPENMP
-  const int n = g_threads.load(std::memory_order_relaxed);
-  return n > 0 ? n : omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-void set_num_threads(int n) {
-  PYCNN_CHECK(n >= 1, ValueError, "set_num_threads: expected n >= 1, got ", n);
-  g_threads = n;
-  apply_thread_setting();
-}
-
-}  // namespace pycnn::cpu

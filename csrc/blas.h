@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "parallel.h"  // cpu::num_threads, the threads the GEMM door splits large GEMMs over
+
 namespace pycnn::blas {
 
 // The OpenBLAS kernel family this CPU should use ("SkylakeX" with AVX-512), or "" for OpenBLAS's own
@@ -18,15 +20,10 @@ bool loaded();
 std::string core_name();     // OpenBLAS kernel family in use, e.g. "SkylakeX" or "Haswell"
 std::string config();        // OpenBLAS build configuration string
 int get_num_threads();  // OpenBLAS's own pool: kept at 1, threads come from OpenMP
+void keep_single_threaded();  // back to 1 when another library (threadpoolctl) raised it
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 }  // namespace pycnn::blas
-
-namespace pycnn::cpu {
-// CPU threads for every parallel loop and for the GEMM door (which splits large GEMMs itself).
-int num_threads();
-void set_num_threads(int n);
-}  // namespace pycnn::cpu

@@ -95,25 +95,21 @@ decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
 
 bool cuda_compiled();  // true when this build has the CUDA backend
 
-namespace cpu {
-// OpenMP keeps the thread count per calling thread; pc.set_num_threads is process-wide, so each
-// CPU op applies it to the thread it runs on (a no-op when already in force).
-void apply_thread_setting();
-}  // namespace cpu
-
 }  // namespace pycnn
+
+#include "parallel.h"  // cpu::ThreadScope: every CPU op runs with pycnn's threads in force
 
 // Device switch: the same kernel name lives in namespace cpu (ops/*.cpp) and cuda (ops/*.cu).
 #ifdef PYCNN_WITH_CUDA
 #define PYCNN_ON_DEVICE(dev, fn, ...)              \
   do {                                             \
     if ((dev).is_cuda()) ::pycnn::cuda::fn(__VA_ARGS__); \
-    else { ::pycnn::cpu::apply_thread_setting(); ::pycnn::cpu::fn(__VA_ARGS__); } \
+    else { ::pycnn::cpu::ThreadScope threads_; ::pycnn::cpu::fn(__VA_ARGS__); } \
   } while (0)
 #else
 #define PYCNN_ON_DEVICE(dev, fn, ...)                        \
   do {                                                       \
     if ((dev).is_cuda()) ::pycnn::throw_no_cuda(#fn);        \
-    else { ::pycnn::cpu::apply_thread_setting(); ::pycnn::cpu::fn(__VA_ARGS__); } \
+    else { ::pycnn::cpu::ThreadScope threads_; ::pycnn::cpu::fn(__VA_ARGS__); } \
   } while (0)
 #endif

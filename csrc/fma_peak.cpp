@@ -30,7 +30,7 @@ PYCNN_SIMD_CLONES float fma_chains(int64_t iters, float m, float c) {
 // GFLOP/s of all threads together (2 flops per multiply-add), best of `repeats` runs.
 double fma_peak_gflops(int64_t iters, int repeats) {
   PYCNN_CHECK(iters >= 1 && repeats >= 1, ValueError, "fma_peak_gflops: iters and repeats must be >= 1");
-  apply_thread_setting();
+  ThreadScope threads_;
   const int threads = num_threads();
   double best = 0;
   volatile float sink = 0;

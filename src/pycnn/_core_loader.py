@@ -3,13 +3,33 @@ from __future__ import annotations
 
 import os
 
+
+def _mapped_files() -> set:
+    """Real paths of the shared libraries loaded so far (empty where /proc is missing)."""
+    try:
+        with open("/proc/self/maps") as f:
+            fields = [line.split(None, 5) for line in f]
+    except OSError:
+        return set()
+    return {os.path.realpath(x[5].rstrip("\n")) for x in fields if len(x) == 6 and x[5].startswith("/")}
+
+
 # libgomp reads its wait policy once, when it loads with _core. Its default (spin ~0.3 ms at every
 # barrier) makes a 2-core machine crawl whenever another process holds a core: a LeNet step went
 # from 40 ms to 1.9 s. Passive waiting costs a few microseconds per parallel region instead.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+_user_wait_policy = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
+if not _user_wait_policy:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+_loaded_before_core = _mapped_files()
 
 from . import _core  # noqa: E402
+
+# When another library (PyTorch) loaded the same libgomp first, the policy above came too late;
+# the core then makes its idle threads sleep at once by other means (csrc/parallel.cpp).
+if not _user_wait_policy and _core.openmp_library():
+    if os.path.realpath(_core.openmp_library()) in _loaded_before_core:
+        _core.quiet_idle_threads()
+del _loaded_before_core
 
 _BLAS_LIB = "libscipy_openblas.so"
 
