@@ -21,6 +21,14 @@ from benchmarks import numpy_peer as npp  # noqa: E402
 from benchmarks.run import rel_err  # noqa: E402
 
 RTOL = 1e-4
+PKG_PARENT = str(Path(pc.__file__).resolve().parents[1])  # the pycnn under test: installed, or src/
+
+
+def _child_env():
+    """A child Python that imports the same pycnn as this process, and the checkout's benchmarks/."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
 
 
 def close(a, b, rtol=RTOL):
@@ -113,8 +121,7 @@ def test_lenet_step_peer_agrees():
 
 def test_quick_run_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env = _child_env()
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--cases", "lenet_conv1", "--json", str(out)],
                        cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=180)
@@ -141,8 +148,7 @@ def test_quick_run_writes_json(tmp_path):
 def test_gpu_benchmark_without_gpu_exits_with_a_clear_message():
     if pc.cuda.is_available():
         pytest.skip("a GPU is present: python -m benchmarks.gpu would run the full benchmark")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env = _child_env()
     p = subprocess.run([sys.executable, "-m", "benchmarks.gpu"], cwd=str(ROOT), env=env, capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 3, (p.returncode, p.stderr[-2000:])
@@ -158,3 +164,39 @@ def test_fma_peak_probe():
     assert _core.fma_peak_gflops(iters=20_000, repeats=1) > 0
     with pytest.raises(ValueError, match="iters and repeats must be >= 1"):
         _core.fma_peak_gflops(iters=0)
+
+
+def test_pycnn_bench_runs_from_any_folder(tmp_path):
+    """The suite ships in the package: `python -m pycnn bench` runs where no checkout is (the child
+    sees only the pycnn under test), checks agreement, prints the table and writes the report."""
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PKG_PARENT
+    p = subprocess.run([sys.executable, "-m", "pycnn", "bench", "--quick", "--cases", "lenet5_step.b1,maxpool_lenet",
+                        "--no-blas-peak", "--json", str(out)], cwd=str(tmp_path), env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "agreement: 2 cases" in p.stderr
+    assert "| lenet5_step.b1 |" in p.stdout and "| maxpool_lenet.fwd+bwd |" in p.stdout
+    report = json.loads(out.read_text())
+    assert [c["name"] for c in report["cases"]] == ["maxpool_lenet.fwd+bwd", "lenet5_step.b1"]
+    assert report["meta"]["versions"]["pycnn"] == pc.__version__
+    assert all(max(c["check_max_rel_err"].values()) <= RTOL for c in report["cases"])
+
+
+def test_pycnn_bench_without_json_writes_nothing(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PKG_PARENT
+    p = subprocess.run([sys.executable, "-m", "pycnn", "bench", "--quick", "--cases", "maxpool_lenet", "--no-torch",
+                        "--no-blas-peak"], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "| maxpool_lenet.fwd+bwd |" in p.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pycnn_bench_rejects_unknown_options():
+    from pycnn import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "--no-such-option"])
+    assert e.value.code == 2

@@ -64,6 +64,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_rng_offset", &rng::offset);
   m.def("set_rng_offset", &rng::set_offset, py::arg("offset"));
   m.def("cuda_compiled", &cuda_compiled);
+  m.def("set_cublas_paths", &cuda_runtime::set_cublas_paths, py::arg("paths"));
+  m.def("cublas_soname", &cuda_runtime::cublas_soname);
+  m.def("cublas_path", &cuda_runtime::cublas_path);
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

@@ -6,6 +6,7 @@
 #include "../common.h"
 #include "blas.cuh"
 #include "context.cuh"
+#include "cublas_lib.cuh"
 #include "runtime.h"
 
 namespace pycnn::cuda {
@@ -32,7 +33,7 @@ __global__ void scale_rows_kernel(T* C, int64_t ldc, int64_t stride_c, int64_t M
 // Math mode per call: strict FP32 unless TF32 is allowed (float64 ignores it).
 void set_math_mode(cublasHandle_t h) {
   PYCNN_CUBLAS_CHECK(
-      cublasSetMathMode(h, cuda_runtime::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      cublas_api().set_math_mode(h, cuda_runtime::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
 inline cublasOperation_t op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
@@ -40,23 +41,23 @@ inline cublasOperation_t op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
 cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                          const float* alpha, const float* A, int lda, const float* B, int ldb, const float* beta,
                          float* C, int ldc) {
-  return cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  return cublas_api().sgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                          const double* alpha, const double* A, int lda, const double* B, int ldb,
                          const double* beta, double* C, int ldc) {
-  return cublasDgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  return cublas_api().dgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 cublasStatus_t gemm_batched_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                  const float* alpha, const float* A, int lda, long long sa, const float* B, int ldb,
                                  long long sb, const float* beta, float* C, int ldc, long long sc, int batch) {
-  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+  return cublas_api().sgemm_strided_batched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
 }
 cublasStatus_t gemm_batched_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                  const double* alpha, const double* A, int lda, long long sa, const double* B,
                                  int ldb, long long sb, const double* beta, double* C, int ldc, long long sc,
                                  int batch) {
-  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+  return cublas_api().dgemm_strided_batched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // cuBLAS handle, context.cuh), the caching allocator, copies and memsets.
 // runtime_none.cpp is the CPU-only stand-in with the same entry points.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "context.cuh"
+#include "cublas_lib.cuh"
 #include "graph.cuh"
 #include "runtime.h"
 
@@ -76,19 +78,41 @@ struct Discovery {
   std::string message = "ok";
 };
 
+// Why cudaGetDeviceCount failed, in the user's terms. The static CUDA runtime loads the driver
+// (libcuda.so.1) itself and answers "insufficient driver" both when there is none and when it is
+// too old, so the driver library is looked up here to tell the two apart.
+std::string driver_problem(cudaError_t err) {
+  const int runtime_major = CUDART_VERSION / 1000;
+  if (err == cudaErrorNoDevice) return "no GPU: the NVIDIA driver found no CUDA device";
+  if (err == cudaErrorInsufficientDriver) {
+    void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!h) return "no NVIDIA driver (libcuda.so.1 not found): install the NVIDIA driver to use a GPU";
+    int v = 0;
+    using get_version_t = int (*)(int*);
+    auto get_version = reinterpret_cast<get_version_t>(dlsym(h, "cuDriverGetVersion"));
+    const bool known = get_version && get_version(&v) == 0 && v > 0;
+    dlclose(h);
+    return cat("driver too old for the CUDA ", runtime_major, " runtime (the driver supports CUDA ",
+               known ? cat(v / 1000, ".", (v % 1000) / 10) : std::string("?"), ", pycnn needs ", runtime_major,
+               ".0 or newer): update the NVIDIA driver");
+  }
+  return cat("CUDA initialisation failed: ", cudaGetErrorString(err), " (", cudaGetErrorName(err), ")");
+}
+
 const Discovery& discovery() {
   static Discovery d;
   static std::once_flag once;
   std::call_once(once, [] {
     int n = 0;
     const cudaError_t err = cudaGetDeviceCount(&n);
+    std::string why;
     if (err != cudaSuccess) {
-      d.message = cat("cudaGetDeviceCount failed: ", cudaGetErrorString(err), " (", cudaGetErrorName(err), ")");
+      d.message = driver_problem(err);
       cudaGetLastError();  // clear
-      d.count = 0;
     } else if (n <= 0) {
-      d.message = "no CUDA device found";
-      d.count = 0;
+      d.message = driver_problem(cudaErrorNoDevice);
+    } else if (!cuda::load_cublas(nullptr, &why)) {
+      d.message = why;  // a GPU, but nothing to run the GEMMs with: CUDA stays unavailable
     } else {
       d.count = n;
     }
@@ -174,7 +198,7 @@ DeviceContext::DeviceContext(int device) : device_(device) {
 DeviceContext::~DeviceContext() { release(); }
 
 void DeviceContext::release() noexcept {
-  if (cublas_) cublasDestroy(cublas_);
+  if (cublas_) cublas_api().destroy(cublas_);
   if (cublas_ws_) cudaFree(cublas_ws_);
   if (deferred_dev_) cudaFree(deferred_dev_);
   if (deferred_host_) cudaFreeHost(deferred_host_);
@@ -191,20 +215,21 @@ cublasHandle_t DeviceContext::cublas() {
   if (!cublas_) {
     DeviceGuard g(device_);
     cublasHandle_t h = nullptr;
-    PYCNN_CUBLAS_CHECK(cublasCreate(&h));
-    cublasStatus_t st = cublasSetStream(h, stream_);
+    const CublasApi& api = cublas_api();
+    PYCNN_CUBLAS_CHECK(api.create(&h));
+    cublasStatus_t st = api.set_stream(h, stream_);
     // An explicit workspace (set after the stream, which resets it): cuBLAS then never allocates
     // behind our back, inside a graph capture included, and picks the same kernels captured or not.
     if (st == CUBLAS_STATUS_SUCCESS && !cublas_ws_) {
       const cudaError_t err = cudaMalloc(&cublas_ws_, kCublasWorkspaceBytes);
       if (err != cudaSuccess) {
-        cublasDestroy(h);
+        api.destroy(h);
         PYCNN_CUDA_CHECK(err);
       }
     }
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetWorkspace(h, cublas_ws_, kCublasWorkspaceBytes);
+    if (st == CUBLAS_STATUS_SUCCESS) st = api.set_workspace(h, cublas_ws_, kCublasWorkspaceBytes);
     if (st != CUBLAS_STATUS_SUCCESS) {
-      cublasDestroy(h);
+      api.destroy(h);
       PYCNN_CUBLAS_CHECK(st);
     }
     cublas_ = h;

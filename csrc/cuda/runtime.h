@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../common.h"
 
@@ -17,6 +18,11 @@ bool is_available();              // a driver and at least one device
 int device_count();               // 0 when unavailable
 std::string device_name(int index);
 std::string status_message();     // why CUDA is unavailable, or "ok"
+// cuBLAS is loaded on demand (cublas_lib.cu), from these paths tried in order, when discovery
+// first finds a GPU; cublas_path() is where it came from ("" until then).
+void set_cublas_paths(const std::vector<std::string>& paths);
+std::string cublas_soname();      // "libcublas.so.13" (the major version built against), "" in a CPU build
+std::string cublas_path();
 std::string version();            // CUDA runtime version compiled against, "" in a CPU build
 void check_device(int index);     // DeviceError unless `index` names a usable device
 void synchronize(int index);

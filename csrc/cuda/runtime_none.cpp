@@ -17,6 +17,9 @@ int device_count() { return 0; }
 std::string device_name(int) { no_cuda("cuda.get_device_name"); }
 std::string status_message() { return "this build of pycnn was compiled without CUDA"; }
 std::string version() { return ""; }
+void set_cublas_paths(const std::vector<std::string>&) {}
+std::string cublas_soname() { return ""; }
+std::string cublas_path() { return ""; }
 void check_device(int) { no_cuda("to(cuda)"); }
 void synchronize(int) {}
 void* device_alloc(size_t, int) { no_cuda("cuda allocation"); }

@@ -57,4 +57,28 @@ def _load_blas() -> str:
     return path
 
 
+def _cublas_paths() -> list:
+    """Where a CUDA build looks for cuBLAS, in order, when it first finds a GPU (nothing is loaded
+    here: importing pycnn needs no cuBLAS): the nvidia-cublas wheel of `pip install 'pycnn[cuda]'`,
+    then the dynamic loader's own search (LD_LIBRARY_PATH, ldconfig), then a CUDA toolkit."""
+    soname = _core.cublas_soname()
+    if not soname:
+        return []
+    paths = []
+    try:
+        import nvidia  # namespace package of NVIDIA's wheels
+
+        for root in nvidia.__path__:
+            paths += [os.path.join(root, sub, "lib", soname) for sub in ("cu13", "cublas")]
+    except ImportError:
+        pass
+    paths.append(soname)
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            paths.append(os.path.join(os.environ[var], "lib64", soname))
+    paths.append(os.path.join("/usr/local/cuda/lib64", soname))
+    return [p for p in paths if os.sep not in p or os.path.exists(p)]
+
+
 blas_path = _load_blas()
+_core.set_cublas_paths(_cublas_paths())

@@ -6,7 +6,10 @@
         digits) with SGD + momentum and a cosine learning-rate schedule, then prints the test
         accuracy and the time taken. The defaults reach about 98% test accuracy.
     pycnn info
-        Prints the build: version, CUDA, BLAS, OpenMP, threads.
+        Prints the build: version, CUDA (and why it is unavailable), BLAS, OpenMP, threads.
+    pycnn bench [--quick] [--threads N] [--json PATH] [--cases a,b] [--no-torch] [--list] ...
+        The CPU benchmark: pycnn vs NumPy vs PyTorch (when installed), checked for agreement
+        first (pycnn.bench; `pycnn bench --help` lists its options).
 
 Exit status: 0 on success, 1 when training fails (e.g. the loss diverges), 2 for bad options,
 130 when interrupted with Ctrl-C (the results so far are still printed).
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pycnn", description="pycnn: convolutional neural networks with a C++/CUDA core.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="{train,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,info,bench}")
     t = sub.add_parser("train", help="train LeNet-5 on the bundled MNIST sample",
                        description="Train LeNet-5 on the MNIST sample shipped with pycnn (4,000 training / "
                                    "1,000 test digits) with SGD + momentum and a cosine learning-rate schedule, "
@@ -99,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=_positive_int("--limit"), default=None, help=argparse.SUPPRESS)
     parser.set_defaults(train_parser=t)
     sub.add_parser("info", help="print build information (version, CUDA, BLAS, OpenMP, threads)")
+    # listed for --help; main() hands `bench ...` to pycnn.bench's own parser before this one runs
+    sub.add_parser("bench", add_help=False, help="CPU benchmark: pycnn vs NumPy vs PyTorch (--quick: short)")
     return parser
 
 
@@ -163,7 +168,7 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             args.save = args.plot = None
             sys.stdout = open(os.devnull, "w")
     if args.device != "cpu" and not pc.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available ({pc._core.cuda_status()})")
+        parser.error(f"--device {args.device}: CUDA is not available ({pc.cuda.unavailable_reason()})")
     if args.device != "cpu" and int(args.device.split(":")[1]) >= pc.cuda.device_count():
         parser.error(f"--device {args.device}: only {pc.cuda.device_count()} CUDA device(s)")
     if args.save is not None:
@@ -229,8 +234,13 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from pycnn.bench import run as bench
+
+        return bench.main(argv[1:], prog="pycnn bench")
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(argv)
     if args.version:
         import pycnn as pc
 
@@ -241,7 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "train":
         return _cmd_train(args, args.train_parser)
     parser.print_usage(sys.stderr)
-    print("pycnn: error: a command is required: train or info (see pycnn --help)", file=sys.stderr)
+    print("pycnn: error: a command is required: train, info or bench (see pycnn --help)", file=sys.stderr)
     return 2
 
 

@@ -7,11 +7,17 @@ from . import _core, _core_loader
 
 
 def set_num_threads(n: int) -> None:
-    """CPU threads for both the OpenMP loops and BLAS."""
+    """CPU threads of pycnn's ops (OpenMP loops and the GEMMs they split), for every Python thread.
+
+    Only this call changes them: `OMP_NUM_THREADS` gives the default at import, and what other
+    libraries set in the same process (`threadpoolctl.threadpool_limits`, `torch.set_num_threads`)
+    does not reach pycnn's ops, nor do pycnn's ops change theirs. pycnn's OpenBLAS stays at one
+    thread of its own (docs/reliability.md, "Fork and threads")."""
     _core.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:
+    """The CPU threads pycnn's ops use (see `set_num_threads`)."""
     return int(_core.get_num_threads())
 
 
@@ -23,6 +29,8 @@ def build_info() -> dict:
         "cuda": bool(_core.cuda_compiled()),
         "cuda_version": _core.cuda_version() or None,
         "cuda_available": bool(_core.cuda_is_available()),
+        "cuda_unavailable_reason": cuda.unavailable_reason(),
+        "cublas": _core.cublas_path() or None,
         "blas": "OpenBLAS (scipy-openblas32)",
         "blas_core": _core.blas_core_name(),
         "blas_config": _core.blas_config(),
@@ -118,7 +126,15 @@ class _Cuda(types.ModuleType):
     """`pc.cuda`: device queries and the caching allocator's statistics."""
 
     def is_available(self) -> bool:
+        """True when this build has the CUDA backend, an NVIDIA driver new enough for its CUDA
+        runtime, at least one GPU, and cuBLAS could be loaded (checked once, on the first call)."""
         return bool(_core.cuda_is_available())
+
+    def unavailable_reason(self) -> "str | None":
+        """Why `is_available()` is False, in one line ("no NVIDIA driver ...", "driver too old for
+        the CUDA 13 runtime ...", "no GPU ...", "cuBLAS not found: pip install 'pycnn[cuda]' ...",
+        "this build of pycnn was compiled without CUDA"); None when CUDA is available."""
+        return None if self.is_available() else str(_core.cuda_status())
 
     def device_count(self) -> int:
         return int(_core.cuda_device_count())

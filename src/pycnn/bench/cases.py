@@ -1,0 +1,379 @@
+"""The benchmark cases: pycnn, the NumPy peer (numpy_peer.py) and PyTorch on the same inputs, with
+the agreement check every case passes before anything is timed."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+IMPLS = ("pycnn", "numpy", "torch")  # the order of every table and of the interleaved timing rounds
+
+# ----------------------------------------------------------------------------------------------
+# agreement checks
+# ----------------------------------------------------------------------------------------------
+class Mismatch(AssertionError):
+    pass
+
+
+def _np(a: Any):
+    import numpy as np
+
+    if hasattr(a, "detach"):  # torch
+        return a.detach().numpy()
+    return np.asarray(a)
+
+
+def rel_err(a: Any, b: Any) -> float:
+    """max |a - b| / max |b| (0 when both are 0)."""
+    import numpy as np
+
+    a, b = _np(a).astype(np.float64), _np(b).astype(np.float64)
+    if a.shape != b.shape:
+        raise Mismatch(f"shape {a.shape} vs {b.shape}")
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def compare(case: str, what: str, results: Dict[str, Any], rtol: float) -> Dict[str, float]:
+    """Every implementation's `what` against pycnn's; raises Mismatch above rtol."""
+    ref = results["pycnn"]
+    errs = {}
+    for impl, val in results.items():
+        if impl == "pycnn":
+            continue
+        e = rel_err(val, ref)
+        errs[f"{impl}:{what}"] = e
+        if not e <= rtol:  # also catches NaN
+            raise Mismatch(f"{case}: {impl} differs from pycnn in {what}: max rel err {e:.3g} > {rtol:g}")
+    return errs
+
+
+# ----------------------------------------------------------------------------------------------
+# cases
+# ----------------------------------------------------------------------------------------------
+class Impl:
+    """fn(): one call of the timed work; reset(): optional, run (untimed) before every sample."""
+
+    def __init__(self, fn: Callable[[], Any], reset: Optional[Callable[[], None]] = None):
+        self.fn, self.reset = fn, reset
+
+
+class Case:
+    def __init__(self, name: str, desc: str, build: Callable[[Dict[str, Any]], Tuple[Dict[str, Impl], Dict[str, float]]],
+                 flops: Optional[float] = None):
+        self.name, self.desc, self.build, self.flops = name, desc, build, flops
+
+
+CONVS = [
+    # name, (N, C, H, W), (O, kh, kw), stride, pad
+    ("lenet_conv1", (64, 1, 28, 28), (6, 5, 5), 1, 2),
+    ("lenet_conv2", (64, 6, 14, 14), (16, 5, 5), 1, 0),
+    ("vgg_3x3_64", (32, 64, 32, 32), (64, 3, 3), 1, 1),
+    ("resnet_3x3_128", (32, 128, 16, 16), (128, 3, 3), 1, 1),
+    ("strided_3x3_64to128_s2", (32, 64, 32, 32), (128, 3, 3), 2, 1),
+]
+POOLS = [("maxpool_lenet", (64, 6, 28, 28)), ("maxpool_vgg", (32, 64, 32, 32))]
+LENET_BATCHES = (1, 64, 256)
+LENET_MACS_PER_SAMPLE = 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 * 84 + 84 * 10
+SGD_LR, SGD_MOMENTUM = 0.01, 0.9
+
+
+def conv_macs(xs, ws, stride, pad) -> int:
+    n, c, h, w = xs
+    o, kh, kw = ws
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (w + 2 * pad - kw) // stride + 1
+    return n * o * oh * ow * c * kh * kw
+
+
+def _conv_case(name, xs, ws, stride, pad, backward: bool) -> Case:
+    macs = conv_macs(xs, ws, stride, pad)
+    desc = (f"conv2d {xs[1]}->{ws[0]} {ws[1]}x{ws[2]} s{stride} p{pad}, x {xs}"
+            + (" fwd+bwd (dx, dw, db)" if backward else " fwd"))
+
+    def build(env):
+        import numpy as np
+
+        from . import numpy_peer as npp
+
+        pc, F, torch = env["pc"], env["F"], env.get("torch")
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(xs, dtype=np.float32)
+        w = (rng.standard_normal((ws[0], xs[1], ws[1], ws[2]), dtype=np.float32) / np.sqrt(xs[1] * ws[1] * ws[2])).astype(np.float32)
+        b = rng.standard_normal(ws[0], dtype=np.float32) * np.float32(0.1)
+        y_np, _ = npp.conv2d_forward(x, w, b, stride, pad)
+        dy = rng.standard_normal(y_np.shape, dtype=np.float32)
+        px, pw, pb, pdy = (pc.from_numpy(a) for a in (x, w, b, dy))
+        st, pd = (stride, stride), (pad, pad, pad, pad)
+
+        def pc_fwd():
+            return F.conv2d(px, pw, pb, st, pd)
+
+        def pc_fwdbwd():
+            y = F.conv2d(px, pw, pb, st, pd)
+            return (y,) + tuple(F.conv2d_backward(pdy, px, pw, st, pd))
+
+        def np_fwd():
+            return npp.conv2d_forward(x, w, b, stride, pad)[0]
+
+        def np_fwdbwd():
+            y, cache = npp.conv2d_forward(x, w, b, stride, pad)
+            return (y,) + npp.conv2d_backward(dy, cache)
+
+        impls = {"pycnn": Impl(pc_fwdbwd if backward else pc_fwd), "numpy": Impl(np_fwdbwd if backward else np_fwd)}
+        if torch is not None:
+            tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+            tx_g, tw_g, tb_g = (t.clone().requires_grad_(True) for t in (tx, tw, tb))
+            tF = torch.nn.functional
+
+            def t_fwd():
+                with torch.no_grad():
+                    return tF.conv2d(tx, tw, tb, stride, pad)
+
+            def t_fwdbwd():
+                y = tF.conv2d(tx_g, tw_g, tb_g, stride, pad)
+                return (y,) + torch.autograd.grad(y, (tx_g, tw_g, tb_g), tdy)
+
+            impls["torch"] = Impl(t_fwdbwd if backward else t_fwd)
+
+        outs = {k: v.fn() for k, v in impls.items()}
+        errs = {}
+        names = ("y", "dx", "dw", "db") if backward else ("y",)
+        for i, nm in enumerate(names):
+            errs.update(compare(name, nm, {k: (o[i] if backward else o) for k, o in outs.items()}, env["rtol"]))
+        return impls, errs
+
+    return Case(f"{name}.{'fwd+bwd' if backward else 'fwd'}", desc, build, 2.0 * macs * (3 if backward else 1))
+
+
+def _pool_case(name, xs) -> Case:
+    desc = f"max_pool2d 2x2 s2 fwd+bwd, x {xs}"
+
+    def build(env):
+        import numpy as np
+
+        from . import numpy_peer as npp
+
+        pc, F, torch = env["pc"], env["F"], env.get("torch")
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal(xs, dtype=np.float32)
+        dy = rng.standard_normal((xs[0], xs[1], xs[2] // 2, xs[3] // 2), dtype=np.float32)
+        px, pdy = pc.from_numpy(x), pc.from_numpy(dy)
+
+        def pc_fn():
+            y, idx = F.max_pool2d(px, 2, 2, 0, return_indices=True)
+            return y, F.max_pool2d_backward(pdy, idx, xs)
+
+        def np_fn():
+            y, cache = npp.max_pool2x2_forward(x)
+            return y, npp.max_pool2x2_backward(dy, cache)
+
+        impls = {"pycnn": Impl(pc_fn), "numpy": Impl(np_fn)}
+        if torch is not None:
+            tx = torch.from_numpy(x).clone().requires_grad_(True)
+            tdy = torch.from_numpy(dy)
+
+            def t_fn():
+                y = torch.nn.functional.max_pool2d(tx, 2, 2)
+                return y, torch.autograd.grad(y, (tx,), tdy)[0]
+
+            impls["torch"] = Impl(t_fn)
+        outs = {k: v.fn() for k, v in impls.items()}
+        errs = {}
+        for i, nm in enumerate(("y", "dx")):
+            errs.update(compare(name, nm, {k: o[i] for k, o in outs.items()}, env["rtol"]))
+        return impls, errs
+
+    return Case(f"{name}.fwd+bwd", desc, build, None)
+
+
+# --- LeNet-5 ----------------------------------------------------------------------------------
+def pycnn_lenet5(pc: Any):
+    """pc.models.lenet5() when it exists, else the same layout built from pc.nn."""
+    try:
+        from pycnn import models
+
+        return models.lenet5(num_classes=10), "pc.models.lenet5"
+    except (ImportError, AttributeError):
+        from pycnn import nn
+
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        ), "local pc.nn.Sequential (pc.models.lenet5 missing)"
+
+
+class _CoreSGD:
+    """Fallback when pc.optim is missing: the same fused _core.sgd_step that pc.optim.SGD calls."""
+
+    def __init__(self, params, lr, momentum):
+        import pycnn as pc
+
+        self.params = [p for p in params]
+        self.lr, self.momentum = lr, momentum
+        self.bufs = [pc.zeros(*p.shape) for p in self.params]
+        self.first = True
+
+    def step(self):
+        from pycnn import _core
+
+        ps = [p for p in self.params if p.grad is not None]
+        _core.sgd_step([p.data for p in ps], [p.grad for p in ps], [b for p, b in zip(self.params, self.bufs)
+                                                                      if p.grad is not None],
+                       self.lr, self.momentum, 0.0, 0.0, False, self.first)
+        self.first = False
+
+
+def pycnn_sgd(pc: Any, params, lr=SGD_LR, momentum=SGD_MOMENTUM):
+    try:
+        from pycnn import optim
+
+        return optim.SGD(params, lr=lr, momentum=momentum), "pc.optim.SGD"
+    except (ImportError, AttributeError):
+        return _CoreSGD(params, lr, momentum), "_core.sgd_step (pc.optim missing)"
+
+
+def torch_lenet5(torch: Any, params):
+    tnn = torch.nn
+    m = tnn.Sequential(
+        tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
+        tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
+        tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10),
+    )
+    load_torch_params(torch, m, params)
+    return m
+
+
+def load_torch_params(torch: Any, m: Any, params) -> None:
+    with torch.no_grad():
+        for p, a in zip(m.parameters(), params):
+            p.copy_(torch.from_numpy(a))
+
+
+def _lenet_case(batch: int) -> Case:
+    desc = f"LeNet-5 training step (forward, loss, backward, SGD momentum {SGD_MOMENTUM}), batch {batch}"
+
+    def build(env):
+        import numpy as np
+
+        from . import numpy_peer as npp
+
+        pc, torch = env["pc"], env.get("torch")
+        from pycnn import nn
+
+        pc.manual_seed(0)
+        model, env["lenet_source"] = pycnn_lenet5(pc)
+        params0 = [np.array(p.numpy(), dtype=np.float32, copy=True) for p in model.parameters()]
+        shapes = [tuple(p.shape) for p in params0]
+        if shapes != [tuple(s) for s in npp.LeNet5.SHAPES]:
+            raise Mismatch(f"pycnn LeNet-5 parameters {shapes} are not the expected layout {npp.LeNet5.SHAPES}")
+        rng = np.random.default_rng(2)
+        x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+        y = rng.integers(0, 10, size=batch).astype(np.int64)
+        px, py = pc.from_numpy(x), pc.from_numpy(y)
+        crit = nn.CrossEntropyLoss()
+        state: Dict[str, Any] = {}
+
+        def pc_reset():
+            for p, a in zip(model.parameters(), params0):
+                p.copy_(a)
+            model.zero_grad()
+            state["opt"], env["sgd_source"] = pycnn_sgd(pc, model.parameters())
+
+        def pc_step():
+            logits = model(px)
+            loss = crit(logits, py)
+            model.zero_grad()
+            model.backward(crit.backward(), need_input_grad=False)  # as PyTorch and the NumPy peer: no dx of the image
+            state["opt"].step()
+            return logits, loss
+
+        np_state: Dict[str, Any] = {}
+
+        def np_reset():
+            np_state["m"] = npp.LeNet5(params0)
+            np_state["opt"] = npp.SGD(np_state["m"].params, lr=SGD_LR, momentum=SGD_MOMENTUM)
+
+        def np_step():
+            m = np_state["m"]
+            logits = m.forward(x)
+            loss, dlogits = npp.softmax_cross_entropy(logits, y)
+            m.backward(dlogits)
+            np_state["opt"].step(m.grads)
+            return logits, loss
+
+        impls = {"pycnn": Impl(pc_step, pc_reset), "numpy": Impl(np_step, np_reset)}
+        if torch is not None:
+            tm = torch_lenet5(torch, params0)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+            t_state: Dict[str, Any] = {}
+
+            def t_reset():
+                load_torch_params(torch, tm, params0)
+                tm.zero_grad(set_to_none=True)
+                t_state["opt"] = torch.optim.SGD(tm.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
+
+            def t_step():
+                opt = t_state["opt"]
+                opt.zero_grad(set_to_none=True)
+                logits = tm(tx)
+                loss = torch.nn.functional.cross_entropy(logits, ty)
+                loss.backward()
+                opt.step()
+                return logits, loss
+
+            impls["torch"] = Impl(t_step, t_reset)
+
+        # agreement: logits and loss of step 1, gradients, and the parameters after two steps
+        outs: Dict[str, Dict[str, Any]] = {}
+        for k, im in impls.items():
+            im.reset()
+            logits, loss = im.fn()
+            o = {"logits": _np(logits).copy(), "loss": np.float32(_np(loss))}
+            if k == "pycnn":
+                o["grads"] = [np.array(p.grad.numpy(), copy=True) for p in model.parameters()]
+            elif k == "numpy":
+                o["grads"] = [g.copy() for g in np_state["m"].grads]
+            else:
+                o["grads"] = [p.grad.detach().numpy().copy() for p in tm.parameters()]
+            im.fn()
+            if k == "pycnn":
+                o["params"] = [np.array(p.numpy(), copy=True) for p in model.parameters()]
+            elif k == "numpy":
+                o["params"] = [p.copy() for p in np_state["m"].params]
+            else:
+                o["params"] = [p.detach().numpy().copy() for p in tm.parameters()]
+            outs[k] = o
+        errs = {}
+        errs.update(compare(f"lenet5_step.b{batch}", "logits", {k: o["logits"] for k, o in outs.items()}, env["rtol"]))
+        errs.update(compare(f"lenet5_step.b{batch}", "loss", {k: o["loss"] for k, o in outs.items()}, env["rtol"]))
+        for i, nm in enumerate(npp.LeNet5.NAMES):
+            errs.update(compare(f"lenet5_step.b{batch}", f"grad_{nm}", {k: o["grads"][i] for k, o in outs.items()},
+                                env["rtol"]))
+            errs.update(compare(f"lenet5_step.b{batch}", f"param_{nm}", {k: o["params"][i] for k, o in outs.items()},
+                                env["rtol"]))
+        return impls, errs
+
+    return Case(f"lenet5_step.b{batch}", desc, build, 2.0 * 3 * LENET_MACS_PER_SAMPLE * batch)
+
+
+def all_cases() -> List[Case]:
+    cases: List[Case] = []
+    for spec in CONVS:
+        cases.append(_conv_case(*spec, backward=False))
+        cases.append(_conv_case(*spec, backward=True))
+    for name, xs in POOLS:
+        cases.append(_pool_case(name, xs))
+    for b in LENET_BATCHES:
+        cases.append(_lenet_case(b))
+    return cases
+
+
+def select_cases(cases: List[Case], spec: Optional[str]) -> List[Case]:
+    if not spec:
+        return cases
+    toks = [t.strip() for t in spec.split(",") if t.strip()]
+    chosen = [c for c in cases if any(t in c.name for t in toks)]
+    if not chosen:
+        raise SystemExit(f"--cases {spec!r} matches none of: {', '.join(c.name for c in cases)}")
+    return chosen

@@ -1,0 +1,243 @@
+"""CPU benchmark: pycnn vs NumPy (numpy_peer.py) vs PyTorch CPU (when installed), in one process.
+
+    python -m pycnn bench [--threads N] [--quick] [--json PATH] [--cases a,b] [--no-torch] [--list]
+    python -m benchmarks ...     (from a checkout: the same, results kept in benchmarks/results/)
+
+Every case is first checked for equal results (pycnn vs NumPy vs PyTorch, float32, rtol 1e-4
+relative to the largest magnitude); the run aborts before timing anything if they differ.
+Timing: after warm-up, interleaved rounds (pycnn, numpy, torch, pycnn, ...), each sample a loop
+of enough calls to last >= --min-time seconds; the median sample is reported. The table is
+printed; --json PATH also writes the full report to PATH and the table to PATH.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .cases import IMPLS, SGD_LR, SGD_MOMENTUM, Impl, Mismatch, all_cases, select_cases
+from .machine import _loadavg, host_tag, machine_info, set_thread_env
+from .report import markdown, print_table
+
+
+# ----------------------------------------------------------------------------------------------
+# timing
+# ----------------------------------------------------------------------------------------------
+def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float,
+            budget: float = float("inf"), cooldown: float = 0.0) -> Dict[str, Dict[str, Any]]:
+    """Median seconds per call of each implementation. `budget` (seconds) caps the rounds of a
+    slow case (never below 3), so that a loaded or slow machine still finishes.
+
+    `cooldown` seconds of sleep before every sample: the thread pools of the implementation that
+    ran before (OpenBLAS workers spin ~0.1 s after a call, OpenMP workers spin too) would
+    otherwise still occupy the cores while the next implementation starts, which penalises
+    whichever implementation follows another thread pool in the rotation."""
+    order = [k for k in IMPLS if k in impls]
+    inner: Dict[str, int] = {}
+    per_call: Dict[str, float] = {}
+    for k in order:  # warm-up, and calls per sample so that a sample lasts >= min_time
+        im = impls[k]
+        if im.reset:
+            im.reset()
+        best = float("inf")
+        for _ in range(max(1, warmup)):
+            t0 = time.perf_counter()
+            im.fn()
+            best = min(best, time.perf_counter() - t0)
+        inner[k] = max(1, int(min_time / max(best, 1e-7) + 0.5))
+        per_call[k] = best
+    round_s = sum(inner[k] * per_call[k] for k in order)
+    if budget / max(round_s, 1e-9) < repeats:
+        repeats = max(min(3, repeats), int(budget / max(round_s, 1e-9)))
+    samples: Dict[str, List[float]] = {k: [] for k in order}
+    gc.collect()
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            for k in order:  # interleaved: pycnn, numpy, torch, pycnn, ...
+                im = impls[k]
+                if im.reset:
+                    im.reset()
+                n = inner[k]
+                fn = im.fn
+                if cooldown > 0:
+                    time.sleep(cooldown)
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                samples[k].append((time.perf_counter() - t0) / n)
+    finally:
+        if gc_was:
+            gc.enable()
+    return {k: {"ms": 1e3 * statistics.median(samples[k]), "min_ms": 1e3 * min(samples[k]),
+                "samples_ms": [round(1e3 * s, 5) for s in samples[k]], "calls_per_sample": inner[k],
+                "rounds": repeats}
+            for k in order}
+
+
+def blas_peak(env: Dict[str, Any], repeats: int) -> Dict[str, Any]:
+    """SGEMM GFLOP/s at 1024^3: pycnn's GEMM door through linear_forward (x @ w.T), and, for
+    reference, NumPy's and PyTorch's own BLAS."""
+    import numpy as np
+
+    pc, torch = env["pc"], env.get("torch")
+    from pycnn import _core
+
+    n = 1024
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    pa, pb = pc.from_numpy(a), pc.from_numpy(b)
+    impls = {"pycnn": Impl(lambda: _core.linear_forward(pa, pb, None)), "numpy": Impl(lambda: a @ b.T)}
+    if torch is not None:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        impls["torch"] = Impl(lambda: ta @ tb.T)
+    res = measure(impls, repeats=repeats, warmup=2, min_time=0.05, cooldown=env.get("cooldown", 0.0))
+    flops = 2.0 * n ** 3
+    return {"size": f"{n}x{n} @ ({n}x{n})^T", "how": "pycnn: _core.linear_forward (blas::gemm door)",
+            "gflops": {k: flops / (v["ms"] * 1e-3) / 1e9 for k, v in res.items()},
+            "ms": {k: v["ms"] for k, v in res.items()},
+            # the hardware's float32 multiply-add peak on the same threads (csrc/fma_peak.cpp)
+            "fma_peak_gflops": _core.fma_peak_gflops()}
+
+
+# ----------------------------------------------------------------------------------------------
+def build_parser(prog: str = "pycnn bench") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="threads for pycnn, NumPy's BLAS and PyTorch (default 2)")
+    p.add_argument("--quick", action="store_true", help="few repeats and short samples (for tests)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON report here (and the markdown to PATH.md)")
+    p.add_argument("--cases", help="comma-separated substrings of case names, e.g. lenet_conv1,lenet5_step")
+    p.add_argument("--repeats", type=int, help="samples per implementation (default 9, quick 3)")
+    p.add_argument("--min-time", type=float, help="seconds per sample (default 0.05, quick 0.005)")
+    p.add_argument("--case-budget", type=float, help="seconds of timed rounds per case at most (default 15, "
+                                                     "quick 2); at least 3 rounds are always run")
+    p.add_argument("--cooldown", type=float, help="seconds of idle before every sample, so that the previous "
+                                                  "implementation's spinning thread pools are asleep (default 0.15, "
+                                                  "quick 0.02)")
+    p.add_argument("--rtol", type=float, default=1e-4, help="agreement tolerance (relative to max |pycnn|)")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--no-blas-peak", action="store_true", help="skip the 1024^3 SGEMM reference")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    return p
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "pycnn bench") -> int:
+    return run(build_parser(prog).parse_args(argv))
+
+
+def run(args: argparse.Namespace, results_dir: Optional[Path] = None) -> int:
+    """Runs the benchmark `args` asks for. Without --json the report goes to results_dir (as
+    cpu-<date>-<host>-t<threads>.{json,md}) when one is given, else it is only printed."""
+    if args.list:
+        for c in all_cases():
+            print(c.name)
+        return 0
+    if args.threads < 1:
+        raise SystemExit("--threads must be >= 1")
+    numpy_was_loaded = "numpy" in sys.modules
+    set_thread_env(args.threads)
+    import numpy as np  # noqa: F401  (after the environment is set)
+
+    if numpy_was_loaded:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(args.threads)
+        except ImportError:
+            pass
+    import pycnn as pc
+    from pycnn import functional as F
+
+    pc.set_num_threads(args.threads)
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch  # type: ignore[no-redef]
+
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            torch = None
+            print("PyTorch is not importable: the torch column is left empty", file=sys.stderr)
+
+    repeats = args.repeats or (3 if args.quick else 9)
+    min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05)
+    warmup = 1 if args.quick else 3
+    cooldown = args.cooldown if args.cooldown is not None else (0.02 if args.quick else 0.15)
+    budget = args.case_budget if args.case_budget is not None else (2.0 if args.quick else 15.0)
+    env: Dict[str, Any] = {"pc": pc, "F": F, "torch": torch, "rtol": args.rtol, "cooldown": cooldown}
+    cases = select_cases(all_cases(), args.cases)
+    t_start = time.perf_counter()
+    load_start = _loadavg()
+
+    # 1. agreement, for every case, before anything is timed
+    built = []
+    check_errs: Dict[str, Dict[str, float]] = {}
+    for c in cases:
+        try:
+            impls, errs = c.build(env)
+        except Mismatch as e:
+            print(f"ABORT: results differ, nothing was timed: {e}", file=sys.stderr)
+            return 2
+        built.append((c, impls))
+        check_errs[c.name] = errs
+    worst = max([e for d in check_errs.values() for e in d.values()] or [0.0])
+    print(f"agreement: {len(cases)} cases, pycnn/numpy/torch within rtol {args.rtol:g} "
+          f"(worst {worst:.2e})", file=sys.stderr)
+
+    # 2. timing
+    peak = None if args.no_blas_peak else blas_peak(env, repeats=3 if args.quick else 7)
+    peak_pc = peak["gflops"]["pycnn"] if peak else None
+    rows = []
+    for c, impls in built:
+        res = measure(impls, repeats, warmup, min_time, budget, cooldown)
+        ms = {k: v["ms"] for k, v in res.items()}
+        row: Dict[str, Any] = {"name": c.name, "desc": c.desc, "ms": ms, "detail": res, "flops": c.flops,
+                               "check_max_rel_err": check_errs[c.name]}
+        row["pycnn/numpy"] = ms["pycnn"] / ms["numpy"] if "numpy" in ms else None
+        row["pycnn/torch"] = ms["pycnn"] / ms["torch"] if "torch" in ms else None
+        if c.flops:
+            row["pycnn_gflops"] = c.flops / (ms["pycnn"] * 1e-3) / 1e9
+            row["gflops"] = {k: c.flops / (v * 1e-3) / 1e9 for k, v in ms.items()}
+            if peak_pc and not c.name.startswith("lenet5_step"):
+                row["pct_blas_peak"] = 100.0 * row["pycnn_gflops"] / peak_pc
+                row["pct_fma_peak"] = 100.0 * row["pycnn_gflops"] / peak["fma_peak_gflops"]
+        rows.append(row)
+        print(f"  {c.name:32s} " + "  ".join(f"{k} {v:9.3f} ms" for k, v in ms.items()), file=sys.stderr)
+
+    report = {
+        "meta": machine_info(args.threads, torch),
+        "settings": {"repeats": repeats, "warmup": warmup, "min_time_s": min_time, "case_budget_s": budget, "cooldown_s": cooldown, "quick": bool(args.quick),
+                     "rtol": args.rtol, "cases": args.cases, "sgd": {"lr": SGD_LR, "momentum": SGD_MOMENTUM}},
+        "lenet_source": env.get("lenet_source"),
+        "sgd_source": env.get("sgd_source"),
+        "worst_check_error": worst,
+        "loadavg_start": load_start,
+        "blas_peak": peak,
+        "cases": rows,
+        "wall_s": round(time.perf_counter() - t_start, 2),
+    }
+    md = markdown(report)
+    print_table(report)
+    paths = None
+    if args.json:
+        jpath = Path(args.json)
+        paths = (jpath, jpath.with_suffix(".md") if jpath.suffix == ".json" else Path(str(jpath) + ".md"))
+    elif results_dir is not None:
+        stem = f"cpu-{_dt.date.today().isoformat()}-{host_tag()}-t{args.threads}"
+        paths = (results_dir / f"{stem}.json", results_dir / f"{stem}.md")
+    if paths:
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        paths[0].write_text(json.dumps(report, indent=1, default=float) + "\n")
+        paths[1].write_text(md)
+        print(f"wrote {paths[0]} and {paths[1]} ({report['wall_s']:.0f} s)", file=sys.stderr)
+    else:
+        print(f"({report['wall_s']:.0f} s; --json PATH keeps the full report)", file=sys.stderr)
+    return 0
