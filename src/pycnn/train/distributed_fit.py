@@ -29,6 +29,7 @@ from .. import distributed as dist
 from ..data.loader import DataLoader
 from ..data.sampler import DistributedSampler
 from ..nn.parallel import DistributedDataParallel
+from . import fit_data
 from .callbacks import Callback
 
 __all__ = ["active", "fit", "evaluate", "predict"]
@@ -82,8 +83,9 @@ def _reloader(loader: DataLoader, sampler: Any) -> DataLoader:
                       transform=loader.transform, sampler=sampler)
 
 
-def _train_loader(trainer: Any, x: Any, y: Any, batch_size: Any, shuffle: bool) -> Tuple[Any, List[Callback]]:
-    loader = trainer._loader(x, y, batch_size, shuffle, "fit")
+def _train_loader(trainer: Any, x: Any, y: Any, batch_size: Any, shuffle: bool,
+                  drop_last: bool) -> Tuple[Any, List[Callback]]:
+    loader = trainer._loader(x, y, batch_size, shuffle, "fit", drop_last)
     if not isinstance(loader, DataLoader):
         warnings.warn("fit under pc.distributed: x is not a pycnn DataLoader, so every rank trains on all of it; "
                       "shard it yourself (pc.data.DistributedSampler) or pass arrays or a DataLoader",
@@ -153,11 +155,16 @@ def _distributed_methods(trainer: Any, ddp: DistributedDataParallel) -> Iterator
 
 
 def fit(trainer: Any, x: Any, y: Any = None, batch_size: int = 32, shuffle: bool = True, callbacks: Any = (),
-        verbose: int = 1, **kwargs: Any) -> Any:
+        verbose: int = 1, validation_split: float = 0.0, drop_last: bool = False, **kwargs: Any) -> Any:
     """Trainer.fit on this rank's shard; returns the History every rank shares."""
     ddp = _wrap_model(trainer)
     rank = dist.get_rank()
-    loader, extra = _train_loader(trainer, x, y, batch_size, shuffle)
+    if validation_split and kwargs.get("validation_data") is None:  # held out before sharding, as Keras does
+        x, y, x_val, y_val = fit_data.split_validation(x, y, validation_split, "fit")
+        kwargs["validation_data"] = (x_val, y_val)
+    elif validation_split:
+        kwargs["validation_split"] = validation_split  # with validation_data: Trainer.fit's own error
+    loader, extra = _train_loader(trainer, x, y, batch_size, shuffle, bool(drop_last))
     cbs = list(callbacks or ())
     if rank != 0:
         cbs = [cb for cb in cbs if type(cb).__name__ not in _FILE_WRITERS]
@@ -179,13 +186,12 @@ def evaluate(trainer: Any, x: Any, y: Any = None, batch_size: int = 256, verbose
 def predict(trainer: Any, x: Any, batch_size: int = 256) -> Any:
     """Trainer.predict with each rank predicting every N-th input; every rank returns all outputs."""
     from ..tensor import from_numpy
-    from .trainer import _host_array, _is_array_like
 
     _wrap_model(trainer)
-    if not _is_array_like(x):  # a loader: no way to split it here, every rank predicts all of it
+    if not fit_data.is_array_like(x):  # a loader: no way to split it here, every rank predicts all of it
         with _distributed_methods(trainer, trainer.model):
             return type(trainer).predict(trainer, x, batch_size)
-    xa = _host_array(x, "predict", "x")
+    xa = fit_data.host_array(x, "predict", "x")
     rank, world = dist.get_rank(), dist.get_world_size()
     mine = xa[rank::world]
     with _distributed_methods(trainer, trainer.model):
