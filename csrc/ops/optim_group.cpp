@@ -13,8 +13,8 @@ void check_member(const char* op, const Tensor& t, const Tensor& param, size_t i
 }
 
 void check_count(const char* op, const char* what, size_t got, size_t params) {
-  PYCNN_CHECK(got == params, ValueError, op, ": expected one ", what, " per parameter, got ", got, " ", what,
-              " for ", params, " parameters");
+  PYCNN_CHECK(got == params, ValueError, op, ": expected ", what, " to hold one tensor per parameter (", params,
+              "), got ", got);
 }
 }  // namespace
 
@@ -22,8 +22,8 @@ void check_optimizer_group(const char* op, const std::vector<Tensor>& params, co
                            const std::vector<NamedBuffers>& required, const std::vector<Tensor>& steps,
                            const Tensor* found_inf) {
   const size_t n = params.size();
-  check_count(op, "gradient", grads.size(), n);
-  check_count(op, "step counter", steps.size(), n);
+  check_count(op, "grads", grads.size(), n);
+  check_count(op, "steps", steps.size(), n);
   for (const auto& [name, list] : required) check_count(op, name, list->size(), n);
   if (found_inf) {
     PYCNN_CHECK(found_inf->defined(), ValueError, op, ": found_inf is missing");

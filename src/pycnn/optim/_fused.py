@@ -20,14 +20,15 @@ from .optimizer import Optimizer
 
 def check_number(opt: str, name: str, value: Any, *, low: float = 0.0, high: Optional[float] = None,
                  message: Optional[str] = None) -> float:
-    """`value` as a float in [low, high) (or [low, inf) when high is None); TypeError for a non-number,
-    ValueError (PyTorch's wording, `message`, when given) for NaN or a value outside the range."""
+    """`value` as a float in [low, high) (or a finite value >= low when high is None); TypeError for a
+    non-number, ValueError (PyTorch's wording, `message`, when given) for NaN, an infinity or a value
+    outside the range."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{opt}: {name} must be a number, got {type(value).__name__} {value!r}")
     v = float(value)
-    if math.isnan(v) or v < low or (high is not None and v >= high):
-        wanted = f">= {low:g}" if high is None else f"in [{low:g}, {high:g})"
-        raise ValueError(f"{opt}: {message or f'Invalid {name} value'}: {value!r} (expected a number {wanted})")
+    if not math.isfinite(v) or v < low or (high is not None and v >= high):
+        wanted = f"a finite number >= {low:g}" if high is None else f"a number in [{low:g}, {high:g})"
+        raise ValueError(f"{opt}: {message or f'Invalid {name} value'}: {value!r} ({name} must be {wanted})")
     return v
 
 
@@ -39,8 +40,8 @@ def check_flag(opt: str, name: str, value: Any) -> bool:
 
 def check_found_inf(opt: str, found_inf: Any) -> Optional[Tensor]:
     if found_inf is not None and not isinstance(found_inf, Tensor):
-        raise TypeError(f"{opt}.step: found_inf must be None or a one-element float32 pycnn Tensor on the "
-                        f"parameters' device (e.g. from pc._core.nonfinite_flag), got {type(found_inf).__name__}")
+        raise TypeError(f"{opt}.step: found_inf must be a pycnn Tensor (one element, float32, on the parameters' "
+                        f"device, e.g. from pc._core.nonfinite_flag) or None, got {type(found_inf).__name__}")
     return found_inf
 
 
@@ -110,6 +111,15 @@ class FusedOptimizer(Optimizer):
             elif buf.device != device:
                 st[k] = buf.to(device)
         return st
+
+    def state_dict(self) -> Dict[str, Any]:
+        """As `Optimizer.state_dict`, with each "step" a Python float (the count; reading it waits for
+        the device), so that every array in the state has its parameter's shape."""
+        sd = super().state_dict()
+        for entries in sd["state"].values():
+            if "step" in entries:
+                entries["step"] = float(np.asarray(entries["step"]).reshape(-1)[0])
+        return sd
 
     @staticmethod
     def _restore_value(p: Any, key: str, value: Any) -> Any:
