@@ -246,8 +246,15 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op, const c
 }
 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op, const char* an, const char* bn) {
-  PYCNN_CHECK(a.dtype() == b.dtype(), TypeError, op, ": ", an, " is ", dtype_name(a.dtype()), " but ", bn, " is ",
-              dtype_name(b.dtype()), "; convert one of them");
+  if (a.dtype() == b.dtype()) return;
+  // An input against a layer's parameter: the input is what is usually off (a float64 NumPy array
+  // fed to a float32 model), so converting it is the fix named first.
+  const char* to = dtype_name(b.dtype());
+  const std::string fix = std::strncmp(an, "input", 5) == 0
+                              ? cat("convert the input: x.to(pycnn.", to, ") (a NumPy array: x.astype(np.", to,
+                                    ")), or the model with model.to(pycnn.", dtype_name(a.dtype()), ")")
+                              : std::string("convert one of them");
+  PYCNN_CHECK(false, TypeError, op, ": ", an, " is ", dtype_name(a.dtype()), " but ", bn, " is ", to, "; ", fix);
 }
 
 void check_dim(const Tensor& t, int64_t dim, const char* op, const char* arg, const char* layout) {

@@ -73,12 +73,8 @@ Conv2dShape conv2d_shape(const Tensor& x, const Tensor& w, const Tensor* b, cons
   const std::string xs = shape_str(x.shape()), ws = shape_str(w.shape());
   PYCNN_CHECK(is_float(x.dtype()), TypeError, op, ": expected a float32 or float64 input, got an ",
               dtype_name(x.dtype()), " input of shape ", xs, "; convert it with x.to(pycnn.float32)");
-  PYCNN_CHECK(w.dtype() == x.dtype(), TypeError, op, ": input ", xs, " is ", dtype_name(x.dtype()), " but weight ",
-              ws, " is ", dtype_name(w.dtype()), "; use one dtype for both (e.g. weight.to(pycnn.",
-              dtype_name(x.dtype()), "))");
-  if (b)
-    PYCNN_CHECK(b->dtype() == x.dtype(), TypeError, op, ": input ", xs, " is ", dtype_name(x.dtype()), " but bias ",
-                shape_str(b->shape()), " is ", dtype_name(b->dtype()), "; use one dtype for both");
+  check_same_dtype(x, w, op, cat("input ", xs).c_str(), cat("weight ", ws).c_str());
+  if (b) check_same_dtype(x, *b, op, cat("input ", xs).c_str(), cat("bias ", shape_str(b->shape())).c_str());
   check_same_device(x, w, op, "input", "weight");
   if (b) check_same_device(x, *b, op, "input", "bias");
   PYCNN_CHECK(x.dim() == 4, ValueError, op, ": expected input of shape (N, C, H, W), got ", xs,
