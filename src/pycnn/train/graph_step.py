@@ -19,8 +19,6 @@ from .. import _core
 from ..runtime import CUDAGraph
 from ..tensor import Tensor
 
-_HYPER = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
-
 
 class GraphStep:
     def __init__(self, trainer: Any) -> None:
@@ -48,13 +46,15 @@ class GraphStep:
     def _state(self) -> tuple:
         """What the graph baked in besides shapes: hyper-parameters and tensor addresses."""
         opt = self.trainer.optimizer
-        groups = tuple(tuple(g.get(k) for k in _HYPER) for g in getattr(opt, "param_groups", ()))
+        # every optimizer's hyper-parameters (SGD's momentum, Adam's betas...) and state tensors
+        groups = tuple(tuple((k, repr(v)) for k, v in sorted(g.items()) if k != "params")
+                       for g in getattr(opt, "param_groups", ()))
         ptrs = []
         state = getattr(opt, "state", None)
         for p in self._params():
             ptrs.append(p.data._data_ptr())
-            buf = state[p].get("momentum_buffer") if state is not None else None
-            ptrs.append(buf._data_ptr() if isinstance(buf, Tensor) else 0)
+            st = state[p] if state is not None else {}
+            ptrs.append(tuple((k, v._data_ptr()) for k, v in sorted(st.items()) if isinstance(v, Tensor)))
         return groups, tuple(ptrs)
 
     def reset(self) -> None:
