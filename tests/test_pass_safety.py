@@ -113,7 +113,7 @@ def test_no_grad_inference_holds_no_activation_memory():
             m(_data(2)[0])
     after = [[id(v) for v in layer.__dict__.get("_cache_stack", [])] for layer in m.modules()]
     assert before == after
-    assert m[0]._cache_stack[-1][2][0] is x  # the first conv still holds the training input
+    assert m[0]._cache_stack[-1][-1][0] is x  # the first conv still holds the training input
 
 
 def test_no_grad_is_thread_local_and_a_decorator():

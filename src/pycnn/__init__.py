@@ -12,8 +12,9 @@ from .io import load, save  # noqa: E402
 from .summary import ModelSummary, summary  # noqa: E402
 from .train import History, Trainer, callbacks  # noqa: E402
 from . import onnx  # noqa: E402  (pc.onnx.export; the onnx package is imported only when it runs)
-from . import autograd  # noqa: E402  (last: it makes the ops defined above record on the tape)
+from . import autograd  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
+autograd.install()  # last: makes the ops defined above record on the tape
 
 __version__ = "0.1.0"
 

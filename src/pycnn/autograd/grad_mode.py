@@ -12,12 +12,29 @@ from typing import Any, Callable
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
-_state = threading.local()
+class _State(threading.local):
+    """Per thread: grad mode, and the forward/backward pass bookkeeping of nn.Module (see
+    nn/module.py: _recording_forward, _restoring_cache)."""
+
+    enabled = True       # grad mode
+    depth = 0            # nested module forwards
+    record = True        # the outermost forward's grad mode: whether caches are kept
+    training = True      # the outermost forward's mode: a training pass replaces earlier caches
+    capture = None       # the id of the outermost module with its own backward now in forward;
+    #                      while set, ops record nothing (that module's backward is the node)
+    bw_depth = 0         # nested module backwards
+    pass_id = None       # the id of the outermost forward now running (a pass)
+    bw_pass = None       # the pass (or capture) a running backward differentiates (None: not chosen)
+    bw_field = 0         # 0: bw_pass is a pass id, 1: a capture id (cache entries hold both)
+    next_capture = None  # the capture the next outermost backward differentiates (autograd's node)
+
+
+_state = _State()
 
 
 def is_grad_enabled() -> bool:
     """True unless inside ``no_grad()`` (on this thread)."""
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 class _GradMode:
@@ -27,7 +44,7 @@ class _GradMode:
     _mode = True
 
     def __enter__(self) -> None:
-        self._prev = getattr(_state, "enabled", True)
+        self._prev = _state.enabled
         _state.enabled = self._mode
 
     def __exit__(self, *exc: Any) -> None:
@@ -40,7 +57,7 @@ class _GradMode:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            prev = getattr(_state, "enabled", True)
+            prev = _state.enabled
             _state.enabled = mode
             try:
                 return fn(*args, **kwargs)
@@ -72,7 +89,7 @@ class set_grad_enabled(_GradMode):
         if not isinstance(mode, bool):
             raise TypeError(f"set_grad_enabled: mode must be a bool, got {mode!r}")
         self._mode = mode
-        self._prev = getattr(_state, "enabled", True)
+        self._prev = _state.enabled
         _state.enabled = mode
 
     def __enter__(self) -> None:  # the constructor already switched

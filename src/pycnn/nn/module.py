@@ -13,7 +13,7 @@ import functools
 import inspect
 import itertools
 import operator
-import threading
+import weakref
 from collections import OrderedDict, namedtuple
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
@@ -21,7 +21,8 @@ import numpy as np
 
 from .. import _core
 from .. import functional as F
-from ..autograd.grad_mode import is_grad_enabled
+from .. import autograd as _autograd
+from ..autograd.grad_mode import _state as _calls
 from ..tensor import DType, Tensor, as_tensor, float32, float64, int64
 
 __all__ = ["Parameter", "Module", "Sequential", "Residual", "Concat", "Identity"]
@@ -57,10 +58,37 @@ class Parameter:
         if not isinstance(value, Tensor):
             raise TypeError(f"Parameter.data must be a pycnn Tensor or a NumPy array, got {type(value).__name__}")
         self._data = value
+        self.__dict__.pop("_leaf", None)
 
     @property
     def _pycnn_parameter_data(self) -> Tensor:  # lets pycnn.functional accept a Parameter
         return self._data
+
+    # ---- autograd: a Parameter in a traced forward is a leaf whose gradient sums into .grad --------
+    def _traced(self) -> Tensor:
+        """The tensor that stands for this parameter in the ops a forward records: a leaf over
+        ``.data``'s storage whose gradient sums into ``self.grad``; ``.data`` itself where
+        nothing is recorded (grad mode off, frozen, or inside a module with its own backward)."""
+        s = _calls
+        if not self.requires_grad or not s.enabled or s.capture is not None:
+            return self._data
+        leaf = self.__dict__.get("_leaf")
+        if leaf is None:
+            leaf = _autograd.alias(self._data)
+            leaf._rg = True
+            leaf._param = weakref.ref(self)
+            self.__dict__["_leaf"] = leaf
+        return leaf
+
+    @property
+    def _rg(self) -> bool:
+        return self.requires_grad
+
+    def __getattr__(self, name: str) -> Any:
+        """Tensor methods and properties (``.T``, ``.sum()``, ``.reshape()``, ...) on the traced tensor."""
+        if name.startswith("__") or name in ("_data", "_leaf", "grad", "requires_grad"):
+            raise AttributeError(f"'Parameter' object has no attribute '{name}'")
+        return getattr(self._traced(), name)
 
     # Tensor-like read access
     shape = property(lambda self: self._data.shape)
@@ -130,10 +158,38 @@ class Parameter:
     def __copy__(self) -> "Parameter":
         new = Parameter.__new__(Parameter)
         new.__dict__.update(self.__dict__)
+        new.__dict__.pop("_leaf", None)  # the copy's own leaf sums into the copy's .grad
         return new
 
     def __getstate__(self):
         raise TypeError("pycnn Parameters cannot be pickled; use pc.save(model, path) (safetensors)")
+
+
+def _delegate(name: str) -> Callable:
+    def method(self: Parameter, *args: Any) -> Any:
+        return getattr(self._traced(), name)(*args)
+
+    method.__name__ = name
+    return method
+
+
+def _compare(name: str) -> Callable:
+    def method(self: Parameter, other: Any) -> Any:
+        if isinstance(other, Parameter):  # Parameters compare (and hash) by identity, as list lookups need
+            return NotImplemented
+        return getattr(self._traced(), name)(other)
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__pow__", "__rpow__", "__matmul__", "__rmatmul__", "__neg__", "__pos__", "__abs__", "__getitem__",
+              "__float__", "__int__", "__format__"):
+    setattr(Parameter, _name, _delegate(_name))
+for _name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
+    setattr(Parameter, _name, _compare(_name))
+Parameter.__hash__ = object.__hash__  # type: ignore[assignment]
 
 
 def _deepcopy_value(v: Any, memo: dict) -> Any:
@@ -214,20 +270,7 @@ def _param_dtype(dtype: Any, who: str) -> DType:
 # ----------------------------------------------------------------------------------------------
 # Module
 # ----------------------------------------------------------------------------------------------
-class _PassState(threading.local):
-    """Per thread: the forward being run (its depth, whether it records, the capture it belongs
-    to) and the pass the running backward differentiates."""
-
-    depth = 0            # nested forward calls
-    record = True        # the outermost forward's grad mode: whether caches are kept
-    training = True      # the outermost forward's mode: a training pass replaces earlier caches
-    capture = None       # the id of the outermost module with a backward now running forward
-    bw_depth = 0         # nested backward calls
-    bw_pass = None       # the capture a running backward differentiates (None: not chosen yet)
-
-
-_calls = _PassState()
-_capture_ids = itertools.count(1)
+_ids = itertools.count(1)  # forward passes and captures
 _NOTHING = object()
 
 
@@ -248,16 +291,26 @@ def _recording_forward(forward: Callable) -> Callable:
             return forward(self, *args, **kwargs)
         tls = _calls
         depth = tls.depth
+        traced = False
+        explicit = None
         if depth == 0:
-            record, training, tag = is_grad_enabled(), self.training, None
+            record, training, capture = tls.enabled, self.training, None
             tls.record, tls.training, tls.capture = record, training, None
             if record:
-                self._start_pass(training)
+                tls.pass_id = next(_ids)
+                tree = self._tree()
+                _start_pass(tree, training)
+                explicit = _explicit(tree)
+                traced = not explicit
+                if traced:  # Module.backward of a traced model differentiates this call on the tape
+                    args = tuple(_input_leaf(a) for a in args)
         else:
-            record, training, tag = tls.record, tls.training, tls.capture
-        root = record and tag is None and type(self).backward is not _NO_BACKWARD
+            record, training, capture = tls.record, tls.training, tls.capture
+        pass_id = tls.pass_id
+        root = record and capture is None and type(self).backward is not _NO_BACKWARD and (
+            explicit if explicit is not None else _explicit(self._tree()))
         if root:
-            tag = tls.capture = next(_capture_ids)
+            capture = tls.capture = next(_ids)
         attrs = self._cache_attrs
         saved = None if record else [d.get(a, _NOTHING) for a in attrs]
         tls.depth = depth + 1
@@ -277,9 +330,14 @@ def _recording_forward(forward: Callable) -> Callable:
                         d[a] = v
         if record:
             if attrs[0] in d:
-                d.setdefault("_cache_stack", []).append((tag, training, tuple([d.get(a) for a in attrs])))
+                d.setdefault("_cache_stack", []).append((pass_id, capture, training,
+                                                         tuple([d.get(a) for a in attrs])))
             if root:
-                _tag_outputs(out, tag)
+                out = _module_node(self, capture, args, out)
+            if depth == 0:
+                _tag_outputs(out, pass_id)
+                if traced:
+                    d["_traced_call"] = (pass_id, args, out)
         return out
 
     wrapper._records_pass = True  # type: ignore[attr-defined]
@@ -304,18 +362,98 @@ def _stale_cache(m: "Module", want: int, stack: list) -> RuntimeError:
         "pc.no_grad() or in eval mode")
 
 
+def _start_pass(tree: Any, training: bool) -> None:
+    """A new outermost forward over the modules `tree`: a training pass drops every cache an
+    earlier pass left (an unused inference pass, or a training pass never back-propagated); an
+    eval pass drops only earlier eval passes' caches and leaves the last training pass's alone."""
+    for m in tree:
+        stack = m.__dict__.get("_cache_stack")
+        if stack:
+            if training:
+                stack.clear()
+            else:
+                stack[:] = [e for e in stack if e[2]]
+
+
+def _explicit(tree: Any) -> bool:
+    for m in tree:
+        if type(m).backward is _NO_BACKWARD:
+            return False
+    return True
+
+
+def _input_leaf(a: Any) -> Any:
+    """A floating input of a traced model's outermost forward as a new leaf over its storage whose
+    gradient only Module.backward asks for (loss.backward() skips it, as torch skips inputs)."""
+    if isinstance(a, Tensor) and not a._rg and a.dtype.numpy.kind == "f":
+        leaf = _autograd.alias(a)
+        leaf._rg = True
+        leaf._explicit_only = True
+        return leaf
+    return a
+
+
+def _module_node(m: "Module", capture: int, args: tuple, out: Any) -> Any:
+    """Puts a module with its own backward on the tape as one node (when an input or one of its
+    parameters needs a gradient); returns the output (a new tensor object where the module
+    returned its input itself)."""
+    edges = tuple(_autograd.edge_of(a.data if isinstance(a, Parameter) else a) for a in args)
+    params = m.parameters() if m._modules else m._parameters.values()
+    trainable = any(p is not None and p.requires_grad for p in params)
+    if not trainable and all(e is None for e in edges):
+        return out
+    node = _ModuleNode(m, capture, edges, trainable, isinstance(out, (tuple, list)))
+    many = isinstance(out, (tuple, list))
+    outs = [_autograd.function._fresh(o, args) for o in (out if many else (out,))]
+    _autograd.mark_outputs(node, outs)
+    return type(out)(outs) if many else outs[0]
+
+
+class _ModuleNode(_autograd.Node):
+    """A module with its own backward on the tape: its backward is the module's, reading the cache
+    of the very call that made this node."""
+
+    __slots__ = ("module", "capture", "fills_leaves", "many")
+
+    def __init__(self, module: "Module", capture: int, edges: tuple, trainable: bool, many: bool) -> None:
+        super().__init__()
+        self.module, self.capture, self.fills_leaves, self.many = module, capture, trainable, many
+        self.edges = edges
+        self.needs_input_grad = tuple(e is not None for e in edges)
+
+    def name(self) -> str:
+        return f"{type(self.module).__name__}Backward"
+
+    def backward(self, *grads: Any) -> Any:
+        if not grads or all(g is None for g in grads):
+            return (None,) * len(self.edges)
+        m = self.module
+        g = tuple(grads) if self.many else grads[0]
+        need_x = bool(self.needs_input_grad) and self.needs_input_grad[0]
+        _calls.next_capture = self.capture
+        try:
+            if not need_x and _takes_need_input_grad(m):
+                dx = m.backward(g, need_input_grad=False)
+            else:
+                dx = m.backward(g)
+        finally:
+            _calls.next_capture = None
+        return tuple(dx) if isinstance(dx, (tuple, list)) else (dx,) + (None,) * (len(self.edges) - 1)
+
+
 def _take_entry(m: "Module", stack: list) -> Tuple[int, Any]:
-    """(index, entry) of the cache this backward reads: the newest of the pass being
-    differentiated (the newest of all when no pass is chosen yet). (-1, None) when empty."""
+    """(index, entry) of the cache this backward reads: the newest of the capture (autograd's
+    node) or pass being differentiated (the newest of all when none is chosen yet). Entries are
+    (pass id, capture id, training, values). (-1, None) when empty."""
     tls = _calls
-    want = tls.bw_pass
+    want, field = tls.bw_pass, tls.bw_field
     if not stack:
         return -1, None
     if want is None:
-        tls.bw_pass = stack[-1][0]
+        tls.bw_pass, tls.bw_field = stack[-1][0], 0
         return len(stack) - 1, stack.pop()
     for i in range(len(stack) - 1, -1, -1):
-        if stack[i][0] == want:
+        if stack[i][field] == want:
             return i, stack.pop(i)
     raise _stale_cache(m, want, stack)
 
@@ -334,14 +472,17 @@ def _restoring_cache(backward: Callable) -> Callable:
         tls = _calls
         bw_depth = tls.bw_depth
         if bw_depth == 0:
-            g = args[0] if args else kwargs.get("grad_output")
-            tls.bw_pass = getattr(g, "_pass_id", None) if isinstance(g, Tensor) else None
+            if tls.next_capture is not None:  # autograd's node of one module call
+                tls.bw_pass, tls.bw_field, tls.next_capture = tls.next_capture, 1, None
+            else:
+                g = args[0] if args else kwargs.get("grad_output")
+                tls.bw_pass, tls.bw_field = (g._pass_id if isinstance(g, Tensor) else None), 0
         stack = d.get("_cache_stack")
         i, entry = -1, None
         try:
             if stack is not None:  # this module records: never read a cache left on self
                 i, entry = _take_entry(self, stack)
-                d.update(zip(self._cache_attrs, entry[2] if entry is not None else (None,) * len(self._cache_attrs)))
+                d.update(zip(self._cache_attrs, entry[3] if entry is not None else (None,) * len(self._cache_attrs)))
             d["_in_backward"] = True
             tls.bw_depth = bw_depth + 1
             return backward(self, *args, **kwargs)
@@ -496,10 +637,44 @@ class Module:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
-    def backward(self, grad_output: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} has no backward()")
+    def backward(self, grad_output: Any, need_input_grad: bool = True) -> Any:
+        """For a module without a backward of its own (forward only): back-propagates
+        `grad_output` through the tape its latest outermost forward recorded, summing into the
+        parameters' ``.grad``; returns d/dx of its input (None with ``need_input_grad=False``).
+        A module that defines ``backward`` (the explicit, faster route) replaces this."""
+        call = self.__dict__.pop("_traced_call", None)
+        if call is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no backward() of its own: it is differentiated through the ops its "
+                "forward records, from its own call model(x) (with grad enabled). Call loss.backward(); inside a "
+                "container with an explicit backward (Sequential, Residual, ...) give it a backward, or build the "
+                "model as a Module whose forward calls the layers")
+        pass_id, inputs, out = call
+        tag = getattr(grad_output, "_pass_id", None)
+        if tag is not None and tag != pass_id:
+            self.__dict__["_traced_call"] = call
+            raise RuntimeError(f"{type(self).__name__}: backward() of forward pass #{tag}, but the latest forward is "
+                               f"pass #{pass_id}; call backward() before the next forward")
+        leaves = [a for a in inputs if isinstance(a, Tensor) and a._explicit_only]
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        grads = list(grad_output) if isinstance(grad_output, (tuple, list)) else [grad_output]
+        pairs = [(o, F._tensor(g, f"{type(self).__name__}.backward", "grad_output") if g is not None else None)
+                 for o, g in zip(outs, grads) if isinstance(o, Tensor) and o._rg]
+        if not pairs:
+            return None
+        _autograd.backward([o for o, _ in pairs], [g for _, g in pairs],
+                           extra=leaves if need_input_grad else ())
+        if not need_input_grad or not leaves:
+            return None
+        dx = [leaf.grad for leaf in leaves]
+        for leaf in leaves:
+            leaf.grad = None
+        return dx[0] if len(dx) == 1 else tuple(dx)
 
-    _has_backward = property(lambda self: type(self).backward is not _NO_BACKWARD)
+    def _explicit(self) -> bool:
+        """Whether this module and every module inside it define backward: then it is one node on
+        the tape and ``model.backward`` is its explicit backward; otherwise it is traced."""
+        return _explicit(self._tree())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         for hook in list(self._forward_pre_hooks.values()):
@@ -513,17 +688,9 @@ class Module:
                 out = r
         return out
 
-    def _start_pass(self, training: bool) -> None:
-        """A new outermost forward: a training pass drops every cache an earlier pass left (an
-        unused inference pass, or a training pass never back-propagated); an eval pass drops
-        only earlier eval passes' caches and leaves the last training pass's alone."""
-        for m in self.modules():
-            stack = m.__dict__.get("_cache_stack")
-            if stack:
-                if training:
-                    stack.clear()
-                else:
-                    stack[:] = [e for e in stack if e[1]]
+    def _tree(self) -> Any:
+        """self and every module inside it (just (self,) for a layer without children: fast)."""
+        return list(self.modules()) if self._modules else (self,)
 
     def register_forward_hook(self, hook: Callable) -> _RemovableHandle:
         """hook(module, inputs, output) runs after forward; a non-None result replaces the output."""
@@ -910,13 +1077,18 @@ def _takes_need_input_grad(m: Module) -> bool:
     return _backward_takes_need_input_grad(type(m).backward)
 
 
-def _backward_for_step(model: Module, grad_output: Any) -> None:
-    """model.backward in a training step: parameter gradients only, the input's d/dx skipped
-    where the model can skip it (a user model whose backward has no such option runs as is)."""
-    if _takes_need_input_grad(model):
-        model.backward(grad_output, need_input_grad=False)
+def _backward_for_step(model: Module, criterion: Any, loss: Tensor) -> None:
+    """The backward of a training step. A model whose every module defines backward takes the
+    explicit route, ``model.backward(criterion.backward())``: parameter gradients only, the
+    input's d/dx skipped where the model can skip it (a user model whose backward has no such
+    option runs as is). Any other model (a forward-only custom module) runs ``loss.backward()``
+    on the tape its forward recorded."""
+    if isinstance(model, Module) and not model._explicit():
+        loss.backward()
+    elif _takes_need_input_grad(model):
+        model.backward(criterion.backward(), need_input_grad=False)
     else:
-        model.backward(grad_output)
+        model.backward(criterion.backward())
 
 
 class Sequential(Module):

@@ -458,7 +458,7 @@ class Trainer:
         loss_t = crit(logits, yt)
         opt.zero_grad()
         model.zero_grad()
-        _backward_for_step(model, crit.backward())
+        _backward_for_step(model, crit, loss_t)
         return loss_t, logits, self._guarded_step(loss_t)
 
     def _guarded_step(self, loss_t: Tensor) -> Tensor:
