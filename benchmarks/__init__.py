@@ -1,6 +1,8 @@
-"""pycnn's CPU benchmark suite: pycnn vs a capable NumPy implementation vs PyTorch CPU.
+"""pycnn's benchmarks, run from a checkout.
 
-``python -m benchmarks`` (timings, see ``benchmarks/run.py``) and ``python -m benchmarks.memory``
-(peak resident memory). Importing this package imports nothing heavy, so that the thread
-environment (OMP/OPENBLAS_NUM_THREADS) can still be set before NumPy loads its BLAS.
+``python -m benchmarks`` (the CPU timings: a command line over the suite the package ships,
+``pycnn.bench``, also ``python -m pycnn bench``), ``python -m benchmarks.memory`` (peak resident
+memory) and ``python -m benchmarks.gpu`` (GPU timings against PyTorch). Importing this package
+imports nothing heavy, so that the thread environment (OMP/OPENBLAS_NUM_THREADS) can still be set
+before NumPy loads its BLAS.
 """

@@ -1,11 +1,11 @@
 """pycnn GPU benchmarks against PyTorch on the same GPU, in the same run.
 
 Cases: a LeNet-5 training step (batch 64 and 256; pycnn eager, pycnn CUDA graph, PyTorch eager,
-PyTorch CUDA graph), conv2d forward+backward for the VGG/ResNet 3x3 layers of benchmarks/run.py,
-SGEMM through pycnn's GEMM (a large Linear forward) against the GPU's FP32 peak, and ReLU forward
-on a 256 MiB tensor against the GPU's HBM bandwidth. Strict FP32 in both libraries (no TF32).
-Outputs agree before anything is timed. Timing: CUDA events around a loop of calls after warm-up,
-the median of several samples. Results: benchmarks/results/gpu-<date>-<device>.{json,md}.
+PyTorch CUDA graph), conv2d forward+backward for the VGG/ResNet 3x3 layers of the CPU suite
+(pycnn/bench/cases.py), SGEMM through pycnn's GEMM (a large Linear forward) against the GPU's FP32
+peak, and ReLU forward on a 256 MiB tensor against the GPU's HBM bandwidth. Strict FP32 in both
+libraries (no TF32). Outputs agree before anything is timed. Timing: CUDA events around a loop of
+calls after warm-up, the median of several samples. Results: benchmarks/results/gpu-<date>-<device>.{json,md}.
 
     python -m benchmarks.gpu [--quick] [--out DIR] [--cases lenet,conv,sgemm,relu]
 """
@@ -29,7 +29,7 @@ PEAKS = [  # (name pattern, label, FP32 TFLOP/s, HBM TB/s)
     (r"H100", "H100 SXM", 67.0, 3.35),
     (r"A100", "A100 SXM 80GB", 19.5, 2.0),
 ]
-CONVS = [  # the same 3x3 layers as benchmarks/run.py: name, (N, C, H, W), (O, kh, kw), stride, pad
+CONVS = [  # the same 3x3 layers as pycnn/bench/cases.py: name, (N, C, H, W), (O, kh, kw), stride, pad
     ("vgg_3x3_64", (32, 64, 32, 32), (64, 3, 3), 1, 1),
     ("resnet_3x3_128", (32, 128, 16, 16), (128, 3, 3), 1, 1),
     ("strided_3x3_64to128_s2", (32, 64, 32, 32), (128, 3, 3), 2, 1),

@@ -9,7 +9,10 @@ PATH.md); --memory runs benchmarks.memory afterwards.
 """
 from __future__ import annotations
 
+import argparse
+import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -27,14 +30,35 @@ def _ensure_paths() -> None:
         sys.path.insert(0, str(ROOT / "src"))  # the in-place build of tools/dev_build.sh
 
 
-_ensure_paths()
+# The package's names that benchmarks/memory.py, gpu.py and the tests import from here, loaded on
+# first use: importing this module must not load pycnn (and NumPy) before set_thread_env has run.
+_FROM_PACKAGE = {"pycnn_lenet5": "cases", "pycnn_sgd": "cases", "rel_err": "cases", "host_tag": "machine",
+                 "machine_info": "machine"}
 
-# the names benchmarks/memory.py, gpu.py and the tests import from here
-from pycnn.bench.cases import pycnn_lenet5, pycnn_sgd, rel_err  # noqa: E402,F401
-from pycnn.bench.machine import host_tag, machine_info, set_thread_env  # noqa: E402,F401
+
+def __getattr__(name: str):
+    if name in _FROM_PACKAGE:
+        _ensure_paths()
+        return getattr(importlib.import_module(f"pycnn.bench.{_FROM_PACKAGE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def set_thread_env(n: int) -> None:
+    """Thread counts for every runtime that reads the environment at load time (OpenMP of pycnn
+    and torch, NumPy's and pycnn's OpenBLAS, torch's MKL). Must run before NumPy is imported to
+    take effect on NumPy's BLAS."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=2)
+    threads = pre.parse_known_args(argv)[0].threads
+    if threads >= 1:
+        set_thread_env(threads)  # before pycnn and NumPy load (the full parser lives in pycnn.bench)
+    _ensure_paths()
     from pycnn.bench import run as bench
 
     parser = bench.build_parser("python -m benchmarks")
@@ -49,4 +73,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    _ensure_paths()
     sys.exit(main())

@@ -10,14 +10,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 
-def set_thread_env(n: int) -> None:
-    """Thread counts for every runtime that reads the environment at load time (OpenMP of pycnn
-    and torch, NumPy's and pycnn's OpenBLAS, torch's MKL). Must run before NumPy is imported to
-    take effect on NumPy's BLAS; afterwards threadpoolctl (when installed) is used as well."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
-
-
 # ----------------------------------------------------------------------------------------------
 # machine information
 # ----------------------------------------------------------------------------------------------

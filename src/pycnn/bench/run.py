@@ -15,6 +15,7 @@ import argparse
 import datetime as _dt
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .cases import IMPLS, SGD_LR, SGD_MOMENTUM, Impl, Mismatch, all_cases, select_cases
-from .machine import _loadavg, host_tag, machine_info, set_thread_env
+from .machine import _loadavg, host_tag, machine_info
 from .report import markdown, print_table
 
 
@@ -142,17 +143,16 @@ def run(args: argparse.Namespace, results_dir: Optional[Path] = None) -> int:
         return 0
     if args.threads < 1:
         raise SystemExit("--threads must be >= 1")
-    numpy_was_loaded = "numpy" in sys.modules
-    set_thread_env(args.threads)
-    import numpy as np  # noqa: F401  (after the environment is set)
-
-    if numpy_was_loaded:
+    # NumPy came loaded with pycnn: unless the environment chose its BLAS threads before that
+    # (`python -m benchmarks` does, benchmarks/run.py), threadpoolctl sets them now (pycnn keeps its
+    # own OpenBLAS pool single-threaded whatever that sets).
+    if os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
         try:
             from threadpoolctl import threadpool_limits
 
             threadpool_limits(args.threads)
         except ImportError:
-            pass
+            print("threadpoolctl is not installed: NumPy's BLAS keeps its default threads", file=sys.stderr)
     import pycnn as pc
     from pycnn import functional as F
 
