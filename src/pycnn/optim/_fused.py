@@ -48,9 +48,9 @@ def check_found_inf(opt: str, found_inf: Any) -> Optional[Tensor]:
 class FusedOptimizer(Optimizer):
     """Base of Adam and RMSprop: gathers one group's tensors for its C++ kernel.
 
-    Subclasses name their per-parameter buffers (`_buffers(group)`: the state keys this group uses,
-    in the kernel's order) and implement `_check_group` and `_run(group, params, grads, buffers, steps,
-    found_inf)`.
+    Subclasses check a group's hyper-parameters (`_validate_group`), name its per-parameter buffers
+    (`_buffers(group)`: the state keys this group uses) and call their kernel (`_run(group, params,
+    grads, buffers, steps, found_inf)`, only for a group with at least one gradient).
     """
 
     def _buffers(self, group: Dict[str, Any]) -> Sequence[str]:
