@@ -216,3 +216,45 @@ def test_an_optimizer_without_found_inf_is_still_guarded():
         Trainer(model, opt, nn.CrossEntropyLoss()).fit(x, y, batch_size=8, shuffle=False, verbose=0)
     assert opt.steps == 1
     assert all(np.isfinite(p.numpy()).all() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- buffers (BatchNorm statistics)
+@pytest.mark.parametrize("device", DEVICES)
+def test_keep_or_undo(device):
+    t = T(np.arange(4.0), device)
+    i = T(np.array([3], np.int64), device)
+    b, ib = T(np.zeros(4), device), T(np.zeros(1, np.int64), device)
+    _core.keep_or_undo_([t, i], [b, ib], T(np.float32(0.0), device))  # keep: backups take the values
+    np.testing.assert_array_equal(b.numpy(), np.arange(4.0))
+    assert ib.numpy().tolist() == [3]
+    t.fill_(9.0)
+    _core.keep_or_undo_([t, i], [b, ib], T(np.float32(1.0), device))  # undo: the tensors get them back
+    np.testing.assert_array_equal(t.numpy(), np.arange(4.0))
+    with pytest.raises(ValueError, match="keep_or_undo_: expected one backup per tensor"):
+        _core.keep_or_undo_([t], [], T(np.float32(0.0), device))
+    with pytest.raises(ValueError, match=r"keep_or_undo_: expected backups\[0\] of shape \(4,\)"):
+        _core.keep_or_undo_([t], [T(np.zeros(3), device)], T(np.float32(0.0), device))
+
+
+def _bn_mlp():
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def test_a_nan_batch_leaves_batchnorm_statistics_as_they_were():
+    """raise: the running statistics (and batch count) are those of before the NaN batch, as the
+    weights; skip: the run equals one without that batch, statistics included."""
+    x, y = _data()
+    x_bad = x.copy()
+    x_bad[20, 1] = np.nan  # batch 3
+    good, _, err, _ = _run(x[:16], y[:16], _bn_mlp, epochs=1)
+    bad, _, err, _ = _run(x_bad, y, _bn_mlp, epochs=1)
+    assert err is not None
+    assert set(bad) >= {"1.running_mean", "1.running_var", "1.num_batches_tracked"}
+    for k in good:
+        np.testing.assert_array_equal(bad[k], good[k], err_msg=k)
+    keep = np.r_[0:16, 24:96]
+    ref, _, _, _ = _run(x[keep], y[keep], _bn_mlp, on_nonfinite="skip", epochs=1)
+    skipped, _, _, tr = _run(x_bad, y, _bn_mlp, on_nonfinite="skip", epochs=1)
+    assert tr.history.history["skipped_batches"] == [1.0]
+    for k in ref:
+        np.testing.assert_array_equal(skipped[k], ref[k], err_msg=k)

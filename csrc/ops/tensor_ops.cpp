@@ -229,6 +229,32 @@ Tensor nonfinite_flag(const std::vector<Tensor>& tensors) {
   return flag;
 }
 
+void keep_or_undo_(const std::vector<Tensor>& tensors, const std::vector<Tensor>& backups, const Tensor& found_inf) {
+  const char* op = "keep_or_undo_";
+  PYCNN_CHECK(tensors.size() == backups.size(), ValueError, op, ": expected one backup per tensor, got ",
+              backups.size(), " backups for ", tensors.size(), " tensors");
+  check_defined(found_inf, op, "found_inf");
+  PYCNN_CHECK(found_inf.dtype() == DType::Float32 && found_inf.numel() == 1, ValueError, op,
+              ": expected found_inf a one-element float32 tensor (from nonfinite_flag), got dtype ",
+              dtype_name(found_inf.dtype()), " and shape ", shape_str(found_inf.shape()));
+  for (size_t i = 0; i < tensors.size(); ++i) {  // everything checked before anything is written
+    const std::string tn = cat("tensors[", i, "]"), bn = cat("backups[", i, "]");
+    check_alike(tensors[i], backups[i], op, tn.c_str(), bn.c_str());
+    check_same_device(found_inf, tensors[i], op, "found_inf", tn.c_str());
+    check_in_place(tensors[i], op, tn.c_str());
+    check_in_place(backups[i], op, bn.c_str());
+  }
+  const Tensor flag_t = found_inf.contiguous();
+  const float* flag = flag_t.data<float>();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    dispatch_all(t.dtype(), [&](auto z) {
+      using T = decltype(z);
+      PYCNN_ON_DEVICE(t.device(), keep_or_undo<T>, t.data<T>(), backups[i].data<T>(), t.numel(), flag);
+    });
+  }
+}
+
 namespace cpu {
 
 constexpr int64_t kParallelGrain = 1 << 15;
@@ -314,10 +340,19 @@ void mark_nonfinite(const T* x, int64_t n, float* flag) {
   if (!finite) *flag = 1.0f;
 }
 
+template <class T>
+void keep_or_undo(T* t, T* backup, int64_t n, const float* flag) {
+  if (*flag != 0.0f)
+    std::copy(backup, backup + n, t);
+  else
+    std::copy(t, t + n, backup);
+}
+
 #define PYCNN_INSTANTIATE_ALL(T)                                                     \
   template void add<T>(const T*, const T*, T*, int64_t);                             \
   template void add_<T>(T*, const T*, int64_t, T);                                   \
-  template void copy_rows<T>(const T*, int64_t, T*, int64_t, int64_t, int64_t);
+  template void copy_rows<T>(const T*, int64_t, T*, int64_t, int64_t, int64_t);    \
+  template void keep_or_undo<T>(T*, T*, int64_t, const float*);
 #define PYCNN_INSTANTIATE_FLOAT(T)                                                   \
   template void scale_<T>(T*, int64_t, T);                                           \
   template void sum_all<T>(const T*, T*, int64_t);                                   \

@@ -70,6 +70,17 @@ __global__ void nonfinite_flag_kernel(const T* x, int64_t n, F* flag) {
   }
 }
 
+template <class T>
+__global__ void keep_or_undo_kernel(T* t, T* backup, int64_t n, const float* flag) {
+  const bool undo = *flag != 0.0f;
+  PYCNN_KERNEL_LOOP(i, n) {  // i: element of the flattened tensor
+    if (undo)
+      t[i] = backup[i];
+    else
+      backup[i] = t[i];
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -141,10 +152,18 @@ void mark_nonfinite(const T* x, int64_t n, float* flag) {
   ex.launch(n, nonfinite_flag_kernel<T, float>, x, n, flag);  // no sync: the flag stays on the device
 }
 
+template <class T>
+void keep_or_undo(T* t, T* backup, int64_t n, const float* flag) {
+  if (n <= 0) return;
+  Exec ex(t);
+  ex.launch(n, keep_or_undo_kernel<T>, t, backup, n, flag);
+}
+
 #define PYCNN_INSTANTIATE_ALL(T)                                                     \
   template void add<T>(const T*, const T*, T*, int64_t);                             \
   template void add_<T>(T*, const T*, int64_t, T);                                   \
-  template void copy_rows<T>(const T*, int64_t, T*, int64_t, int64_t, int64_t);
+  template void copy_rows<T>(const T*, int64_t, T*, int64_t, int64_t, int64_t);    \
+  template void keep_or_undo<T>(T*, T*, int64_t, const float*);
 #define PYCNN_INSTANTIATE_FLOAT(T)                                                   \
   template void scale_<T>(T*, int64_t, T);                                           \
   template void sum_all<T>(const T*, T*, int64_t);                                   \

@@ -22,8 +22,12 @@ bool isfinite_all(const Tensor& x);                              // no NaN, no I
 // float32 () on the tensors' device: 1 when any element of any tensor is NaN/Inf, else 0 (no host
 // sync; int64 tensors count as finite). All tensors must share one device; an empty list is refused.
 Tensor nonfinite_flag(const std::vector<Tensor>& tensors);
+// In place, per pair, decided on the device by found_inf (a float32 one-element flag, no host
+// sync): 0 keeps the step (backups[i] = tensors[i]), non-zero undoes it (tensors[i] = backups[i]).
+// The Trainer's guard for what a forward changes outside the optimizer (BatchNorm's statistics).
+void keep_or_undo_(const std::vector<Tensor>& tensors, const std::vector<Tensor>& backups, const Tensor& found_inf);
 
-// add, add_ and copy_rows exist for float, double and int64_t; the rest for float and double.
+// add, add_, copy_rows and keep_or_undo exist for float, double and int64_t; the rest for float and double.
 namespace cpu {
 template <class T> void add(const T* a, const T* b, T* out, int64_t n);
 template <class T> void add_(T* dst, const T* src, int64_t n, T alpha);
@@ -35,6 +39,7 @@ template <class T> void sum_all(const T* x, T* out, int64_t n);
 template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
 template <class T> void isfinite_all(const T* x, int64_t n, bool* result);  // result points to host memory
 template <class T> void mark_nonfinite(const T* x, int64_t n, float* flag);  // *flag = 1 when x has NaN/Inf
+template <class T> void keep_or_undo(T* t, T* backup, int64_t n, const float* flag);
 }  // namespace cpu
 
 namespace cuda {
@@ -47,6 +52,7 @@ template <class T> void sum_all(const T* x, T* out, int64_t n);
 template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
 template <class T> void isfinite_all(const T* x, int64_t n, bool* result);
 template <class T> void mark_nonfinite(const T* x, int64_t n, float* flag);  // flag in device memory
+template <class T> void keep_or_undo(T* t, T* backup, int64_t n, const float* flag);
 }  // namespace cuda
 
 }  // namespace pycnn

@@ -15,4 +15,7 @@ PYCNN_BINDINGS(40, tensor_ops) {
   m.def("isfinite_all", &isfinite_all, py::arg("x"), nogil());
   m.def("nonfinite_flag", &nonfinite_flag, py::arg("tensors"), nogil(),
         "float32 () tensor on the tensors' device: 1.0 if any element is NaN/Inf, else 0.0 (no host sync)");
+  m.def("keep_or_undo_", &keep_or_undo_, py::arg("tensors"), py::arg("backups"), py::arg("found_inf"), nogil(),
+        "found_inf == 0: backups[i] = tensors[i] (keep the step); else tensors[i] = backups[i] (undo it); in place, "
+        "decided on the device");
 }

@@ -55,6 +55,7 @@ class GraphStep:
             ptrs.append(p.data._data_ptr())
             st = state[p] if state is not None else {}
             ptrs.append(tuple((k, v._data_ptr()) for k, v in sorted(st.items()) if isinstance(v, Tensor)))
+        ptrs += [t._data_ptr() for t in self.trainer._buffers + self.trainer._backups]  # the buffer guard's
         return groups, tuple(ptrs)
 
     def reset(self) -> None:

@@ -118,6 +118,8 @@ class Trainer:
         self.cuda_graph = cuda_graph
         self._graph_step: Optional[GraphStep] = None
         self._bad: Optional[Tensor] = None  # raise mode's sticky flag (a fixed tensor: graphs bake it in)
+        self._buffers: List[Tensor] = []  # the model's buffers, guarded like the weights (_back_up_buffers)
+        self._backups: List[Tensor] = []
         self._step_takes_flag = "found_inf" in _keyword_names(getattr(optimizer, "step"))
         if cuda_graph:
             if not str(self.device).startswith("cuda"):
@@ -284,6 +286,7 @@ class Trainer:
         self.stop_reason: Optional[str] = None  # set by the callback that stops training (EarlyStopping)
         if self._bad is not None:
             self._bad.fill_(0.0)
+        self._back_up_buffers()
         was_training = bool(getattr(self.model, "training", True))
         train_logs: Dict[str, float] = {}
         for cb in cbs:
@@ -479,7 +482,25 @@ class Trainer:
             opt.step(found_inf=gate)
         elif gate.item() == 0.0:  # an optimizer without found_inf: the host decides (a sync per step)
             opt.step()
+        if self._buffers:  # what the forward changed outside the optimizer (BatchNorm's statistics)
+            _core.keep_or_undo_(self._buffers, self._backups, gate)
         return flag
+
+    def _back_up_buffers(self) -> None:
+        """At the start of fit: the model's buffers and their backups, which the guarded step keeps
+        in step (or restores from) on the device. Backups are reused while the buffers keep their
+        shapes: a captured CUDA graph holds their addresses."""
+        bufs = [b for b in self.model.buffers() if isinstance(b, Tensor) and b.dtype in (float32, float64, int64)] \
+            if callable(getattr(self.model, "buffers", None)) else []
+        old = self._backups
+        same = len(old) == len(bufs) and all(
+            tuple(o.shape) == tuple(b.shape) and o.dtype == b.dtype and o.device == b.device for o, b in zip(old, bufs))
+        if same:
+            for o, b in zip(old, bufs):
+                o.copy_(b)
+        else:
+            self._backups = [b.clone() for b in bufs]
+        self._buffers = bufs
 
     @staticmethod
     def _progress(loss_sum: Tensor, correct: Optional[Tensor], seen: int, t0: float) -> str:
