@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import typing
 import typing_extensions
-__all__: list[str] = ['Act', 'CUDAGraph', 'DType', 'DeviceError', 'Tensor', 'activation_backward', 'activation_forward', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'blas_config', 'blas_core_name', 'blas_preferred_core', 'concat', 'conv2d_backward', 'conv2d_forward', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'isfinite_all', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'openmp', 'parse_device', 'prelu_backward', 'prelu_forward', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'zeros']
+__all__: list[str] = ['Act', 'CUDAGraph', 'DType', 'DeviceError', 'Tensor', 'activation_backward', 'activation_forward', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'blas_config', 'blas_core_name', 'blas_preferred_core', 'concat', 'conv2d_backward', 'conv2d_forward', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'isfinite_all', 'keep_or_undo_', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'nonfinite_flag', 'openmp', 'parse_device', 'prelu_backward', 'prelu_forward', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'zeros']
 class DeviceError(RuntimeError):
     pass
 class DType:
@@ -319,6 +319,10 @@ def im2col(x: Tensor, kernel_size: typing.Annotated[collections.abc.Sequence[typ
     """
 def isfinite_all(x: Tensor) -> bool:
     ...
+def keep_or_undo_(tensors: collections.abc.Sequence[Tensor], backups: collections.abc.Sequence[Tensor], found_inf: Tensor) -> None:
+    """
+    found_inf == 0: backups[i] = tensors[i] (keep the step); else tensors[i] = backups[i] (undo it); in place, decided on the device
+    """
 def linear_backward(grad_output: Tensor, x: Tensor, w: Tensor, need_dx: bool = True, need_dw: bool = True, need_db: bool = True) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
     ...
 def linear_forward(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
@@ -337,6 +341,10 @@ def mse_backward(x: Tensor, target: Tensor, grad_scale: typing.SupportsFloat | t
     ...
 def mse_forward(x: Tensor, target: Tensor) -> Tensor:
     ...
+def nonfinite_flag(tensors: collections.abc.Sequence[Tensor]) -> Tensor:
+    """
+    float32 () tensor on the tensors' device: 1.0 if any element is NaN/Inf, else 0.0 (no host sync)
+    """
 def parse_device(arg0: str) -> str:
     ...
 def prelu_backward(grad_output: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -353,8 +361,10 @@ def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def set_rng_offset(offset: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
-def sgd_step(params: collections.abc.Sequence[Tensor], grads: collections.abc.Sequence[Tensor], momentum_buffers: collections.abc.Sequence[Tensor], lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, first_step: bool = False) -> None:
-    ...
+def sgd_step(params: collections.abc.Sequence[Tensor], grads: collections.abc.Sequence[Tensor], momentum_buffers: collections.abc.Sequence[Tensor], lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, dampening: typing.SupportsFloat | typing.SupportsIndex = 0.0, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, nesterov: bool = False, first_step: bool = False, *, found_inf: Tensor | None = None) -> None:
+    """
+    in-place SGD step of one parameter group; found_inf: a float32 one-element flag on the params' device, non-zero skips the step (read by the kernels, no host sync)
+    """
 def softmax_backward(grad_output: Tensor, y: Tensor) -> Tensor:
     ...
 def softmax_forward(x: Tensor) -> Tensor:
