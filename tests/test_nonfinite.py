@@ -258,3 +258,33 @@ def test_a_nan_batch_leaves_batchnorm_statistics_as_they_were():
     assert tr.history.history["skipped_batches"] == [1.0]
     for k in ref:
         np.testing.assert_array_equal(skipped[k], ref[k], err_msg=k)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not pc.cuda.is_available(), reason="no CUDA device available")
+def test_cuda_graph_replays_never_apply_a_nan_batch():
+    """Trainer(cuda_graph=True): batch 6 (a replay) is NaN; FloatingPointError at the logging point,
+    and weights and BatchNorm statistics equal a run of batches 1-5 only."""
+    x, y = _data()
+    x_bad = x.copy()
+    x_bad[44, 0] = np.nan
+
+    def run(xs, ys):
+        pc.manual_seed(0)
+        model = _bn_mlp()
+        tr = Trainer(model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9), nn.CrossEntropyLoss(),
+                     device="cuda", cuda_graph=True)
+        err = None
+        try:
+            tr.fit(xs, ys, batch_size=8, shuffle=False, verbose=0)
+        except FloatingPointError as e:
+            err = e
+        return {k: np.array(v.numpy()) for k, v in model.state_dict().items()}, err, tr
+
+    good, err, _ = run(x[:40], y[:40])
+    assert err is None
+    bad, err, tr = run(x_bad, y)
+    assert err is not None and "batch 6" in str(err)
+    assert tr._graph_step.replays >= 4
+    for k in good:
+        np.testing.assert_array_equal(bad[k], good[k], err_msg=k)
