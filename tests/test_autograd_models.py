@@ -270,3 +270,44 @@ def test_traced_cnn_gradients_match_torch():
     for name, p in m.named_parameters():
         want = dict(tm.named_parameters())[name].grad.numpy()
         np.testing.assert_allclose(N(p.grad), want, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+# ------------------------------------------------------- a custom module with its own backward
+class Scale(nn.Module):
+    """docs/python_layer.md's explicit custom module."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.g = nn.Parameter(pc.ones(c, dtype=pc.float64) * 1.5)
+        self._cache = None
+
+    def forward(self, x):
+        self._cache = x
+        return x * self.g.data.reshape(1, -1, 1, 1)
+
+    def backward(self, grad_output):
+        x = self._cache
+        if x is None:
+            raise self._no_cache()
+        self._cache = None
+        self._accumulate(self.g, (grad_output * x).sum(dim=(0, 2, 3)))
+        return grad_output * self.g.data.reshape(1, -1, 1, 1)
+
+
+def test_an_explicit_custom_module_is_one_node_and_both_routes_agree():
+    pc.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), Scale(3), nn.ReLU(), nn.Flatten(), nn.Linear(27, 2)).double()
+    assert model._explicit()
+    x = T(rng(9).standard_normal((2, 2, 5, 5)))
+    y = T(np.array([1, 0]))
+    crit = nn.CrossEntropyLoss()
+    loss = crit(model(x), y)
+    assert loss.grad_fn.next_functions[0][0].name() == "SequentialBackward"
+    loss.backward()
+    tape = [N(p.grad).copy() for p in model.parameters()]
+    model.zero_grad()
+    crit(model(x), y)
+    model.backward(crit.backward())
+    for a, p in zip(tape, model.parameters()):
+        np.testing.assert_array_equal(a, N(p.grad))
+    assert gradcheck(Scale(3), rng(10).standard_normal((2, 3, 2, 2)))

@@ -292,7 +292,7 @@ def _recording_forward(forward: Callable) -> Callable:
         tls = _calls
         depth = tls.depth
         traced = False
-        explicit = None
+        explicit = tree = None
         if depth == 0:
             record, training, capture = tls.enabled, self.training, None
             tls.record, tls.training, tls.capture = record, training, None
@@ -300,15 +300,17 @@ def _recording_forward(forward: Callable) -> Callable:
                 tls.pass_id = next(_ids)
                 tree = self._tree()
                 _start_pass(tree, training)
-                explicit = _explicit(tree)
+                explicit = d["_explicit_last"] = _explicit(tree)
                 traced = not explicit
                 if traced:  # Module.backward of a traced model differentiates this call on the tape
                     args = tuple(_input_leaf(a) for a in args)
         else:
             record, training, capture = tls.record, tls.training, tls.capture
         pass_id = tls.pass_id
-        root = record and capture is None and type(self).backward is not _NO_BACKWARD and (
-            explicit if explicit is not None else _explicit(self._tree()))
+        if record and capture is None and type(self).backward is not _NO_BACKWARD and explicit is None:
+            tree = self._tree()
+            explicit = _explicit(tree)
+        root = record and capture is None and type(self).backward is not _NO_BACKWARD and explicit
         if root:
             capture = tls.capture = next(_ids)
         attrs = self._cache_attrs
@@ -330,10 +332,10 @@ def _recording_forward(forward: Callable) -> Callable:
                         d[a] = v
         if record:
             if attrs[0] in d:
-                d.setdefault("_cache_stack", []).append((pass_id, capture, training,
-                                                         tuple([d.get(a) for a in attrs])))
+                values = (d.get(attrs[0]),) if len(attrs) == 1 else tuple([d.get(a) for a in attrs])
+                d.setdefault("_cache_stack", []).append((pass_id, capture, training, values))
             if root:
-                out = _module_node(self, capture, args, out)
+                out = _module_node(self, tree, capture, args, out)
             if depth == 0:
                 _tag_outputs(out, pass_id)
                 if traced:
@@ -393,13 +395,12 @@ def _input_leaf(a: Any) -> Any:
     return a
 
 
-def _module_node(m: "Module", capture: int, args: tuple, out: Any) -> Any:
+def _module_node(m: "Module", tree: Any, capture: int, args: tuple, out: Any) -> Any:
     """Puts a module with its own backward on the tape as one node (when an input or one of its
     parameters needs a gradient); returns the output (a new tensor object where the module
     returned its input itself)."""
     edges = tuple(_autograd.edge_of(a.data if isinstance(a, Parameter) else a) for a in args)
-    params = m.parameters() if m._modules else m._parameters.values()
-    trainable = any(p is not None and p.requires_grad for p in params)
+    trainable = any(p is not None and p.requires_grad for sub in tree for p in sub._parameters.values())
     if not trainable and all(e is None for e in edges):
         return out
     node = _ModuleNode(m, capture, edges, trainable, isinstance(out, (tuple, list)))
@@ -481,7 +482,10 @@ def _restoring_cache(backward: Callable) -> Callable:
         i, entry = -1, None
         try:
             if stack is not None:  # this module records: never read a cache left on self
-                i, entry = _take_entry(self, stack)
+                if stack and tls.bw_pass is not None and stack[-1][tls.bw_field] == tls.bw_pass:
+                    i, entry = len(stack) - 1, stack.pop()  # the usual case: the newest entry
+                else:
+                    i, entry = _take_entry(self, stack)
                 d.update(zip(self._cache_attrs, entry[3] if entry is not None else (None,) * len(self._cache_attrs)))
             d["_in_backward"] = True
             tls.bw_depth = bw_depth + 1
@@ -1083,7 +1087,7 @@ def _backward_for_step(model: Module, criterion: Any, loss: Tensor) -> None:
     input's d/dx skipped where the model can skip it (a user model whose backward has no such
     option runs as is). Any other model (a forward-only custom module) runs ``loss.backward()``
     on the tape its forward recorded."""
-    if isinstance(model, Module) and not model._explicit():
+    if isinstance(model, Module) and not model.__dict__.get("_explicit_last", True):
         loss.backward()
     elif _takes_need_input_grad(model):
         model.backward(criterion.backward(), need_input_grad=False)
