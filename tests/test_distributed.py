@@ -281,6 +281,12 @@ def test_batchnorm_and_dropout_train_under_ddp_and_ranks_agree(tmp_path):
     assert not np.array_equal(got["0.weight"], start["0.weight"])
 
 
+def test_ddp_averages_through_autograd_for_explicit_and_forward_only_models():
+    proc, _ = mpirun(2, "ddp_autograd.py")  # ddp.backward(g) and loss.backward(), two kinds of model
+    _ok(proc)
+    assert proc.stdout.count("gradients averaged on every route") == 2
+
+
 def test_a_rerun_repeats_bit_for_bit(tmp_path):
     runs = []
     for i in range(2):

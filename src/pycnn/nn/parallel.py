@@ -21,10 +21,11 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from .. import _core
+from .. import autograd as _autograd
 from .. import distributed as _dist
 from .. import functional as F
 from ..tensor import Tensor
-from .module import Module, Parameter, Sequential, _takes_need_input_grad
+from .module import _NO_BACKWARD, Module, Parameter, Sequential, _takes_need_input_grad
 
 __all__ = ["DistributedDataParallel"]
 
@@ -116,11 +117,22 @@ class DistributedDataParallel(Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.training and self.broadcast_buffers:
             self.sync_buffers()
+        if self._on_tape() and _autograd.is_grad_enabled() and not kwargs:
+            trainable = [p for p in self.module.parameters() if p.requires_grad]
+            if trainable:
+                return _TapeThenAverage.apply(self, len(args), *args, *trainable)
         return self.module(*args, **kwargs)
+
+    def _on_tape(self) -> bool:
+        """Whether the wrapped model is differentiated on the autograd tape (some module inside it
+        has no backward of its own) rather than by its explicit backward."""
+        return not self.module._explicit()
 
     # ---- backward -------------------------------------------------------------------------------
     def backward(self, grad_output: Any, need_input_grad: bool = True) -> Any:
         """The wrapped module's backward, with the parameter gradients averaged over all ranks."""
+        if self._on_tape():  # the tape from this call's output: _TapeThenAverage below averages
+            return _NO_BACKWARD(self, grad_output, need_input_grad)
         buckets = self._plan()
         pending: List[Tuple[_Bucket, Any, Any]] = []
         launched = 0
@@ -135,7 +147,7 @@ class DistributedDataParallel(Module):
 
         children = self._sequential_children()
         g = grad_output
-        if children is None:
+        if children is None:  # the buckets leave after the whole backward
             if not need_input_grad and _takes_need_input_grad(self.module):
                 g = self.module.backward(g, need_input_grad=False)
             else:
@@ -148,12 +160,19 @@ class DistributedDataParallel(Module):
                     g = children[i].backward(g)
                 launch_ready(i)
         launch_ready(-1)
+        self._wait_all(pending)
+        return g if need_input_grad else None
+
+    def _average_now(self) -> None:
+        """Averages the gradients the parameters hold now (after a backward on the tape)."""
+        self._wait_all([self._start(b) for b in self._plan()])
+
+    def _wait_all(self, pending: List[Tuple[_Bucket, Any, Any]]) -> None:
         t0 = time.perf_counter()
         for bucket, work, flat in pending:
             work.wait()
             self._finish(bucket, flat)
         self.comm_seconds += time.perf_counter() - t0
-        return g if need_input_grad else None
 
     def _sequential_children(self) -> Optional[List[Module]]:
         """The layers to run one by one, when the model is a Sequential with Sequential's own
@@ -245,3 +264,47 @@ class DistributedDataParallel(Module):
 
     def extra_repr(self) -> str:
         return f"world_size={_dist.get_world_size()}, broadcast_buffers={self.broadcast_buffers}"
+
+
+class _TapeThenAverage(_autograd.Function):
+    """A forward-only model under DDP: one node on the tape standing for the model's whole call.
+    Its backward runs the model's own tape from its output (summing into the parameters' .grad),
+    then averages the gradients over the ranks, and returns d/dx of the inputs. The parameters
+    are arguments only so that the node counts as leading to them (loss.backward() then runs it);
+    their gradients were summed by the inner tape, so the node returns None for them."""
+
+    @staticmethod
+    def forward(ctx: Any, ddp: "DistributedDataParallel", n_inputs: int, *args: Any) -> Any:
+        inputs = [_input_leaf(x) for x in args[:n_inputs]]
+        with _autograd.enable_grad():
+            out = ddp.module(*inputs)
+        if not isinstance(out, Tensor):
+            raise TypeError("DistributedDataParallel: a forward-only model must return one Tensor, got "
+                            f"{type(out).__name__}")
+        ctx.ddp, ctx.inputs, ctx.out, ctx.n_params = ddp, inputs, out, len(args) - n_inputs
+        return _autograd.alias(out)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> Any:
+        need = ctx.needs_input_grad[2:2 + len(ctx.inputs)]
+        leaves = [x for x, n in zip(ctx.inputs, need) if n and isinstance(x, Tensor)]
+        _autograd.backward([ctx.out], [grad], extra=leaves)
+        ctx.ddp._average_now()
+        dx = []
+        for x, n in zip(ctx.inputs, need):
+            g = x.grad if n and isinstance(x, Tensor) else None
+            if g is not None:
+                x.grad = None
+            dx.append(g)
+        return (None, None, *dx) + (None,) * ctx.n_params
+
+
+def _input_leaf(x: Any) -> Any:
+    """An input that needs a gradient, as a new leaf over its storage: the model's tape then ends
+    there (the node returns its gradient to the outer tape) instead of running on past it."""
+    if not isinstance(x, Tensor) or not x._rg:
+        return x
+    leaf = _autograd.alias(x)
+    leaf._rg = True
+    leaf._explicit_only = True
+    return leaf
