@@ -1,7 +1,7 @@
 """The `pycnn` command line (also `python -m pycnn`).
 
     pycnn train [--epochs 12] [--batch-size 32] [--lr 0.03] [--momentum 0.9] [--seed 0]
-                [--device cpu|cuda[:N]] [--threads N] [--save PATH] [--quiet]
+                [--device cpu|cuda[:N]] [--threads N] [--save PATH] [--plot PATH] [--report PATH] [--quiet]
         Trains LeNet-5 on the MNIST sample shipped with pycnn (4,000 training / 1,000 test
         digits) with SGD + momentum and a cosine learning-rate schedule, then prints the test
         accuracy and the time taken. The defaults reach about 98% test accuracy.
@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="PATH", default=None, help="save the trained weights (safetensors) to PATH")
     t.add_argument("--plot", metavar="PATH", default=None,
                    help="save the learning curves (loss and accuracy per epoch) as an image; needs matplotlib")
+    t.add_argument("--report", metavar="PATH", default=None,
+                   help="write an HTML page explaining the trained model on a test digit (pc.viz.report); "
+                        "needs matplotlib")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bars; print only the results")
     t.add_argument("--limit", type=_positive_int("--limit"), default=None, help=argparse.SUPPRESS)
     parser.set_defaults(train_parser=t)
@@ -165,7 +168,7 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         if args.device != "cpu" and pc.cuda.is_available():
             args.device = pc.distributed.get_device()  # the GPU of this rank's rank on its node
         if pc.distributed.get_rank() != 0:  # one copy of the output and of the files: rank 0's
-            args.save = args.plot = None
+            args.save = args.plot = args.report = None
             sys.stdout = open(os.devnull, "w")
     if args.device != "cpu" and not pc.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available ({pc.cuda.unavailable_reason()})")
@@ -195,6 +198,16 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         elif ext not in FigureCanvasBase.get_supported_filetypes():
             parser.error(f"--plot {args.plot}: unknown image type '.{ext}'; use one of "
                          + ", ".join("." + f for f in sorted(FigureCanvasBase.get_supported_filetypes())))
+    if args.report is not None:
+        folder = os.path.dirname(os.path.abspath(args.report))
+        if not os.path.isdir(folder):
+            parser.error(f"--report {args.report}: folder {folder!r} does not exist")
+        if os.path.splitext(args.report)[1].lower() not in (".html", ".htm"):
+            parser.error(f"--report {args.report}: the report is an HTML page; give a name ending in .html")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--report needs matplotlib: pip install pycnn[viz]")
     if args.threads is not None:
         pc.set_num_threads(args.threads)
 
@@ -230,6 +243,13 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         fig = pc.viz.plot_history(history)
         fig.savefig(args.plot, dpi=120, bbox_inches="tight")
         print(f"saved learning curves to {args.plot}")
+    if args.report is not None:
+        from pycnn.data.datasets import load_mnist_sample
+
+        _, _, x_test, y_test = load_mnist_sample()
+        pc.viz.report(res["model"], x_test[0], args.report, target=int(y_test[0]), dataset=(x_test, y_test),
+                      history=history, title="LeNet-5 on one MNIST test digit")
+        print(f"wrote the model's explainer page to {args.report}")
     return 130 if history.interrupted else 0
 
 
