@@ -11,6 +11,10 @@ parameters (requires_grad=False) are left out.
 
 The averaged gradient is the gradient of the loss averaged over the global batch (when each rank's
 loss is a mean over an equal share), so N ranks x batch b train like one process with batch N x b.
+
+With autograd (`loss.backward()`): a model whose every module defines backward makes DDP one node
+on the tape, whose backward is DDP's own (above); a forward-only model, traced op by op, runs inside
+one `_TapeThenAverage` node whose backward runs the model's tape from its output and then averages.
 """
 from __future__ import annotations
 
