@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 #include "softmax_ce.h"
 
@@ -319,18 +321,32 @@ void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t
   out[0] = count;
 }
 
+// Whether any of x[0, n) is NaN/Inf: all exponent bits set. Integer ops only, so the loop
+// vectorises (std::isfinite did not: 1.5 ns per element, the Trainer checks every gradient).
+template <class T>
+bool any_nonfinite(const T* x, int64_t n) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr U kExp = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  U bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    U bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    bad |= U((bits & kExp) == kExp);
+  }
+  return bad != 0;
+}
+
 template <class T>
 void isfinite_all(const T* x, int64_t n, bool* result) {
+  constexpr int64_t kGrain = 1 << 20;  // a memory-bound pass: threads pay off on large tensors only
   const int64_t nb = (n + kBlock - 1) / kBlock;
-  std::vector<char> ok(static_cast<size_t>(nb));
-#pragma omp parallel for if (n > kParallelGrain)
+  std::vector<char> bad(static_cast<size_t>(nb));
+#pragma omp parallel for if (n > kGrain)
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
-    bool all = true;
-    for (int64_t i = lo; i < hi; ++i) all &= std::isfinite(x[i]);
-    ok[b] = all;
+    const int64_t lo = b * kBlock;
+    bad[b] = any_nonfinite(x + lo, std::min(n, lo + kBlock) - lo);
   }
-  *result = std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+  *result = std::none_of(bad.begin(), bad.end(), [](char v) { return v != 0; });
 }
 
 template <class T>
