@@ -313,7 +313,7 @@ def test_gradcheck_concat():
     cat = nn.Concat(nn.Conv2d(3, 2, 1), nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Tanh()),
                     nn.AvgPool2d(3, stride=1, padding=1))
     x = rng(11).standard_normal((2, 3, 4, 4))
-    y = cat(pc.tensor(x))
+    y = cat(pc.tensor(x, dtype=pc.float32))  # pc.tensor keeps a float64 array float64, as torch
     assert y.shape == (2, 8, 4, 4)
     assert gradcheck(cat, x)
 

@@ -79,6 +79,15 @@ Tensor unaliased(const Tensor& src, const Tensor& dst) {
   return src.storage() == dst.storage() && !same_layout ? src.clone() : src;
 }
 
+// True when `src` broadcasts to exactly `dst` (the in-place and copy rule).
+bool broadcasts_to(const Shape& src, const Shape& dst) {
+  if (src.size() > dst.size()) return false;
+  const size_t lead = dst.size() - src.size();
+  for (size_t i = 0; i < src.size(); ++i)
+    if (src[i] != 1 && src[i] != dst[lead + i]) return false;
+  return true;
+}
+
 Tensor cast_to(const Tensor& t, DType dt) { return t.dtype() == dt ? t : t.to_dtype(dt); }
 
 // out = a op b over out's shape; a / b null: the scalar sa / sb. a, b already of dtype ct.
@@ -196,14 +205,17 @@ Tensor binary_scalar(const Tensor& a_, double s, ScalarKind kind, BinaryOp op, b
 
 void binary_(const Tensor& a, const Tensor& b_, BinaryOp op) {
   const char* name = binary_name(op);
+  check_defined(a, name, "self");
+  check_defined(b_, name, "other");
+  PYCNN_CHECK(broadcasts_to(b_.shape(), a.shape()), ValueError, name, "_: other of shape ", shape_str(b_.shape()),
+              " cannot be broadcast to the shape ", shape_str(a.shape()), " of self (it is updated in place)");
   const DType ct = check_binary(a, b_, op);
   const DType result = is_comparison(op) ? DType::Bool : ct;
   PYCNN_CHECK(category(result) <= category(a.dtype()), TypeError, name, "_: the result type ", dtype_name(result),
               " cannot be stored in place in a ", dtype_name(a.dtype()), " tensor");
-  PYCNN_CHECK(broadcast_shapes(a.shape(), b_.shape(), name) == a.shape(), ValueError, name, "_: other of shape ",
-              shape_str(b_.shape()), " cannot be broadcast to the shape ", shape_str(a.shape()), " of self");
   check_writable(a, name);
-  PYCNN_CHECK(!is_comparison(op) || a.dtype() == DType::Bool, TypeError, name, "_: in-place comparison needs a bool tensor");
+  PYCNN_CHECK(!is_comparison(op) || a.dtype() == DType::Bool, TypeError, name,
+              "_: in-place comparison needs a bool tensor");
   const Tensor b = cast_to(unaliased(b_, a), a.dtype());
   run_binary(a, &a, 0, &b, 0, a.dtype(), op);
 }
@@ -239,7 +251,7 @@ void unary_(const Tensor& x, UnaryOp op, UnaryParams p) {
 void copy_into(const Tensor& dst, const Tensor& src_) {
   check_defined(dst, "copy", "destination");
   check_defined(src_, "copy", "source");
-  PYCNN_CHECK(broadcast_shapes(dst.shape(), src_.shape(), "copy") == dst.shape(), ValueError, "copy: source of shape ",
+  PYCNN_CHECK(broadcasts_to(src_.shape(), dst.shape()), ValueError, "copy: source of shape ",
               shape_str(src_.shape()), " cannot be broadcast to the destination shape ", shape_str(dst.shape()));
   check_writable(dst, "copy");
   Tensor src = src_.device() == dst.device() ? unaliased(src_, dst) : src_.to(dst.device());

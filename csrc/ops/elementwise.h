@@ -143,7 +143,9 @@ PYCNN_HD inline T unary_value(T x, const UnaryParams& p) {
     if (p.has_hi && x > T(p.hi)) x = T(p.hi);
     return x;
   }
-  else { if constexpr (std::is_same_v<T, bool>) return !x; else if constexpr (integral) return T(~x); else return T(0); }
+  else if constexpr (std::is_same_v<T, bool>) return !x;  // Not
+  else if constexpr (integral) return T(~x);
+  else return T(0);
 }
 
 // Calls f(std::integral_constant<BinaryOp, op>{}) for the runtime op (one instantiation per op).

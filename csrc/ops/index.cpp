@@ -41,7 +41,8 @@ std::vector<int64_t> check_index(const Tensor& x, int64_t dim, const Tensor& ind
   check_defined(x, op, "input");
   check_defined(index, op, "index");
   check_same_device(x, index, op, "input", "index");
-  PYCNN_CHECK(index.dtype() == DType::Int64, TypeError, op, ": expected an int64 index, got ", dtype_name(index.dtype()));
+  PYCNN_CHECK(index.dtype() == DType::Int64, TypeError, op, ": expected an int64 index, got ",
+              dtype_name(index.dtype()));
   PYCNN_CHECK(index.dim() == 1, ValueError, op, ": expected a 1-D index, got shape ", shape_str(index.shape()));
   const int64_t rank = x.dim();
   PYCNN_CHECK(dim >= -rank && dim < rank, ValueError, op, ": dim ", dim, " is out of range for a tensor of shape ",
@@ -91,7 +92,8 @@ void index_put_(const Tensor& x, int64_t dim, const Tensor& index, const Tensor&
   const Tensor work = x.contiguous();  // x itself when contiguous
   const Around a = around(x.shape(), dim);
   const Tensor src_rows = rows_tensor(src, x.device()), dst_rows = rows_tensor(dst, x.device());
-  run_move_rows(values, shape[dim], &src_rows, work, a.n, &dst_rows, a.outer, static_cast<int64_t>(src.size()), a.inner);
+  const int64_t kept = static_cast<int64_t>(src.size());
+  run_move_rows(values, shape[dim], &src_rows, work, a.n, &dst_rows, a.outer, kept, a.inner);
   if (!x.is_contiguous()) copy_into(x, work);
 }
 

@@ -43,7 +43,8 @@ Tensor bmm(const Tensor& a_, const Tensor& b_) {
     if (d.batch * d.M * d.N == 0 || d.K == 0) return out;
     const auto [a, ga] = gemm_operand(a_);
     const auto [b, gb] = gemm_operand(b_);
-    PYCNN_ON_DEVICE(out.device(), bmm<T>, a.template data<T>(), ga, b.template data<T>(), gb, out.template data<T>(), d);
+    PYCNN_ON_DEVICE(out.device(), bmm<T>, a.template data<T>(), ga, b.template data<T>(), gb,
+                    out.template data<T>(), d);
     return out;
   });
 }

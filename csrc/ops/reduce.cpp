@@ -60,7 +60,8 @@ int64_t check_reduce(const Tensor& x, int64_t dim, ReduceOp op) {
 
 Tensor reduce(const Tensor& x_, int64_t dim_, ReduceOp op, bool keepdim) {
   const int64_t dim = check_reduce(x_, dim_, op);
-  if (op == ReduceOp::Max || op == ReduceOp::Min) return reduce_with_indices(x_, dim, op == ReduceOp::Max, keepdim).first;
+  if (op == ReduceOp::Max || op == ReduceOp::Min)
+    return reduce_with_indices(x_, dim, op == ReduceOp::Max, keepdim).first;
   const Tensor x = x_.contiguous();
   const ReduceShape s = around(x.shape(), dim);
   const Shape shape = reduced_shape(x.shape(), dim, keepdim);
@@ -78,11 +79,16 @@ Tensor reduce(const Tensor& x_, int64_t dim_, ReduceOp op, bool keepdim) {
   Tensor out = Tensor::empty(shape, out_t, x.device());
   if (out.numel() == 0) return out;
   const bool mean = op == ReduceOp::Mean;
+  auto run = [&](auto in, auto res) {
+    using T = decltype(in);
+    using Out = decltype(res);
+    PYCNN_ON_DEVICE(x.device(), reduce_sum<T PYCNN_COMMA Out>, x.data<T>(), out.data<Out>(), s, mean);
+  };
   switch (x.dtype()) {
-    case DType::Float32: PYCNN_ON_DEVICE(x.device(), reduce_sum<float PYCNN_COMMA float>, x.data<float>(), out.data<float>(), s, mean); break;
-    case DType::Float64: PYCNN_ON_DEVICE(x.device(), reduce_sum<double PYCNN_COMMA double>, x.data<double>(), out.data<double>(), s, mean); break;
-    case DType::Int64: PYCNN_ON_DEVICE(x.device(), reduce_sum<int64_t PYCNN_COMMA int64_t>, x.data<int64_t>(), out.data<int64_t>(), s, mean); break;
-    case DType::Bool: PYCNN_ON_DEVICE(x.device(), reduce_sum<bool PYCNN_COMMA int64_t>, x.data<bool>(), out.data<int64_t>(), s, mean); break;
+    case DType::Float32: run(float{}, float{}); break;
+    case DType::Float64: run(double{}, double{}); break;
+    case DType::Int64: run(int64_t{}, int64_t{}); break;
+    case DType::Bool: run(bool{}, int64_t{}); break;
   }
   return out;
 }

@@ -7,7 +7,97 @@ import collections.abc
 import numpy
 import typing
 import typing_extensions
-__all__: list[str] = ['Act', 'CUDAGraph', 'DType', 'DeviceError', 'Tensor', 'activation_backward', 'activation_forward', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'blas_config', 'blas_core_name', 'blas_preferred_core', 'concat', 'conv2d_backward', 'conv2d_forward', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'isfinite_all', 'keep_or_undo_', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'nonfinite_flag', 'openmp', 'parse_device', 'prelu_backward', 'prelu_forward', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'zeros']
+__all__: list[str] = ['Act', 'BinaryOp', 'CUDAGraph', 'DType', 'DeviceError', 'ReduceOp', 'ScalarKind', 'Tensor', 'UnaryOp', 'activation_backward', 'activation_forward', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'binary', 'binary_', 'binary_scalar', 'binary_scalar_', 'blas_config', 'blas_core_name', 'blas_preferred_core', 'bmm', 'broadcast_shapes', 'concat', 'conv2d_backward', 'conv2d_forward', 'copy_into', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'index_put_', 'index_select', 'isfinite_all', 'keep_or_undo_', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'nonfinite_flag', 'openmp', 'parse_device', 'prelu_backward', 'prelu_forward', 'reduce', 'reduce_with_indices', 'result_type', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'unary', 'unary_', 'zeros']
+class BinaryOp:
+    """
+    Members:
+    
+      add
+    
+      sub
+    
+      mul
+    
+      div
+    
+      pow
+    
+      maximum
+    
+      minimum
+    
+      eq
+    
+      ne
+    
+      lt
+    
+      le
+    
+      gt
+    
+      ge
+    
+      bitwise_and
+    
+      bitwise_or
+    
+      bitwise_xor
+    
+      copy
+    """
+    __members__: typing.ClassVar[dict[str, BinaryOp]]
+    add: typing.ClassVar[BinaryOp]
+    bitwise_and: typing.ClassVar[BinaryOp]
+    bitwise_or: typing.ClassVar[BinaryOp]
+    bitwise_xor: typing.ClassVar[BinaryOp]
+    copy: typing.ClassVar[BinaryOp]
+    div: typing.ClassVar[BinaryOp]
+    eq: typing.ClassVar[BinaryOp]
+    ge: typing.ClassVar[BinaryOp]
+    gt: typing.ClassVar[BinaryOp]
+    le: typing.ClassVar[BinaryOp]
+    lt: typing.ClassVar[BinaryOp]
+    maximum: typing.ClassVar[BinaryOp]
+    minimum: typing.ClassVar[BinaryOp]
+    mul: typing.ClassVar[BinaryOp]
+    ne: typing.ClassVar[BinaryOp]
+    pow: typing.ClassVar[BinaryOp]
+    sub: typing.ClassVar[BinaryOp]
+    @typing.overload
+    def __eq__(self, other: BinaryOp) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: BinaryOp) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
 class DeviceError(RuntimeError):
     pass
 class DType:
@@ -68,6 +158,111 @@ class DType:
         ...
     @property
     def numpy(self) -> numpy.dtype[typing.Any]:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class ReduceOp:
+    """
+    Members:
+    
+      sum
+    
+      mean
+    
+      max
+    
+      min
+    
+      argmax
+    
+      argmin
+    """
+    __members__: typing.ClassVar[dict[str, ReduceOp]]
+    argmax: typing.ClassVar[ReduceOp]
+    argmin: typing.ClassVar[ReduceOp]
+    max: typing.ClassVar[ReduceOp]
+    mean: typing.ClassVar[ReduceOp]
+    min: typing.ClassVar[ReduceOp]
+    sum: typing.ClassVar[ReduceOp]
+    @typing.overload
+    def __eq__(self, other: ReduceOp) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: ReduceOp) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class ScalarKind:
+    """
+    Members:
+    
+      bool
+    
+      int
+    
+      float
+    """
+    __members__: typing.ClassVar[dict[str, ScalarKind]]
+    bool: typing.ClassVar[ScalarKind]
+    float: typing.ClassVar[ScalarKind]
+    int: typing.ClassVar[ScalarKind]
+    @typing.overload
+    def __eq__(self, other: ScalarKind) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: ScalarKind) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
         ...
     @property
     def value(self) -> int:
@@ -213,6 +408,66 @@ class CUDAGraph:
     @property
     def device(self) -> int:
         ...
+class UnaryOp:
+    """
+    Members:
+    
+      neg
+    
+      abs
+    
+      exp
+    
+      log
+    
+      sqrt
+    
+      clamp
+    
+      bitwise_not
+    """
+    __members__: typing.ClassVar[dict[str, UnaryOp]]
+    abs: typing.ClassVar[UnaryOp]
+    bitwise_not: typing.ClassVar[UnaryOp]
+    clamp: typing.ClassVar[UnaryOp]
+    exp: typing.ClassVar[UnaryOp]
+    log: typing.ClassVar[UnaryOp]
+    neg: typing.ClassVar[UnaryOp]
+    sqrt: typing.ClassVar[UnaryOp]
+    @typing.overload
+    def __eq__(self, other: UnaryOp) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: UnaryOp) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
 def activation_backward(grad_output: Tensor, x: Tensor, kind: Act, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> Tensor:
     ...
 def activation_forward(x: Tensor, kind: Act, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> Tensor:
@@ -235,11 +490,23 @@ def batch_norm_forward_eval(x: Tensor, gamma: Tensor | None, beta: Tensor | None
     ...
 def batch_norm_forward_train(x: Tensor, gamma: Tensor | None, beta: Tensor | None, running_mean: Tensor | None, running_var: Tensor | None, momentum: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> tuple[Tensor, Tensor, Tensor]:
     ...
+def binary(a: Tensor, b: Tensor, op: BinaryOp) -> Tensor:
+    ...
+def binary_(a: Tensor, b: Tensor, op: BinaryOp) -> None:
+    ...
+def binary_scalar(a: Tensor, s: typing.SupportsFloat | typing.SupportsIndex, kind: ScalarKind, op: BinaryOp, scalar_first: bool = False) -> Tensor:
+    ...
+def binary_scalar_(a: Tensor, s: typing.SupportsFloat | typing.SupportsIndex, kind: ScalarKind, op: BinaryOp) -> None:
+    ...
 def blas_config() -> str:
     ...
 def blas_core_name() -> str:
     ...
 def blas_preferred_core() -> str:
+    ...
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    ...
+def broadcast_shapes(a: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], b: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> tuple:
     ...
 def concat(tensors: collections.abc.Sequence[Tensor], dim: typing.SupportsInt | typing.SupportsIndex = 0) -> Tensor:
     ...
@@ -251,6 +518,8 @@ def conv2d_forward(x: Tensor, w: Tensor, b: Tensor | None = None, stride: typing
     """
     y = conv2d(x, w) + b; x (N, C, H, W), w (O, C/groups, kh, kw), b (O,) or None, padding (top, bottom, left, right)
     """
+def copy_into(dst: Tensor, src: Tensor) -> None:
+    ...
 def count_correct(logits: Tensor, labels: Tensor) -> Tensor:
     ...
 def cpu_empty_cache() -> None:
@@ -317,6 +586,10 @@ def im2col(x: Tensor, kernel_size: typing.Annotated[collections.abc.Sequence[typ
     """
     (N, C*kh*kw, OH*OW) column matrix, torch.nn.functional.unfold's layout
     """
+def index_put_(x: Tensor, dim: typing.SupportsInt | typing.SupportsIndex, index: Tensor, values: Tensor) -> None:
+    ...
+def index_select(x: Tensor, dim: typing.SupportsInt | typing.SupportsIndex, index: Tensor) -> Tensor:
+    ...
 def isfinite_all(x: Tensor) -> bool:
     ...
 def keep_or_undo_(tensors: collections.abc.Sequence[Tensor], backups: collections.abc.Sequence[Tensor], found_inf: Tensor) -> None:
@@ -351,6 +624,12 @@ def prelu_backward(grad_output: Tensor, x: Tensor, weight: Tensor) -> tuple[Tens
     ...
 def prelu_forward(x: Tensor, weight: Tensor) -> Tensor:
     ...
+def reduce(x: Tensor, dim: typing.SupportsInt | typing.SupportsIndex, op: ReduceOp, keepdim: bool = False) -> Tensor:
+    ...
+def reduce_with_indices(x: Tensor, dim: typing.SupportsInt | typing.SupportsIndex, is_max: bool, keepdim: bool = False) -> tuple[Tensor, Tensor]:
+    ...
+def result_type(a: Tensor, b: Tensor) -> DType:
+    ...
 def scale_(t: Tensor, s: typing.SupportsFloat | typing.SupportsIndex) -> None:
     ...
 def set_allow_tf32(arg0: bool) -> None:
@@ -372,6 +651,10 @@ def softmax_forward(x: Tensor) -> Tensor:
 def split(x: Tensor, sizes: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dim: typing.SupportsInt | typing.SupportsIndex = 0) -> list[Tensor]:
     ...
 def sum_all(x: Tensor) -> Tensor:
+    ...
+def unary(x: Tensor, op: UnaryOp, min: typing.Any = None, max: typing.Any = None) -> Tensor:
+    ...
+def unary_(x: Tensor, op: UnaryOp, min: typing.Any = None, max: typing.Any = None) -> None:
     ...
 def zeros(shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], dtype: typing.Any, device: str = 'cpu') -> Tensor:
     ...

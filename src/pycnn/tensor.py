@@ -5,14 +5,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import _core, _random
+from . import _core, _random, _tensor_methods
 from ._core import DType, Tensor
+from ._tensor_views import cat, stack
 
 float32 = DType.float32
 float64 = DType.float64
 int64 = DType.int64
+bool_ = DType.bool  # exported as pycnn.bool, as torch.bool
 
-_NUMPY_OF = {float32: np.float32, float64: np.float64, int64: np.int64}
+_NUMPY_OF = {float32: np.float32, float64: np.float64, int64: np.int64, bool_: np.bool_}
+
+_tensor_methods.install()  # arithmetic, indexing, reductions and views on Tensor (PyTorch's names)
 
 
 def _np_dtype(dtype: Any) -> np.dtype | None:
@@ -46,17 +50,24 @@ def from_numpy(array: np.ndarray) -> Tensor:
 def tensor(data: Any, dtype: Any = None, device: str = "cpu") -> Tensor:
     """A new tensor holding a copy of `data` (array, nested lists, number or Tensor).
 
-    Floating data defaults to float32 (as in PyTorch), integer data to int64.
+    The dtype follows `torch.tensor`: a NumPy array or a Tensor keeps its dtype (float64 stays
+    float64, other floats become float32); Python floats become float32, Python ints int64 and
+    bools bool.
     """
+    keeps_dtype = isinstance(data, (Tensor, np.ndarray, np.generic))
     if isinstance(data, Tensor):
         data = data.numpy()
-    arr = np.array(data, dtype=_np_dtype(dtype), copy=True)
+    arr = np.array(data, dtype=_np_dtype(dtype), copy=True, order="C")
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor: cannot make a tensor from data of dtype {arr.dtype} "
                         "(object, string or complex); pass numbers")
     if dtype is None:
-        arr = arr.astype(np.float32 if arr.dtype.kind == "f" else np.int64, copy=False)
-    return _core.from_numpy(np.ascontiguousarray(arr)).to(device)
+        if arr.dtype.kind == "f":
+            keep64 = keeps_dtype and arr.dtype == np.float64
+            arr = arr.astype(np.float64 if keep64 else np.float32, copy=False)
+        elif arr.dtype.kind != "b":
+            arr = arr.astype(np.int64, copy=False)
+    return _core.from_numpy(arr).to(device)  # arr is a fresh C-ordered copy; a 0-d array stays 0-d
 
 
 def as_tensor(data: Any, dtype: Any = None, device: str = "cpu") -> Tensor:
