@@ -81,7 +81,7 @@ def report(model: Any, x: Any, path: Any = "report.html", target: Optional[int] 
     page = _PAGE.format(title=_e(title or f"{model_name}: what it sees in this input"),
                         lead=_e(f"{model_name}, {geometry.total_params:,} parameters, on one input of shape "
                                 f"{tuple(img.shape[1:])}: it predicts {names[pred]} with probability "
-                                f"{probs[pred]:.1%}."),
+                                f"{_percent(probs[pred])}."),
                         body="\n".join(sections), version=_e(__version__))
     try:
         with open(path, "w", encoding="utf-8") as f:
@@ -262,12 +262,12 @@ def _section_prediction(img: np.ndarray, probs: np.ndarray, names: List[str], pr
     rows = []
     for c in np.argsort(-probs, kind="stable")[:5]:
         mark = " (target)" if target is not None and int(c) == int(target) else ""
-        rows.append(f'<tr><td>{_e(names[c])}{_e(mark)}</td><td class="num">{_percent(probs[c])}</td>'
+        rows.append(f'<tr><td>{_e(names[c])}{_e(mark)}</td><td class="num">{_e(_percent(probs[c]))}</td>'
                     f'<td class="bar"><span style="width:{100 * probs[c]:.1f}%"></span></td></tr>')
     verdict = ""
     if target is not None and int(target) != pred:
         verdict = (f'<p class="warn">The model predicts {_e(names[pred])}, not the target {_e(names[int(target)])} '
-                   f'(probability {_percent(probs[int(target)])}).</p>')
+                   f'(probability {_e(_percent(probs[int(target)]))}).</p>')
     text = ("<p>The last layer gives one score (logit) per class; the softmax "
             "p<sub>i</sub> = e<sup>z<sub>i</sub></sup> / &Sigma;<sub>j</sub> e<sup>z<sub>j</sub></sup> turns them "
             "into probabilities. The five most likely classes:</p>")
@@ -279,7 +279,7 @@ def _section_prediction(img: np.ndarray, probs: np.ndarray, names: List[str], pr
 def _percent(p: float) -> str:
     """Two decimals, without rounding a near-certainty up to 100% or a small chance down to 0%."""
     if 0.9999 < p < 1.0:
-        return "&gt; 99.99%"
+        return "> 99.99%"
     return f"{p:.2%}" if p >= 1e-4 or p == 0.0 else f"{p:.1e}"
 
 
@@ -399,7 +399,8 @@ def _section_patches(model: Any, img: np.ndarray, convs: List[Tuple[Any, Any]], 
 def _section_history(h: Mapping[str, Sequence[float]], plt: Any) -> str:
     fig = plot_history(h)
     finals = ", ".join(f"{k} {float(v[-1]):.4g}" for k, v in h.items() if len(v))
-    text = (f"<p>One point per epoch; dashed: on the validation data. After {max(len(v) for v in h.values())} "
+    dashed = "; dashed: on the validation data" if any(k.startswith("val_") for k in h) else ""
+    text = (f"<p>One point per epoch{dashed}. After {max(len(v) for v in h.values())} "
             f"epoch(s): {_e(finals)}.</p>")
     return _section("history", "6. How it learned", text + _img(fig, "learning curves", plt.close))
 
