@@ -304,6 +304,20 @@ def test_pycnn_ops_leave_the_callers_openmp_setting_alone():
     assert pc.get_num_threads() == threads
 
 
+def test_torch_set_num_threads_and_pycnn_leave_each_other_alone():
+    torch = pytest.importorskip("torch")
+    step = _conv_step()
+    threads, torch_threads = pc.get_num_threads(), torch.get_num_threads()
+    other = threads + 1
+    try:
+        torch.set_num_threads(other)
+        step()
+        assert pc.get_num_threads() == threads
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
 def _run_child(code, first=""):
     import json
     import os
