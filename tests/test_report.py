@@ -234,13 +234,16 @@ def test_the_page_renders_in_chromium_with_every_image(page, tmp_path):
 
 
 def _png_bytes():
-    from matplotlib.figure import Figure
+    """A valid 2x2 grey PNG, made without matplotlib."""
+    import struct
+    import zlib
 
-    fig = Figure(figsize=(1, 1))
-    fig.subplots().plot([0, 1])
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes([0, 255]) for _ in range(2))  # filter byte 0, then the pixels
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 # ------------------------------------------------------------------------------------------------
