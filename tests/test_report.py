@@ -147,6 +147,28 @@ def test_text_is_escaped(tmp_path):
     assert "&lt;i&gt;mine&lt;/i&gt; &amp; &lt;script&gt;x&lt;/script&gt;" in text
 
 
+@needs_mpl
+def test_a_target_the_model_does_not_predict_is_explained_and_flagged(trained, tmp_path):
+    model, x, _, _ = trained
+    z = _logits(model, x[2])
+    pred, other = int(np.argmax(z)), int(np.argmin(z))
+    path = tmp_path / "r.html"
+    pc.viz.report(model, x[2], path, target=other)
+    text = path.read_text(encoding="utf-8")
+    assert f"The model predicts {pred}, not the target {other}" in text
+    assert f"the score of the target class <b>{other}</b>" in text
+    pc.viz.report(model, x[2], path)
+    text = path.read_text(encoding="utf-8")
+    assert "not the target" not in text and f"the score of the predicted class <b>{pred}</b>" in text
+
+
+def test_probabilities_are_not_rounded_to_certainty_or_to_zero():
+    from pycnn.viz.report import _percent
+
+    assert [_percent(p) for p in (0.5, 0.123456, 1.0, 0.0)] == ["50.00%", "12.35%", "100.00%", "0.00%"]
+    assert _percent(1 - 1e-7) == "> 99.99%" and _percent(4e-7) == "4.0e-07"
+
+
 @pytest.mark.parametrize("x, message", [
     (np.zeros((2, 1, 8, 8), np.float32), r"viz\.report: x must be one image, \(C, H, W\) or \(1, C, H, W\); "
                                          r"got shape \(2, 1, 8, 8\) \(pick one"),
@@ -163,7 +185,7 @@ def test_bad_inputs_are_named(tmp_path, x, message):
 
 
 def test_bad_arguments_are_named(tmp_path):
-    model, (x, y) = _model(), _data()
+    model, (x, _) = _model(), _data()
     ok = tmp_path / "r.html"
     with pytest.raises(FileNotFoundError, match=r"viz\.report: cannot write .*folder .*nope.* does not exist"):
         pc.viz.report(model, x[0], tmp_path / "nope" / "r.html")

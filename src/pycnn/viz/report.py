@@ -66,15 +66,15 @@ def report(model: Any, x: Any, path: Any = "report.html", target: Optional[int] 
     convs = _conv_layers(model, geometry)
     model_name = type(model).__name__
     sections = [
-        _section_prediction(img[0], probs, names, pred, target),
+        _section_prediction(img[0], probs, names, pred, None if target is None else explained),
         _section_saliency(img[0], sal, names[explained], explained == pred),
         _section_summary(geometry),
         _section_convs(model, img, convs, plt),
         _section_patches(model, img, convs, data) if data is not None else _missing(
-            "top-patches", "What the units look for", "pass dataset=(x, y) to see the dataset patches "
+            "top-patches", "5. What the units look for", "pass dataset=(x, y) to see the dataset patches "
             "that drive a few units of the last convolution hardest."),
         _section_history(hist, plt) if hist is not None else _missing(
-            "history", "How it learned", "pass history= (what fit returned) to see the learning curves."),
+            "history", "6. How it learned", "pass history= (what fit returned) to see the learning curves."),
     ]
     from .. import __version__
 
@@ -127,7 +127,7 @@ def _check_input(model: Any, x: Any) -> np.ndarray:
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[0] != 1:
-        hint = f" (pick one, e.g. x[0])" if arr.ndim == 4 else ""
+        hint = " (pick one, e.g. x[0])" if arr.ndim == 4 else ""
         raise ValueError(f"{_FN}: x must be one image, (C, H, W) or (1, C, H, W); got shape {arr.shape}{hint}")
     first = _first_conv_channels(model)
     if first is not None and first[1] != arr.shape[1]:
@@ -272,7 +272,8 @@ def _section_prediction(img: np.ndarray, probs: np.ndarray, names: List[str], pr
             "p<sub>i</sub> = e<sup>z<sub>i</sub></sup> / &Sigma;<sub>j</sub> e<sup>z<sub>j</sub></sup> turns them "
             "into probabilities. The five most likely classes:</p>")
     table = '<table class="top5"><tr><th>class</th><th>probability</th><th></th></tr>' + "".join(rows) + "</table>"
-    body = f'<div class="row"><div>{_img(fig, "the input image")}</div><div class="grow">{text}{table}{verdict}</div></div>'
+    body = (f'<div class="row"><div>{_img(fig, "the input image")}</div>'
+            f'<div class="grow">{text}{table}{verdict}</div></div>')
     return _section("prediction", "1. The prediction", body)
 
 
@@ -364,7 +365,8 @@ def _section_convs(model: Any, img: np.ndarray, convs: List[Tuple[Any, Any]], pl
         caption = (f"{c} → {o} channels, kernel {kh}×{kw}, output "
                    f"{r.output_shape[1]}×{r.output_shape[2]}×{r.output_shape[3]}; each output pixel sees "
                    f"{_rf_str(r).split(' / ')[0]} input pixels (receptive field / jump {_rf_str(r)}).")
-        parts.append(f'<div class="conv"><h3>Layer {_e(r.name)} ({_e(r.type)})</h3><p>{_e(caption)}</p><div class="row">'
+        parts.append(f'<div class="conv"><h3>Layer {_e(r.name)} ({_e(r.type)})</h3><p>{_e(caption)}</p>'
+                     '<div class="row">'
                      f'<div>{_img(filt, f"filters of {r.name}", plt.close)}</div>'
                      f'<div>{_img(maps, f"feature maps of {r.name}", plt.close)}</div></div></div>')
     return _section("conv-layers", "4. Inside each convolution", "\n".join(parts))
