@@ -94,7 +94,7 @@ _CHILD = textwrap.dedent("""
         def on_epoch_end(self, epoch, logs=None):
             print("saved", epoch, flush=True)
 
-    path, resume = sys.argv[1], sys.argv[2] == "1"
+    path, resume, epochs = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
     pc.manual_seed(0)
     model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 2))  # ~2 MB weights + momentum
     tr = Trainer(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss())
@@ -102,7 +102,7 @@ _CHILD = textwrap.dedent("""
     x = rng.normal(size=(8, 512)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     print("ready", flush=True)
-    tr.fit(x, y, batch_size=8, epochs=10_000, callbacks=[ModelCheckpoint(path), Said()], verbose=0,
+    tr.fit(x, y, batch_size=8, epochs=epochs, callbacks=[ModelCheckpoint(path), Said()], verbose=0,
            resume_from=path if resume else None)
 """)
 
@@ -119,7 +119,7 @@ def test_kill_9_at_random_moments_always_leaves_a_resumable_checkpoint(tmp_path)
     rnd = random.Random(1234)
     last_resumed = -1
     for i in range(6):
-        p = subprocess.Popen([sys.executable, str(script), path, "1" if os.path.exists(path) else "0"],
+        p = subprocess.Popen([sys.executable, str(script), path, "1" if os.path.exists(path) else "0", "10000"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
             assert p.stdout.readline().strip() == "ready", p.stderr.read()
@@ -147,6 +147,26 @@ def test_kill_9_at_random_moments_always_leaves_a_resumable_checkpoint(tmp_path)
     tr.fit(x, np.zeros(8, np.int64), batch_size=8, epochs=last_resumed + 2, resume_from=path, verbose=0,
            callbacks=[ModelCheckpoint(path)])
     assert len([n for n in os.listdir(tmp_path) if n.startswith("ck.safetensors") or ".tmp" in n]) == 2
+
+
+def test_processes_checkpointing_into_one_folder_never_remove_each_others_files(tmp_path):
+    """Saves and clean-ups hold a lock on the folder: two runs saving the same path at once (e.g.
+    every rank of a job) both finish, and the checkpoint left resumes."""
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    path = str(tmp_path / "ck.safetensors")
+    env = dict(os.environ, PYTHONPATH=PKG_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(script), path, "0", "25"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert out.count("saved") == 25
+    model = nn.Sequential(nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 2))
+    tr = Trainer(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss())
+    assert tr.load_checkpoint(path) == 25
+    assert len([n for n in os.listdir(tmp_path) if n.startswith("ck.") or n.startswith(".ck.")]) == 2
 
 
 # ----------------------------------------------------------------------------- refused before loading

@@ -189,11 +189,7 @@ class ModelCheckpoint(Callback):
         if self.save_training_state and self.trainer is not None:
             checkpoint.save_checkpoint(self.trainer, path, epoch)
         else:
-            from .. import io as pio  # late import: io is optional for training itself
-
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            pio.save(self.model, path)  # atomic
-            checkpoint.remove_stale_files(path)
+            checkpoint.save_weights(self.model, path)
         self.last_saved = path
 
     def on_train_begin(self, logs: Optional[Dict[str, float]] = None) -> None:

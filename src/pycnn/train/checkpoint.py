@@ -12,7 +12,9 @@ A checkpoint is two files that form one atomic unit:
 A kill at any moment therefore leaves `<path>` naming a complete optimizer file: the new pair once
 `<path>` was replaced, the older pair before (its optimizer file is removed only after that). Files
 a killed save left behind (temporary files, optimizer files no checkpoint names) are removed by
-the next save and resume of the same path.
+the next save and resume of the same path. Saves and clean-ups hold a lock on the folder
+(`flock`, released by the kernel even on kill -9), so that processes checkpointing into one folder
+never remove each other's files in progress.
 
 Loading checks everything first (JSON, fields, checksums, shapes against the model and optimizer,
 random state) and raises ValueError naming the file and the field; only then does anything get
@@ -25,14 +27,20 @@ import json
 import os
 import re
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
 from .. import _random
 from .. import io as pio
 
-__all__ = ["save_checkpoint", "load_checkpoint", "remove_stale_files"]
+__all__ = ["save_checkpoint", "save_weights", "load_checkpoint", "remove_stale_files", "folder_lock"]
 
 _STATE_KEY = "pycnn_training_state"
 _VERSION = 2
@@ -78,8 +86,22 @@ def save_checkpoint(trainer: Any, path: Any, epoch: Optional[int] = None) -> Non
     `path` (see the module docstring); `epoch`: the last completed epoch (default: the last one in
     `trainer.history`)."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with folder_lock(path):
+        _save(trainer, path, epoch)
+
+
+def save_weights(model: Any, path: Any) -> None:
+    """A weights-only file at `path` (`ModelCheckpoint(save_training_state=False)`): `pc.save`,
+    atomic, under the folder lock, and what interrupted saves of `path` left behind removed."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with folder_lock(path):
+        pio.save(model, path)
+        _remove_stale(path, None)
+
+
+def _save(trainer: Any, path: str, epoch: Optional[int]) -> None:
     history = trainer.history
     if epoch is None:
         epoch = history.epoch[-1] if history is not None and history.epoch else -1
@@ -111,13 +133,31 @@ def save_checkpoint(trainer: Any, path: Any, epoch: Optional[int] = None) -> Non
         state["scheduler"] = sch.state_dict()
     meta = {_STATE_KEY: json.dumps(_jsonable(state), default=_json_default, sort_keys=True)}
     pio.save(trainer.model, path, metadata=meta)  # atomic: from here on the new pair is the checkpoint
-    remove_stale_files(path, keep=side)
+    _remove_stale(path, side)
+
+
+@contextmanager
+def folder_lock(path: str) -> Iterator[None]:
+    """An exclusive lock on the folder of `path` while checkpoint files are written or cleaned."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY) if fcntl is not None else None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def remove_stale_files(path: Any, keep: Optional[str] = None) -> List[str]:
     """Remove what interrupted saves of the checkpoint `path` left in its folder: temporary files,
     and optimizer files other than `keep` (the one `path` names). Returns the removed paths."""
     path = os.fspath(path)
+    with folder_lock(path):
+        return _remove_stale(path, keep)
+
+
+def _remove_stale(path: str, keep: Optional[str]) -> List[str]:
     folder = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     keep_name = os.path.basename(keep) if keep else None
@@ -301,6 +341,11 @@ def load_checkpoint(trainer: Any, path: Any, history: Any = None) -> int:
     state; `history`, when given, receives the saved epochs); returns the epoch to continue from
     (0-based). Everything is checked before anything is changed."""
     path = os.fspath(path)
+    with folder_lock(path):  # no save into this folder while the files are read
+        return _load(trainer, path, history)
+
+
+def _load(trainer: Any, path: str, history: Any) -> int:
     bad = _Bad(path)
     state = _read_state(path, bad)
     _check_rng(state.get("rng"), bad)
@@ -324,7 +369,7 @@ def load_checkpoint(trainer: Any, path: Any, history: Any = None) -> int:
         for i, e in enumerate(saved["epoch"]):
             history._record(e, {k: v[i] for k, v in saved["history"].items()})
     if state["version"] == _VERSION:
-        remove_stale_files(path, keep=os.path.join(os.path.dirname(os.path.abspath(path)),
+        _remove_stale(path, keep=os.path.join(os.path.dirname(os.path.abspath(path)),
                                                    state["optimizer"]["file"]) if state.get("optimizer") else None)
     return int(state["epoch"]) + 1
 
