@@ -393,3 +393,26 @@ def test_nccl_single_rank_collectives_and_ddp_step():
     finally:
         pc.distributed.destroy_process_group()
         pc.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the scaling model of benchmarks/distributed.py
+# ---------------------------------------------------------------------------------------------------
+def test_scaling_model_largest_p_matches_a_search():
+    sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks import distributed as bench
+
+    grad = 4 * 11_689_512  # ResNet-18's gradient in float32
+    assert bench.ring_allreduce_s(2, grad, 100) == pytest.approx(grad / 12.5e9)
+    for compute in (0.002, 0.02, 0.05, 0.2, 2.0):
+        for gbit in (25, 100):
+            for overlap in (False, True):
+                def eff(p):
+                    t = bench.ring_allreduce_s(p, grad, gbit)
+                    return compute / max(compute, t) if overlap else compute / (compute + t)
+                ok = [p for p in range(1, 5000) if eff(p) >= 0.8 - 1e-12]
+                got = bench.largest_p(compute, grad, gbit, overlap)
+                if got is None:
+                    assert len(ok) == 4999 and eff(10**9) >= 0.8 - 1e-9
+                else:
+                    assert got == max(ok), (compute, gbit, overlap)
