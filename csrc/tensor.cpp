@@ -29,9 +29,9 @@ Device Device::parse(const std::string& s) {
 
 void throw_no_cuda(const char* what) {
   if (!cuda_compiled())
-    throw DeviceError(cat(what, ": this pycnn build has no CUDA backend. Install a CUDA build: "
-                          "`PYCNN_CUDA=ON pip install pycnn --no-binary pycnn` on a machine with the "
-                          "CUDA toolkit (nvcc) and cuBLAS (`pip install nvidia-cublas`)"));
+    throw DeviceError(cat(what, ": this pycnn build has no CUDA backend. Install a CUDA build: the "
+                          "released wheels have it (`pip install \"pycnn[cuda]\"`), or build from source "
+                          "with nvcc on PATH (`PYCNN_CUDA=ON pip install .`)"));
   throw DeviceError(cat(what, ": no usable CUDA device (", cuda_runtime::status_message(), ")"));
 }
 
