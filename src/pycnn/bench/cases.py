@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 IMPLS = ("pycnn", "numpy", "torch")  # the order of every table and of the interleaved timing rounds
 
+
 # ----------------------------------------------------------------------------------------------
 # agreement checks
 # ----------------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def machine_info(threads: int, torch_mod: Any = None) -> Dict[str, Any]:
         "pycnn_build_info": bi,
         "pycnn_blas_core": bi.get("blas_core"),
         "pycnn_num_threads": pc.get_num_threads(),
-        "loadavg": _loadavg(),
+        "loadavg": load_average(),
         "scheduler": _scheduler(),
         "git": _git(),
     }
@@ -90,7 +90,7 @@ def machine_info(threads: int, torch_mod: Any = None) -> Dict[str, Any]:
     return meta
 
 
-def _loadavg() -> Optional[List[float]]:
+def load_average() -> Optional[List[float]]:
     """1, 5 and 15 minute load averages: a busy machine makes every timing here meaningless."""
     try:
         return [round(v, 2) for v in os.getloadavg()]

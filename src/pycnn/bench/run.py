@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .cases import IMPLS, SGD_LR, SGD_MOMENTUM, Impl, Mismatch, all_cases, select_cases
-from .machine import _loadavg, host_tag, machine_info
+from .machine import host_tag, load_average, machine_info
 from .report import markdown, print_table
 
 
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace, results_dir: Optional[Path] = None) -> int:
     env: Dict[str, Any] = {"pc": pc, "F": F, "torch": torch, "rtol": args.rtol, "cooldown": cooldown}
     cases = select_cases(all_cases(), args.cases)
     t_start = time.perf_counter()
-    load_start = _loadavg()
+    load_start = load_average()
 
     # 1. agreement, for every case, before anything is timed
     built = []
