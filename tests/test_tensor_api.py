@@ -108,6 +108,11 @@ def test_broadcast_error_names_the_op_and_both_shapes():
         pc.ones(2) < pc.ones(3)
     with pytest.raises(TypeError, match="bitwise"):
         pc.ones(2) & pc.ones(2)
+    with pytest.raises(TypeError, match="sub: subtraction with a bool operand"):
+        pc.tensor([True]) - pc.tensor([1.0])
+    with pytest.raises(ValueError, match="negative power"):
+        pc.tensor([2]) ** -1
+    assert (pc.tensor([2]) ** -1.0).tolist() == [0.5]
     assert pc.ones(2).__add__("a") is NotImplemented
     with pytest.raises(TypeError):
         pc.ones(2) + "a"
@@ -217,7 +222,8 @@ def test_views_share_storage_and_match_numpy():
              (x.flatten(0, 1), a.reshape(6, 4)), (x.permute(2, 0, 1), a.transpose(2, 0, 1)),
              (x.transpose(0, 2), a.swapaxes(0, 2)), (x.T, a.T), (x.mT, a.swapaxes(-1, -2)),
              (x[0].t(), a[0].T), (x.unsqueeze(1), a[:, None]), (x.unsqueeze(-1), a[..., None]),
-             (x[:, :1].squeeze(), a[:, 0]), (x[:, :1].squeeze(1), a[:, 0]), (x[:1].expand(4, 3, 4), np.broadcast_to(a[:1], (4, 3, 4)))]
+             (x[:, :1].squeeze(), a[:, 0]), (x[:, :1].squeeze(1), a[:, 0]),
+             (x[:1].expand(4, 3, 4), np.broadcast_to(a[:1], (4, 3, 4)))]
     for v, ref in cases:
         np.testing.assert_array_equal(v.numpy(), ref)
         assert v._same_storage(x)
@@ -233,8 +239,10 @@ def test_views_share_storage_and_match_numpy():
         x.permute(0, 0, 1)
     with pytest.raises(ValueError, match="expand"):
         x.expand(2, 5, 4)
-    with pytest.raises(IndexError, match="dim 3"):
-        x.unsqueeze(5) if False else x.transpose(0, 3)
+    with pytest.raises(IndexError, match="transpose: dim 3 is out of range"):
+        x.transpose(0, 3)
+    with pytest.raises(IndexError, match=r"unsqueeze: dim 4 .*\[-4, 3\]"):
+        x.unsqueeze(4)
 
 
 def test_clone_detach_and_sizes():

@@ -19,12 +19,21 @@ DType compute_dtype(DType promoted, BinaryOp op) {
   return promoted;
 }
 
-void check_op_dtype(DType ct, BinaryOp op) {
+// The dtype rules of torch that are not promotion: a_bool / b_bool say which operand is bool.
+void check_op_dtype(DType ct, BinaryOp op, bool a_bool, bool b_bool) {
   const bool bitwise = op == BinaryOp::And || op == BinaryOp::Or || op == BinaryOp::Xor;
   PYCNN_CHECK(!bitwise || !is_float(ct), TypeError, binary_name(op), ": expected bool or int64 tensors, got ",
               dtype_name(ct), " (bitwise ops are not defined for floating point)");
-  PYCNN_CHECK(!(op == BinaryOp::Sub && ct == DType::Bool), TypeError,
-              "sub: subtracting two bool tensors is not supported; use ^ (logical xor) instead");
+  PYCNN_CHECK(!(op == BinaryOp::Sub && (a_bool || b_bool)), TypeError,
+              "sub: subtraction with a bool operand is not supported; to invert a mask use ~ (logical_not)");
+  PYCNN_CHECK(!(op == BinaryOp::Pow && a_bool && b_bool), TypeError, "pow: a bool raised to a bool is not supported");
+}
+
+// An integer raised to a negative integer is not an integer (torch refuses it too).
+void check_int_pow(DType ct, BinaryOp op, double s, bool scalar_first) {
+  PYCNN_CHECK(!(op == BinaryOp::Pow && !scalar_first && !is_float(ct) && s < 0), ValueError,
+              "pow: an integer tensor raised to the negative power ", s,
+              " is not an integer; convert it with .float()");
 }
 
 // Strides of t over the broadcast shape (0 along broadcast dims).
@@ -179,7 +188,7 @@ DType check_binary(const Tensor& a, const Tensor& b, BinaryOp op) {
   check_same_device(a, b, name, "self", "other");
   broadcast_shapes(a.shape(), b.shape(), name);
   const DType ct = compute_dtype(result_type(a, b), op);
-  check_op_dtype(ct, op);
+  check_op_dtype(ct, op, a.dtype() == DType::Bool, b.dtype() == DType::Bool);
   return ct;
 }
 
@@ -195,7 +204,8 @@ Tensor binary(const Tensor& a_, const Tensor& b_, BinaryOp op) {
 Tensor binary_scalar(const Tensor& a_, double s, ScalarKind kind, BinaryOp op, bool scalar_first) {
   check_defined(a_, binary_name(op), "self");
   const DType ct = compute_dtype(result_type(a_, kind), op);
-  check_op_dtype(ct, op);
+  check_op_dtype(ct, op, a_.dtype() == DType::Bool, kind == ScalarKind::Bool);
+  check_int_pow(ct, op, s, scalar_first);
   const Tensor a = cast_to(a_, ct);
   Tensor out = Tensor::empty(a.shape(), is_comparison(op) ? DType::Bool : ct, a.device());
   if (scalar_first) run_binary(out, nullptr, s, &a, 0, ct, op);
@@ -224,7 +234,8 @@ void binary_scalar_(const Tensor& a, double s, ScalarKind kind, BinaryOp op) {
   const char* name = binary_name(op);
   check_defined(a, name, "self");
   const DType ct = compute_dtype(result_type(a, kind), op);
-  check_op_dtype(ct, op);
+  check_op_dtype(ct, op, a.dtype() == DType::Bool, kind == ScalarKind::Bool);
+  check_int_pow(ct, op, s, false);
   PYCNN_CHECK(category(ct) <= category(a.dtype()) && !is_comparison(op), TypeError, name, "_: the result type ",
               dtype_name(is_comparison(op) ? DType::Bool : ct), " cannot be stored in place in a ",
               dtype_name(a.dtype()), " tensor");
@@ -282,6 +293,11 @@ void for_each_strided(const Strided& L, int64_t n, F&& f) {
   }
   const int last = L.nd - 1;
   const int64_t inner = L.size[last], s0 = L.stride[0][last], s1 = L.stride[1][last], s2 = L.stride[2][last];
+  if (L.nd == 1) {  // one run (often contiguous): split it over the threads
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t j = 0; j < n; ++j) f(j * s0, j * s1, j * s2);
+    return;
+  }
   const int64_t rows = n / inner;
 #pragma omp parallel for if (n > kParallelGrain && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
@@ -298,9 +314,24 @@ void binary(BinaryOp op, const Strided& L, void* out, Operand<T> a, Operand<T> b
     constexpr BinaryOp Op = decltype(c)::value;
     using Out = std::conditional_t<Op >= BinaryOp::Eq && Op <= BinaryOp::Ge, bool, T>;
     Out* o = static_cast<Out*>(out);
-    for_each_strided(L, n, [&](int64_t io, int64_t ia, int64_t ib) {
-      o[io] = binary_value<Op, T>(a.at(ia), b.at(ib));
-    });
+    const bool flat = L.nd == 1 && L.stride[0][0] == 1;
+    // contiguous operands and scalars get loops without strides or branches, which vectorise
+    if (flat && a.p && b.p && L.stride[1][0] == 1 && L.stride[2][0] == 1) {
+      const T *pa = a.p, *pb = b.p;
+      for_each_strided(L, n, [&](int64_t i, int64_t, int64_t) { o[i] = binary_value<Op, T>(pa[i], pb[i]); });
+    } else if (flat && a.p && !b.p && L.stride[1][0] == 1) {
+      const T* pa = a.p;
+      const T vb = b.v;
+      for_each_strided(L, n, [&](int64_t i, int64_t, int64_t) { o[i] = binary_value<Op, T>(pa[i], vb); });
+    } else if (flat && !a.p && b.p && L.stride[2][0] == 1) {
+      const T* pb = b.p;
+      const T va = a.v;
+      for_each_strided(L, n, [&](int64_t i, int64_t, int64_t) { o[i] = binary_value<Op, T>(va, pb[i]); });
+    } else {
+      for_each_strided(L, n, [&](int64_t io, int64_t ia, int64_t ib) {
+        o[io] = binary_value<Op, T>(a.at(ia), b.at(ib));
+      });
+    }
   });
 }
 

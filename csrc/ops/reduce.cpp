@@ -1,5 +1,6 @@
 #include "reduce.h"
 
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 
@@ -114,42 +115,63 @@ namespace {
 constexpr int64_t kParallelGrain = 1 << 15;
 }
 
+// Work splits into tasks of (one outer index, a block of up to kBlock inner indices); a task walks
+// k in order and adds row k of its block into one accumulator per output, so memory is read
+// row by row and every output's sum still runs over k = 0, 1, ... in that order.
+constexpr int64_t kBlock = 256;
+constexpr int kLanes = 8;  // running sums of a contiguous row (inner == 1), combined in a fixed tree
+
 template <class T, class Out>
 void reduce_sum(const T* x, Out* out, ReduceShape s, bool mean) {
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
-  const int64_t outs = s.outer * s.inner;
-#pragma omp parallel for if (outs * s.n > kParallelGrain && outs > 1)
-  for (int64_t r = 0; r < outs; ++r) {
-    const int64_t o = r / s.inner, i = r % s.inner;
-    const T* p = x + o * s.n * s.inner + i;
-    Acc acc = 0;
-    for (int64_t k = 0; k < s.n; ++k) acc += static_cast<Acc>(p[k * s.inner]);
-    if constexpr (std::is_floating_point_v<T>) {
-      out[r] = static_cast<Out>(mean ? acc / static_cast<double>(s.n) : acc);
+  const int64_t blocks = (s.inner + kBlock - 1) / kBlock, tasks = s.outer * blocks;
+#pragma omp parallel for if (tasks * s.n > kParallelGrain && tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t o = t / blocks, i0 = (t % blocks) * kBlock, m = std::min(kBlock, s.inner - i0);
+    const T* p = x + o * s.n * s.inner + i0;
+    Acc acc[kBlock] = {};
+    if (s.inner == 1) {
+      Acc lane[kLanes] = {};
+      int64_t k = 0;
+      for (; k + kLanes <= s.n; k += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane[l] += static_cast<Acc>(p[k + l]);
+      for (; k < s.n; ++k) lane[k % kLanes] += static_cast<Acc>(p[k]);
+      acc[0] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     } else {
-      out[r] = static_cast<Out>(acc);
+      for (int64_t k = 0; k < s.n; ++k)
+        for (int64_t j = 0; j < m; ++j) acc[j] += static_cast<Acc>(p[k * s.inner + j]);
+    }
+    Out* dst = out + o * s.inner + i0;
+    const double count = static_cast<double>(s.n);
+    for (int64_t j = 0; j < m; ++j) {
+      if constexpr (std::is_floating_point_v<T>) dst[j] = static_cast<Out>(mean ? acc[j] / count : acc[j]);
+      else dst[j] = static_cast<Out>(acc[j]);
     }
   }
 }
 
 template <class T>
 void reduce_extreme(const T* x, T* values, int64_t* indices, ReduceShape s, bool is_max) {
-  const int64_t outs = s.outer * s.inner;
-#pragma omp parallel for if (outs * s.n > kParallelGrain && outs > 1)
-  for (int64_t r = 0; r < outs; ++r) {
-    const int64_t o = r / s.inner, i = r % s.inner;
-    const T* p = x + o * s.n * s.inner + i;
-    T best = p[0];
-    int64_t at = 0;
-    for (int64_t k = 1; k < s.n; ++k) {
-      const T v = p[k * s.inner];
-      if (beats(v, best, is_max)) {
-        best = v;
-        at = k;
+  const int64_t blocks = (s.inner + kBlock - 1) / kBlock, tasks = s.outer * blocks;
+#pragma omp parallel for if (tasks * s.n > kParallelGrain && tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t o = t / blocks, i0 = (t % blocks) * kBlock, m = std::min(kBlock, s.inner - i0);
+    const T* p = x + o * s.n * s.inner + i0;
+    T best[kBlock];
+    int64_t at[kBlock] = {};
+    for (int64_t j = 0; j < m; ++j) best[j] = p[j];
+    for (int64_t k = 1; k < s.n; ++k)
+      for (int64_t j = 0; j < m; ++j) {
+        const T v = p[k * s.inner + j];
+        if (beats(v, best[j], is_max)) {
+          best[j] = v;
+          at[j] = k;
+        }
       }
+    for (int64_t j = 0; j < m; ++j) {
+      if (values) values[o * s.inner + i0 + j] = best[j];
+      if (indices) indices[o * s.inner + i0 + j] = at[j];
     }
-    if (values) values[r] = best;
-    if (indices) indices[r] = at;
   }
 }
 

@@ -17,8 +17,9 @@ decltype(auto) dispatch_all(DType t, F&& f) {
     case DType::Float32: return f(float{});
     case DType::Float64: return f(double{});
     case DType::Int64: return f(int64_t{});
+    case DType::Bool: break;
   }
-  throw TypeError("internal: unknown dtype");
+  throw TypeError(cat("expected a float32, float64 or int64 tensor, got ", dtype_name(t)));
 }
 
 void check_alike(const Tensor& a, const Tensor& b, const char* op, const char* an, const char* bn) {
