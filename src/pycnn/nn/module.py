@@ -1,10 +1,14 @@
 """Module, Parameter and the containers (Sequential, Residual, Concat, Identity).
 
-There is no autograd: every module has ``forward(x)`` (also ``__call__``), which caches what its
-backward needs, and ``backward(grad_out)``, which returns the gradient with respect to the input,
-accumulates parameter gradients into ``.grad`` and frees the cache. A module may appear several
-times in one forward pass (a shared ReLU, or shared weights): ``__call__`` stacks each call's cache
-and the backward calls, made in reverse order, take them back one by one (``Module._cache_attrs``).
+Two routes to gradients. The explicit one: a module has ``forward(x)`` (also ``__call__``), which
+caches what its backward needs, and ``backward(grad_out)``, which returns the gradient with respect
+to the input, accumulates parameter gradients into ``.grad`` and frees the cache. A module may
+appear several times in one forward pass (a shared ReLU, or shared weights): each call's cache is
+stacked and the backward calls, made in reverse order, take them back one by one
+(``Module._cache_attrs``); the caches are tagged with their forward pass, so a backward never reads
+another pass's (see _recording_forward). The autograd one (pycnn.autograd): a module whose every
+submodule has a backward is one node on the tape; any other module is traced through its ops, and
+an nn.Parameter in those ops is a leaf whose gradient sums into ``.grad``.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from .. import _core
 from .. import functional as F
 from .. import autograd as _autograd
 from ..autograd.grad_mode import _state as _calls
+from ..autograd.module_node import input_leaf as _input_leaf, module_node as _module_node
 from ..tensor import DType, Tensor, as_tensor, float32, float64, int64
 
 __all__ = ["Parameter", "Module", "Sequential", "Residual", "Concat", "Identity"]
@@ -382,64 +387,6 @@ def _explicit(tree: Any) -> bool:
         if type(m).backward is _NO_BACKWARD:
             return False
     return True
-
-
-def _input_leaf(a: Any) -> Any:
-    """A floating input of a traced model's outermost forward as a new leaf over its storage whose
-    gradient only Module.backward asks for (loss.backward() skips it, as torch skips inputs)."""
-    if isinstance(a, Tensor) and not a._rg and a.dtype.numpy.kind == "f":
-        leaf = _autograd.alias(a)
-        leaf._rg = True
-        leaf._explicit_only = True
-        return leaf
-    return a
-
-
-def _module_node(m: "Module", tree: Any, capture: int, args: tuple, out: Any) -> Any:
-    """Puts a module with its own backward on the tape as one node (when an input or one of its
-    parameters needs a gradient); returns the output (a new tensor object where the module
-    returned its input itself)."""
-    edges = tuple(_autograd.edge_of(a.data if isinstance(a, Parameter) else a) for a in args)
-    trainable = any(p is not None and p.requires_grad for sub in tree for p in sub._parameters.values())
-    if not trainable and all(e is None for e in edges):
-        return out
-    node = _ModuleNode(m, capture, edges, trainable, isinstance(out, (tuple, list)))
-    many = isinstance(out, (tuple, list))
-    outs = [_autograd.function._fresh(o, args) for o in (out if many else (out,))]
-    _autograd.mark_outputs(node, outs)
-    return type(out)(outs) if many else outs[0]
-
-
-class _ModuleNode(_autograd.Node):
-    """A module with its own backward on the tape: its backward is the module's, reading the cache
-    of the very call that made this node."""
-
-    __slots__ = ("module", "capture", "fills_leaves", "many")
-
-    def __init__(self, module: "Module", capture: int, edges: tuple, trainable: bool, many: bool) -> None:
-        super().__init__()
-        self.module, self.capture, self.fills_leaves, self.many = module, capture, trainable, many
-        self.edges = edges
-        self.needs_input_grad = tuple(e is not None for e in edges)
-
-    def name(self) -> str:
-        return f"{type(self.module).__name__}Backward"
-
-    def backward(self, *grads: Any) -> Any:
-        if not grads or all(g is None for g in grads):
-            return (None,) * len(self.edges)
-        m = self.module
-        g = tuple(grads) if self.many else grads[0]
-        need_x = bool(self.needs_input_grad) and self.needs_input_grad[0]
-        _calls.next_capture = self.capture
-        try:
-            if not need_x and _takes_need_input_grad(m):
-                dx = m.backward(g, need_input_grad=False)
-            else:
-                dx = m.backward(g)
-        finally:
-            _calls.next_capture = None
-        return tuple(dx) if isinstance(dx, (tuple, list)) else (dx,) + (None,) * (len(self.edges) - 1)
 
 
 def _take_entry(m: "Module", stack: list) -> Tuple[int, Any]:
@@ -983,7 +930,8 @@ class Module:
         new = type(self).__new__(type(self))
         memo[id(self)] = new
         for k, v in self.__dict__.items():
-            object.__setattr__(new, k, _deepcopy_value(v, memo))
+            if k != "_traced_call":  # the latest forward's tape belongs to this module only
+                object.__setattr__(new, k, _deepcopy_value(v, memo))
         return new
 
     def __copy__(self) -> "Module":
