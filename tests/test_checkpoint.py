@@ -19,7 +19,7 @@ from pycnn import _random
 from pycnn import io as pio
 from pycnn import nn, optim
 from pycnn.optim import lr_scheduler
-from pycnn.train import Trainer
+from pycnn.train import Trainer, checkpoint
 from pycnn.train.callbacks import ModelCheckpoint
 
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(pc.__file__)))
@@ -80,6 +80,11 @@ def test_stale_files_of_killed_saves_are_removed(ckpt, tmp_path):
         (tmp_path / n).write_bytes(b"x")
     tr.save_checkpoint(ckpt)  # and so does saving
     assert not set(os.listdir(tmp_path)) & set(leftovers)
+    for n in leftovers:
+        (tmp_path / n).write_bytes(b"x")
+    removed = checkpoint.remove_stale_files(ckpt)  # and the public function, which keeps the named file
+    assert sorted(os.path.basename(r) for r in removed) == sorted(leftovers)
+    assert tr.load_checkpoint(ckpt) == 3
 
 
 _CHILD = textwrap.dedent("""
@@ -87,7 +92,7 @@ _CHILD = textwrap.dedent("""
     import numpy as np
     import pycnn as pc
     from pycnn import nn, optim
-    from pycnn.train import Trainer
+    from pycnn.train import Trainer, checkpoint
     from pycnn.train.callbacks import Callback, ModelCheckpoint
 
     class Said(Callback):

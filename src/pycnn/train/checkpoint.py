@@ -149,11 +149,17 @@ def folder_lock(path: str) -> Iterator[None]:
             os.close(fd)  # releases the lock
 
 
-def remove_stale_files(path: Any, keep: Optional[str] = None) -> List[str]:
+def remove_stale_files(path: Any) -> List[str]:
     """Remove what interrupted saves of the checkpoint `path` left in its folder: temporary files,
-    and optimizer files other than `keep` (the one `path` names). Returns the removed paths."""
+    and optimizer files other than the one `path` names. Returns the removed paths."""
     path = os.fspath(path)
     with folder_lock(path):
+        keep = None
+        try:
+            opt = json.loads(pio.load_metadata(path).get(_STATE_KEY, "{}")).get("optimizer") or {}
+            keep = opt.get("file") if isinstance(opt, dict) else None
+        except (OSError, ValueError, AttributeError):
+            pass  # no checkpoint (yet), or not one: every optimizer file of this name is stale
         return _remove_stale(path, keep)
 
 
@@ -163,8 +169,7 @@ def _remove_stale(path: str, keep: Optional[str]) -> List[str]:
     keep_name = os.path.basename(keep) if keep else None
     patterns = [re.escape(base) + _SIDE_RE, re.escape(base) + r"\.optim-new",  # optimizer files
                 re.escape(base) + r"\.tmp",  # ModelCheckpoint's temporary file before this module
-                re.escape(pio._tmp_prefix(base)) + r".+\.tmp",  # pio's temporary files
-                re.escape(pio._tmp_prefix(base + ".optim-new")) + r".+\.tmp"]
+                re.escape(pio._tmp_prefix(base)) + r".+\.tmp"]  # pio's temporary files (.optim-new's too)
     stale = re.compile("|".join(f"(?:{p})" for p in patterns) + r"\Z")
     removed = []
     try:

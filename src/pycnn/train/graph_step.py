@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
-from .. import _core
 from ..runtime import CUDAGraph
 from ..tensor import Tensor
 
