@@ -104,7 +104,10 @@ def run_script(body: str, timeout: float = 4 * CHILD_DEADLINE, first: str = "") 
 def test_os_fork_child_runs_conv_pooling_and_elementwise_ops():
     res = run_script("""
         expected = work()           # the parent's thread pool now exists
-        child = fork_and_check(lambda: same_as(expected) and pc.get_num_threads() == 2)
+        # The child: the parent's results on the parent's thread count, from a fresh pool (it
+        # began with one thread, and its loops started more).
+        child = fork_and_check(lambda: same_as(expected) and pc.get_num_threads() == 2
+                               and len(os.listdir("/proc/self/task")) >= 2)
         after = same_as(expected)   # the parent still works (its pool restarts)
         grandchild = fork_and_check(lambda: fork_and_check(lambda: same_as(expected)) == "ok")
         report(child=child, parent_after=after, grandchild=grandchild)

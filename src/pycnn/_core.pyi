@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import typing
 import typing_extensions
-__all__: list[str] = ['Act', 'BinaryOp', 'CUDAGraph', 'DType', 'DeviceError', 'ReduceOp', 'ScalarKind', 'Tensor', 'UnaryOp', 'activation_backward', 'activation_forward', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'binary', 'binary_', 'binary_scalar', 'binary_scalar_', 'blas_config', 'blas_core_name', 'blas_preferred_core', 'bmm', 'broadcast_shapes', 'concat', 'conv2d_backward', 'conv2d_forward', 'copy_into', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'index_put_', 'index_select', 'isfinite_all', 'keep_or_undo_', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'nonfinite_flag', 'openmp', 'parse_device', 'prelu_backward', 'prelu_forward', 'reduce', 'reduce_with_indices', 'result_type', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'unary', 'unary_', 'zeros']
+__all__: list[str] = ['Act', 'BinaryOp', 'CUDAGraph', 'DType', 'DeviceError', 'ReduceOp', 'ScalarKind', 'Tensor', 'UnaryOp', 'activation_backward', 'activation_forward', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'binary', 'binary_', 'binary_scalar', 'binary_scalar_', 'blas_config', 'blas_core_name', 'blas_num_threads', 'blas_preferred_core', 'bmm', 'broadcast_shapes', 'concat', 'conv2d_backward', 'conv2d_forward', 'copy_into', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'index_put_', 'index_select', 'isfinite_all', 'keep_or_undo_', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'nonfinite_flag', 'openmp', 'openmp_library', 'parse_device', 'prelu_backward', 'prelu_forward', 'quiet_idle_threads', 'quiet_idle_threads_active', 'reduce', 'reduce_with_indices', 'result_type', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'unary', 'unary_', 'zeros']
 class BinaryOp:
     """
     Members:
@@ -502,6 +502,10 @@ def blas_config() -> str:
     ...
 def blas_core_name() -> str:
     ...
+def blas_num_threads() -> int:
+    """
+    threads of OpenBLAS's own pool (pycnn keeps it at 1)
+    """
 def blas_preferred_core() -> str:
     ...
 def bmm(a: Tensor, b: Tensor) -> Tensor:
@@ -618,11 +622,19 @@ def nonfinite_flag(tensors: collections.abc.Sequence[Tensor]) -> Tensor:
     """
     float32 () tensor on the tensors' device: 1.0 if any element is NaN/Inf, else 0.0 (no host sync)
     """
+def openmp_library() -> str:
+    """
+    file of the OpenMP runtime the core's loops run on
+    """
 def parse_device(arg0: str) -> str:
     ...
 def prelu_backward(grad_output: Tensor, x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     ...
 def prelu_forward(x: Tensor, weight: Tensor) -> Tensor:
+    ...
+def quiet_idle_threads() -> None:
+    ...
+def quiet_idle_threads_active() -> bool:
     ...
 def reduce(x: Tensor, dim: typing.SupportsInt | typing.SupportsIndex, op: ReduceOp, keepdim: bool = False) -> Tensor:
     ...
