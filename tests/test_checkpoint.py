@@ -270,3 +270,27 @@ def test_resuming_a_finished_run_says_so(ckpt):
     with pytest.warns(RuntimeWarning, match="already finished epoch 2 of epochs=2.*nothing was trained"):
         h = tr.fit(x, y, batch_size=16, epochs=2, resume_from=ckpt, verbose=0)
     assert h.epoch == [0, 1]
+
+
+def test_checkpoints_of_the_previous_format_still_resume(tmp_path):
+    """Version 1: a fixed `path.optim` file matched by a random token (pycnn before this format)."""
+    tr = _trainer()
+    x, y = _data()
+    tr.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    sd = tr.optimizer.state_dict()
+    path = str(tmp_path / "old.safetensors")
+    state = {"version": 1, "token": "abc123", "epoch": 1, "rng": _random.get_state(), "scheduler":
+             tr.scheduler.state_dict(), "history": {"epoch": [0, 1], "history": tr.history.history},
+             "optimizer": {"param_groups": sd["param_groups"], "scalars": {}}}
+    pio.save({f"state.{i}.momentum_buffer": st["momentum_buffer"] for i, st in sd["state"].items()},
+             path + ".optim", metadata={"pycnn_checkpoint_token": "abc123"})
+    pio.save(tr.model, path, metadata={"pycnn_training_state": json.dumps(state)})
+    fresh = _trainer(seed=9)
+    assert fresh.load_checkpoint(path) == 2
+    for k, v in _weights(tr.model).items():
+        np.testing.assert_array_equal(_weights(fresh.model)[k], v)
+    for k, v in _opt_state(tr.optimizer).items():
+        np.testing.assert_array_equal(_opt_state(fresh.optimizer)[k], v)
+    pio.save({}, path + ".optim", metadata={"pycnn_checkpoint_token": "other"})
+    with pytest.raises(ValueError, match="field 'token'"):
+        _trainer(seed=9).load_checkpoint(path)
