@@ -28,6 +28,7 @@ Tensor._out_index = 0
 Tensor._explicit_only = False
 Tensor.grad = None
 Tensor._pass_id = None  # the forward pass of nn.Module that made it (see nn/module.py)
+Tensor._param = None  # on the leaf standing for an nn.Parameter: a weak reference to it
 
 
 class Node:
@@ -77,7 +78,7 @@ class AccumulateGrad(Node):
         t = self.target()
         if t is None:
             return
-        owner = getattr(t, "_param", None)
+        owner = t._param
         if owner is not None:
             t = owner()
             if t is None or not t.requires_grad:
@@ -210,5 +211,7 @@ def _new_ctx(cls: type) -> FunctionCtx:
 
 def _as_traced(a: Any) -> Any:
     """An nn.Parameter as the tensor that stands for it on the tape (other values unchanged)."""
-    traced = getattr(a, "_traced", None)
-    return traced() if traced is not None and not isinstance(a, Tensor) else a
+    if isinstance(a, Tensor):  # first: a failed attribute lookup on a Tensor costs microseconds
+        return a
+    traced = getattr(type(a), "_traced", None)
+    return traced(a) if traced is not None else a

@@ -16,7 +16,7 @@ from .. import _core
 from .. import functional as F
 from ..tensor import Tensor
 from .function import Function, _as_traced
-from .grad_mode import _state
+from .grad_mode import _local
 
 __all__ = ["install", "FUNCTIONS"]
 
@@ -300,7 +300,7 @@ def _traced(name: str, fn: Callable, cls: type) -> Callable:
 
     @functools.wraps(fn)
     def op(*args: Any, **kwargs: Any) -> Any:
-        s = _state
+        s = _local.state
         if s.capture is not None or not s.enabled:
             return fn(*args, **kwargs)
         bound = sig.bind(*args, **kwargs)
@@ -321,7 +321,7 @@ def _traced_join(fn: Callable, cls: type, default_dim: int) -> Callable:
 
     @functools.wraps(fn)
     def op(tensors: Any, dim: int = default_dim) -> Any:
-        s = _state
+        s = _local.state
         tensors = list(tensors)
         if s.capture is not None or not s.enabled:
             return fn(tensors, dim)

@@ -12,29 +12,39 @@ from typing import Any, Callable
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
-class _State(threading.local):
-    """Per thread: grad mode, and the forward/backward pass bookkeeping of nn.Module (see
-    nn/module.py: _recording_forward, _restoring_cache)."""
+class _State:
+    """One thread's grad mode, and the forward/backward pass bookkeeping of nn.Module (see
+    nn/module.py: _recording_forward, _restoring_cache). A plain object behind one thread-local
+    attribute: the hot paths read several fields per call."""
 
-    enabled = True       # grad mode
-    depth = 0            # nested module forwards
-    record = True        # the outermost forward's grad mode: whether caches are kept
-    training = True      # the outermost forward's mode: a training pass replaces earlier caches
-    capture = None       # the id of the outermost module with its own backward now in forward;
-    #                      while set, ops record nothing (that module's backward is the node)
-    bw_depth = 0         # nested module backwards
-    pass_id = None       # the id of the outermost forward now running (a pass)
-    bw_pass = None       # the pass (or capture) a running backward differentiates (None: not chosen)
-    bw_field = 0         # 0: bw_pass is a pass id, 1: a capture id (cache entries hold both)
-    next_capture = None  # the capture the next outermost backward differentiates (autograd's node)
+    __slots__ = ("enabled", "depth", "record", "training", "capture", "pass_id", "bw_depth", "bw_pass",
+                 "bw_field", "next_capture")
+
+    def __init__(self) -> None:
+        self.enabled = True       # grad mode
+        self.depth = 0            # nested module forwards
+        self.record = True        # the outermost forward's grad mode: whether caches are kept
+        self.training = True      # the outermost forward's mode: a training pass replaces earlier caches
+        self.capture = None       # the id of the outermost module with its own backward now in
+        #                           forward; while set, ops record nothing (that module is the node)
+        self.pass_id = None       # the id of the outermost forward now running (a pass)
+        self.bw_depth = 0         # nested module backwards
+        self.bw_pass = None       # the pass (or capture) a running backward differentiates
+        self.bw_field = 0         # 0: bw_pass is a pass id, 1: a capture id (cache entries hold both)
+        self.next_capture = None  # the capture the next outermost backward differentiates
 
 
-_state = _State()
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        self.state = _State()
+
+
+_local = _PerThread()
 
 
 def is_grad_enabled() -> bool:
     """True unless inside ``no_grad()`` (on this thread)."""
-    return _state.enabled
+    return _local.state.enabled
 
 
 class _GradMode:
@@ -44,11 +54,12 @@ class _GradMode:
     _mode = True
 
     def __enter__(self) -> None:
-        self._prev = _state.enabled
-        _state.enabled = self._mode
+        st = _local.state
+        self._prev = st.enabled
+        st.enabled = self._mode
 
     def __exit__(self, *exc: Any) -> None:
-        _state.enabled = self._prev
+        _local.state.enabled = self._prev
 
     def __call__(self, fn: Callable) -> Callable:
         if not callable(fn):
@@ -57,12 +68,13 @@ class _GradMode:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            prev = _state.enabled
-            _state.enabled = mode
+            st = _local.state
+            prev = st.enabled
+            st.enabled = mode
             try:
                 return fn(*args, **kwargs)
             finally:
-                _state.enabled = prev
+                st.enabled = prev
 
         return wrapper
 
@@ -89,8 +101,9 @@ class set_grad_enabled(_GradMode):
         if not isinstance(mode, bool):
             raise TypeError(f"set_grad_enabled: mode must be a bool, got {mode!r}")
         self._mode = mode
-        self._prev = _state.enabled
-        _state.enabled = mode
+        st = _local.state
+        self._prev = st.enabled
+        st.enabled = mode
 
     def __enter__(self) -> None:  # the constructor already switched
         pass

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..tensor import Tensor
-from .function import Node, _fresh, alias, edge_of, mark_outputs
-from .grad_mode import _state
+from .function import Node, _as_traced, _fresh, alias, edge_of, mark_outputs
+from .grad_mode import _local
 
 __all__ = ["module_node", "input_leaf", "ModuleNode"]
 
@@ -28,7 +28,7 @@ def module_node(m: Any, tree: Any, capture: int, args: tuple, out: Any) -> Any:
     """Puts module `m` (whose modules are `tree`) on the tape as one node, when an input or one of
     its parameters needs a gradient; returns the output (a new tensor object where the module
     returned its input itself)."""
-    edges = tuple(edge_of(getattr(a, "_pycnn_parameter_data", a)) for a in args)
+    edges = tuple([edge_of(a if isinstance(a, Tensor) else _as_traced(a)) for a in args])
     trainable = any(p is not None and p.requires_grad for sub in tree for p in sub._parameters.values())
     if not trainable and all(e is None for e in edges):
         return out
@@ -61,12 +61,12 @@ class ModuleNode(Node):
         m = self.module
         g = tuple(grads) if self.many else grads[0]
         need_x = bool(self.needs_input_grad) and self.needs_input_grad[0]
-        _state.next_capture = self.capture  # the module's backward reads this call's caches
+        _local.state.next_capture = self.capture  # the module's backward reads this call's caches
         try:
             if not need_x and _takes_need_input_grad(m):
                 dx = m.backward(g, need_input_grad=False)
             else:
                 dx = m.backward(g)
         finally:
-            _state.next_capture = None
+            _local.state.next_capture = None
         return tuple(dx) if isinstance(dx, (tuple, list)) else (dx,) + (None,) * (len(self.edges) - 1)

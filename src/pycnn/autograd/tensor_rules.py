@@ -2,7 +2,7 @@
 
 The methods themselves are _tensor_methods' and _tensor_views' (no autograd logic); ``install()``
 replaces each one named in RULES with a wrapper that calls it and, when grad mode is on, no module
-with its own backward is running forward (``_state.capture``) and an operand requires grad,
+with its own backward is running forward (``capture`` of grad_mode's thread state) and an operand requires grad,
 records an _OpNode whose backward is the rule. An nn.Parameter operand stands for its leaf tensor.
 In-place methods refuse an operand that requires grad while recording (the tape would go stale).
 """
@@ -15,7 +15,7 @@ import numpy as np
 from .. import _core
 from ..tensor import Tensor
 from .function import Node, _as_traced, edge_of, mark_outputs
-from .grad_mode import _state
+from .grad_mode import _local
 
 __all__ = ["install", "RULES", "INPLACE"]
 
@@ -320,7 +320,7 @@ def _needs(x: Any, args: tuple) -> bool:
 
 def _wrap(name: str, orig: Callable, rule: Callable) -> Callable:
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        s = _state
+        s = _local.state
         if s.capture is not None or not s.enabled:
             return orig(self, *args, **kwargs)
         args = tuple(_as_traced(a) for a in args)
@@ -348,7 +348,7 @@ def _wrap(name: str, orig: Callable, rule: Callable) -> Callable:
 
 def _refusing(name: str, orig: Callable) -> Callable:
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        s = _state
+        s = _local.state
         if s.enabled and s.capture is None and _needs(self, args):
             raise RuntimeError(f"{name}: an in-place operation on a tensor that requires grad (or with an operand "
                                "that does) would make the recorded graph wrong; use the out-of-place form "

@@ -26,7 +26,7 @@ import numpy as np
 from .. import _core
 from .. import functional as F
 from .. import autograd as _autograd
-from ..autograd.grad_mode import _state as _calls
+from ..autograd.grad_mode import _local
 from ..autograd.module_node import input_leaf as _input_leaf, module_node as _module_node
 from ..tensor import DType, Tensor, as_tensor, float32, float64, int64
 
@@ -74,7 +74,7 @@ class Parameter:
         """The tensor that stands for this parameter in the ops a forward records: a leaf over
         ``.data``'s storage whose gradient sums into ``self.grad``; ``.data`` itself where
         nothing is recorded (grad mode off, frozen, or inside a module with its own backward)."""
-        s = _calls
+        s = _local.state
         if not self.requires_grad or not s.enabled or s.capture is not None:
             return self._data
         leaf = self.__dict__.get("_leaf")
@@ -294,7 +294,7 @@ def _recording_forward(forward: Callable) -> Callable:
         d = self.__dict__
         if d.get("_in_forward"):  # super().forward() of a subclass: one call, one cache entry
             return forward(self, *args, **kwargs)
-        tls = _calls
+        tls = _local.state
         depth = tls.depth
         traced = False
         explicit = tree = None
@@ -393,7 +393,7 @@ def _take_entry(m: "Module", stack: list) -> Tuple[int, Any]:
     """(index, entry) of the cache this backward reads: the newest of the capture (autograd's
     node) or pass being differentiated (the newest of all when none is chosen yet). Entries are
     (pass id, capture id, training, values). (-1, None) when empty."""
-    tls = _calls
+    tls = _local.state
     want, field = tls.bw_pass, tls.bw_field
     if not stack:
         return -1, None
@@ -417,7 +417,7 @@ def _restoring_cache(backward: Callable) -> Callable:
         d = self.__dict__
         if d.get("_in_backward", False):
             return backward(self, *args, **kwargs)
-        tls = _calls
+        tls = _local.state
         bw_depth = tls.bw_depth
         if bw_depth == 0:
             if tls.next_capture is not None:  # autograd's node of one module call
