@@ -324,15 +324,16 @@ void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t
 
 // Whether any of x[0, n) is NaN/Inf: all exponent bits set. Integer ops only, so the loop
 // vectorises (std::isfinite did not: 1.5 ns per element, the Trainer checks every gradient).
+// A double's exponent lies in its upper 32 bits: tested there, the loop stays in 32-bit lanes.
 template <class T>
 bool any_nonfinite(const T* x, int64_t n) {
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  constexpr U kExp = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
-  U bad = 0;
+  constexpr uint32_t kExp = sizeof(T) == 4 ? 0x7f800000u : 0x7ff00000u;
+  uint32_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {
-    U bits;
+    std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t> bits;
     std::memcpy(&bits, x + i, sizeof bits);
-    bad |= U((bits & kExp) == kExp);
+    const uint32_t word = static_cast<uint32_t>(bits >> (8 * sizeof(T) - 32));
+    bad |= uint32_t((word & kExp) == kExp);
   }
   return bad != 0;
 }
