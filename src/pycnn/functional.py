@@ -5,7 +5,8 @@ Each function normalises its arguments (int -> pair, ``"same"``/``"valid"`` padd
 arrays (and ``nn.Parameter``) to Tensors, and calls the C++ core, which checks shapes, dtypes and
 devices once.  Bad argument kinds raise ``TypeError``, bad values ``ValueError``; both name the
 function.  Names and defaults follow ``torch.nn.functional``; the ``*_backward`` functions are
-pycnn's own (there is no autograd: layers call them from ``Module.backward``).
+pycnn's own: layers call them from ``Module.backward``, and pycnn.autograd (which wraps the
+differentiable ops here at import, see autograd/functional_rules.py) calls them from the tape.
 """
 from __future__ import annotations
 
