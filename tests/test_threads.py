@@ -336,7 +336,8 @@ def _run_child(code, first=""):
 
 
 # Conv fwd+bwd with NumPy (and PyTorch, when imported) work between the calls, as in a training
-# script: prints the median step time; then, with nothing between the calls, the CPU that idle
+# script: prints the first quartile of the step times (other processes on the machine only add
+# time); then, with nothing between the calls, the CPU that idle
 # threads burn in the 50 ms after an op (the main thread sleeps; libgomp's default policy spins).
 _IMPORT_ORDER_CHILD = """
 import json, time
@@ -368,7 +369,7 @@ time.sleep(0.5)  # NumPy's OpenBLAS threads spin a while after its calls: let th
 for i in range(9):
     step()
     c0 = time.process_time(); time.sleep(0.05); burns.append(time.process_time() - c0)
-print(json.dumps({"step": sorted(steps[1:])[7], "idle_burn": sorted(burns)[4]}))
+print(json.dumps({"step": sorted(steps[1:])[3], "idle_burn": sorted(burns)[4]}))
 """
 
 
@@ -381,11 +382,15 @@ def test_torch_imported_first_leaves_pycnn_threads_quiet_when_idle():
 
 def test_torch_imported_first_and_used_between_calls_costs_pycnn_nothing():
     pytest.importorskip("torch")
+    # Processes of both import orders alternate; the fastest of 3 each is compared, as the load
+    # of a shared machine only adds time (3-9x on this 2-core machine during a build). 2 tries.
     ratios = []
-    for _ in range(3):  # interleaved runs of both import orders, the best of 3 against machine noise
-        pycnn_first = _run_child("import sys, pycnn, torch\n" + _IMPORT_ORDER_CHILD)
-        torch_first = _run_child("import sys, torch\n" + _IMPORT_ORDER_CHILD)
-        ratios.append(torch_first["step"] / pycnn_first["step"])
+    for _ in range(2):
+        pycnn_first, torch_first = [], []
+        for _ in range(3):
+            pycnn_first.append(_run_child("import sys, pycnn, torch\n" + _IMPORT_ORDER_CHILD)["step"])
+            torch_first.append(_run_child("import sys, torch\n" + _IMPORT_ORDER_CHILD)["step"])
+        ratios.append(min(torch_first) / min(pycnn_first))
         if ratios[-1] <= 1.1:
             break
     assert min(ratios) <= 1.1, f"with torch imported first a pycnn step took {ratios} x the time"
