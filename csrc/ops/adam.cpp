@@ -1,9 +1,5 @@
 #include "adam.h"
 
-#include <cmath>
-
-#include "optim_group.h"
-
 namespace pycnn {
 
 namespace {
@@ -44,40 +40,25 @@ namespace cpu {
 
 constexpr int64_t kParallelGrain = 1 << 15;
 
-// The same operations in the same order as torch.optim.Adam's single-tensor path; the scalars are
-// computed in double and rounded once to T, as PyTorch passes Python floats to its kernels.
+template <bool kAmsgrad, class T>
+void adam_loop(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n,
+               const AdamScalars<T> s) {
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    T unused = T(0);
+    T& vmax = kAmsgrad ? max_exp_avg_sq[i] : unused;
+    param[i] = adam_update<kAmsgrad>(param[i], grad[i], exp_avg[i], exp_avg_sq[i], vmax, s);
+  }
+}
+
 template <class T>
 void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, double* step, int64_t n,
                const AdamHyper& h, const float* found_inf) {
   if (skip_step(found_inf)) return;
   const double t = *step + 1.0;
-  const T neg_step_size = T(-(h.lr / (1.0 - std::pow(h.beta1, t))));
-  const T bias_correction2_sqrt = T(std::sqrt(1.0 - std::pow(h.beta2, t)));
-  const T w1 = T(1.0 - h.beta1), beta2 = T(h.beta2), one_minus_beta2 = T(1.0 - h.beta2), eps = T(h.eps);
-  const T weight_decay = T(h.weight_decay), decay = T(1.0 - h.lr * h.weight_decay);
-  const bool use_wd = h.weight_decay != 0.0, decoupled = h.decoupled_weight_decay, maximize = h.maximize;
-#pragma omp parallel for if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    T g = maximize ? -grad[i] : grad[i];
-    T p = param[i];
-    if (use_wd) {
-      if (decoupled) p = p * decay;
-      else g = g + weight_decay * p;
-    }
-    T m = exp_avg[i];
-    m = std::abs(w1) < T(0.5) ? m + w1 * (g - m) : g - (g - m) * (T(1) - w1);  // torch.lerp
-    T v = exp_avg_sq[i] * beta2;
-    v = v + one_minus_beta2 * g * g;
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-    if (max_exp_avg_sq) {
-      const T old = max_exp_avg_sq[i];
-      v = (std::isnan(old) || std::isnan(v)) ? old + v : (old > v ? old : v);  // torch.maximum keeps NaN
-      max_exp_avg_sq[i] = v;
-    }
-    const T denom = std::sqrt(v) / bias_correction2_sqrt + eps;
-    param[i] = p + neg_step_size * m / denom;
-  }
+  const AdamScalars<T> s = adam_scalars<T>(h, t);
+  if (max_exp_avg_sq) adam_loop<true>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, s);
+  else adam_loop<false>(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, s);
   *step = t;
 }
 

@@ -30,6 +30,18 @@ void check_optimizer_group(const char* op, const std::vector<Tensor>& params, co
 // The found_inf flag's data pointer (in the params' device memory), or null when there is none.
 const float* found_inf_data(const Tensor* found_inf);
 
+// torch.lerp(a, b, w) with a scalar weight, in its two forms (small_w: |w| < 0.5, loop-invariant).
+template <class T>
+PYCNN_HD inline T torch_lerp(T a, T b, T w, bool small_w) {
+  return small_w ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+}
+
+// torch.maximum: NaN when either is NaN.
+template <class T>
+PYCNN_HD inline T nan_max(T a, T b) {
+  return (a != a || b != b) ? a + b : (a > b ? a : b);
+}
+
 namespace cpu {
 inline bool skip_step(const float* found_inf) { return found_inf && *found_inf != 0.0f; }
 // *step += 1 unless found_inf is set.

@@ -1,9 +1,5 @@
 #include "rmsprop.h"
 
-#include <cmath>
-
-#include "optim_group.h"
-
 namespace pycnn {
 
 namespace {
@@ -50,43 +46,27 @@ namespace cpu {
 
 constexpr int64_t kParallelGrain = 1 << 15;
 
-// The same operations in the same order as torch.optim.RMSprop's single-tensor path; the scalars
-// are rounded once from double to T, as PyTorch passes Python floats to its kernels.
+template <bool kCentered, bool kMomentum, class T>
+void rmsprop_loop(T* param, const T* grad, T* square_avg, T* grad_avg, T* momentum_buffer, int64_t n,
+                  const RMSpropScalars<T> s) {
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    T unused_avg = T(0), unused_buf = T(0);
+    T& ga = kCentered ? grad_avg[i] : unused_avg;
+    T& buf = kMomentum ? momentum_buffer[i] : unused_buf;
+    param[i] = rmsprop_update<kCentered, kMomentum>(param[i], grad[i], square_avg[i], ga, buf, s);
+  }
+}
+
 template <class T>
 void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* momentum_buffer, double* step, int64_t n,
                   const RMSpropHyper& h, const float* found_inf) {
   if (skip_step(found_inf)) return;
-  const T alpha = T(h.alpha), one_minus_alpha = T(1.0 - h.alpha), eps = T(h.eps);
-  const T weight_decay = T(h.weight_decay), momentum = T(h.momentum), neg_lr = T(-h.lr);
-  const bool use_wd = h.weight_decay != 0.0, maximize = h.maximize;
-#pragma omp parallel for if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) {
-    T g = maximize ? -grad[i] : grad[i];
-    const T p = param[i];
-    if (use_wd) g = g + weight_decay * p;
-    T sq = square_avg[i] * alpha;
-    sq = sq + one_minus_alpha * g * g;
-    square_avg[i] = sq;
-    T avg;
-    if (grad_avg) {
-      T ga = grad_avg[i];
-      ga = std::abs(one_minus_alpha) < T(0.5) ? ga + one_minus_alpha * (g - ga)
-                                              : g - (g - ga) * (T(1) - one_minus_alpha);  // torch.lerp
-      grad_avg[i] = ga;
-      avg = std::sqrt(sq + T(-1) * ga * ga);
-    } else {
-      avg = std::sqrt(sq);
-    }
-    avg = avg + eps;
-    if (momentum_buffer) {
-      T b = momentum_buffer[i] * momentum;
-      b = b + g / avg;
-      momentum_buffer[i] = b;
-      param[i] = p + neg_lr * b;
-    } else {
-      param[i] = p + neg_lr * g / avg;
-    }
-  }
+  const RMSpropScalars<T> s = rmsprop_scalars<T>(h);
+  if (grad_avg && momentum_buffer) rmsprop_loop<true, true>(param, grad, square_avg, grad_avg, momentum_buffer, n, s);
+  else if (grad_avg) rmsprop_loop<true, false>(param, grad, square_avg, grad_avg, momentum_buffer, n, s);
+  else if (momentum_buffer) rmsprop_loop<false, true>(param, grad, square_avg, grad_avg, momentum_buffer, n, s);
+  else rmsprop_loop<false, false>(param, grad, square_avg, grad_avg, momentum_buffer, n, s);
   *step += 1.0;
 }
 
