@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import pycnn as pc
-from pycnn import nn
 import pycnn.functional as F
 from pycnn.testing import gradcheck
 

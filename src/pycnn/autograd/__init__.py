@@ -8,7 +8,7 @@ module with its own ``backward`` is one node (nn/module.py), its explicit backwa
 from __future__ import annotations
 
 from .engine import backward, grad
-from .function import AccumulateGrad, Function, FunctionCtx, Node, alias, edge_of, mark_outputs
+from .function import AccumulateGrad, Function, FunctionCtx, Node
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from . import tensor_api
 

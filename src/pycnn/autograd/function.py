@@ -89,8 +89,7 @@ class AccumulateGrad(Node):
             raise RuntimeError(f"autograd: the gradient of a leaf of shape {tuple(t.shape)} has shape "
                                f"{tuple(g.shape)}")
         if t.grad is None:
-            t.grad = _core.add(g, _core.zeros(list(g.shape), g.dtype, g.device)) if not g.is_contiguous() \
-                else g.clone()
+            t.grad = g.clone()  # its own contiguous copy: g may be a view of a gradient used elsewhere
         else:
             _core.add_(t.grad, g)
 

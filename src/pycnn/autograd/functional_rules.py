@@ -269,7 +269,7 @@ class Split(Function):
         ctx.sizes, ctx.dim = [int(v) for v in sizes], dim
         ctx.like = _core.empty([0], x.dtype, x.device)
         ctx.shape = tuple(x.shape)
-        return tuple(_f("split")(x, sizes, dim))
+        return list(_f("split")(x, sizes, dim))
 
     @staticmethod
     def backward(ctx, *grads):

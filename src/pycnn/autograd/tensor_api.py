@@ -39,10 +39,6 @@ def backward(self: Tensor, gradient: Optional[Any] = None, retain_graph: bool = 
     engine.backward(self, gradient, retain_graph=retain_graph, inputs=inputs)
 
 
-def retain_grad(self: Tensor) -> None:
-    raise NotImplementedError("retain_grad: not supported; use pc.autograd.grad(loss, [tensor])")
-
-
 def install() -> None:
     Tensor.requires_grad = property(_get_requires_grad, _set_requires_grad,
                                     doc="Whether ops on this tensor are recorded for a backward.")

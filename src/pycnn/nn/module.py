@@ -79,7 +79,7 @@ class Parameter:
             return self._data
         leaf = self.__dict__.get("_leaf")
         if leaf is None:
-            leaf = _autograd.alias(self._data)
+            leaf = _autograd.function.alias(self._data)
             leaf._rg = True
             leaf._param = weakref.ref(self)
             self.__dict__["_leaf"] = leaf
