@@ -56,6 +56,16 @@ def test_tensor_autograd_surface():
         pc.zeros(2, dtype=pc.int64).requires_grad_()
 
 
+def test_creation_functions_take_requires_grad():
+    for t in (pc.randn(2, 3, requires_grad=True), pc.zeros(2, requires_grad=True), pc.ones(2, requires_grad=True),
+              pc.tensor([1.0, 2.0], requires_grad=True), pc.full((2,), 3.0, requires_grad=True)):
+        assert t.requires_grad and t.is_leaf
+    assert not pc.rand(2).requires_grad
+    w = pc.tensor([1.0, -2.0], requires_grad=True)
+    (w * w).sum().backward()
+    np.testing.assert_array_equal(N(w.grad), [2.0, -4.0])
+
+
 def test_no_grad_records_nothing_and_enable_grad_inside():
     x = T(rng(1).standard_normal(3)).requires_grad_()
     with pc.no_grad():

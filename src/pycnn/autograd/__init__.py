@@ -25,4 +25,5 @@ def install() -> list:
     from . import functional_rules, tensor_rules
 
     functional_rules.install()
+    tensor_api.install_creation()
     return tensor_rules.install()

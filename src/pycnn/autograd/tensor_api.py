@@ -1,7 +1,9 @@
 """Tensor's autograd surface: requires_grad, requires_grad_(), grad, grad_fn, is_leaf, backward()."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import functools
+import sys
+from typing import Any, Callable, Optional
 
 from ..tensor import Tensor
 from . import engine
@@ -37,6 +39,37 @@ def backward(self: Tensor, gradient: Optional[Any] = None, retain_graph: bool = 
     parameter). ``gradient``: d loss / d self, default 1 for a one-element tensor. Without
     ``retain_graph`` the graph's saved tensors are released."""
     engine.backward(self, gradient, retain_graph=retain_graph, inputs=inputs)
+
+
+_CREATION = ("tensor", "as_tensor", "zeros", "ones", "full", "empty", "randn", "rand")
+
+
+def _with_requires_grad(fn: Callable) -> Callable:
+    """A creation function taking ``requires_grad=False`` as torch's do (``pc.randn(3,
+    requires_grad=True)``)."""
+
+    @functools.wraps(fn)
+    def make(*args: Any, requires_grad: bool = False, **kwargs: Any) -> Tensor:
+        t = fn(*args, **kwargs)
+        if requires_grad:
+            _set_requires_grad(t, True)
+        return t
+
+    make._pycnn_requires_grad = True  # type: ignore[attr-defined]
+    return make
+
+
+def install_creation() -> None:
+    """Gives pc.tensor/zeros/ones/full/empty/randn/rand (and pycnn.tensor's) ``requires_grad``."""
+    pkg, module = sys.modules.get("pycnn"), sys.modules["pycnn.tensor"]
+    for name in _CREATION:
+        fn = getattr(module, name, None)
+        if fn is None or getattr(fn, "_pycnn_requires_grad", False):
+            continue
+        wrapped = _with_requires_grad(fn)
+        setattr(module, name, wrapped)
+        if pkg is not None and getattr(pkg, name, None) is fn:
+            setattr(pkg, name, wrapped)
 
 
 def install() -> None:
