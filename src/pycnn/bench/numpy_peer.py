@@ -1,9 +1,10 @@
 """A NumPy implementation of pycnn's CPU layers, written the way a capable NumPy user would.
 
 This is the "NumPy" column of the benchmark suite. It is deliberately not naive: the
-convolution is a vectorised im2col (``sliding_window_view`` + one large ``np.matmul`` into
-NumPy's own BLAS), its backward computes dW with one GEMM against the cached columns and dX by
-col2im with one slice-add per kernel offset (kh*kw adds), max-pool 2x2 uses the reshape trick,
+convolution's im2col is kh*kw strided slice copies into a (C*kh*kw, N*OH*OW) matrix and one
+large GEMM ``y = W @ cols`` into NumPy's own BLAS (no transposed window view); its backward
+computes dW with one GEMM against the forward's columns and dX by col2im with one slice-add per
+kernel offset (kh*kw adds), max-pool 2x2 uses the reshape trick,
 and the LeNet-5 step reuses all of them with an in-place SGD update. Everything stays float32.
 
 Layout and semantics follow pycnn (and PyTorch): NCHW, weights (O, C, kh, kw), conv padding
@@ -14,7 +15,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = [
     "conv2d_forward", "conv2d_backward", "max_pool2x2_forward", "max_pool2x2_backward",
@@ -43,8 +43,8 @@ def _pair(v) -> Tuple[int, int]:
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride=1, padding=0):
     """y = conv2d(x, w) + b. Returns (y, cache); y is (N, O, OH, OW), cache feeds the backward.
 
-    im2col: a strided window view of the padded input, copied once into the
-    (N*OH*OW, C*kh*kw) column matrix, then one GEMM with the (C*kh*kw, O) weight matrix.
+    im2col as kh*kw strided slice copies into the (C*kh*kw, N*OH*OW) column matrix (row
+    c*kh*kw + i*kw + j, as w.reshape(O, -1) orders it), then one GEMM: y = W @ cols.
     """
     N, C, H, W = x.shape
     O, Cw, kh, kw = w.shape
@@ -53,34 +53,39 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if (pt or pb or pl or pr) else x
     Hp, Wp = xp.shape[2], xp.shape[3]
     OH, OW = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
-    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N, C, OH, OW, kh, kw) view
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OW, C * kh * kw)  # the one copy
-    w2 = w.reshape(O, C * kh * kw)
-    y = np.matmul(cols, w2.T)  # (N*OH*OW, O)
+    xc = xp.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view: each slice copy below is one strided copy
+    cols = np.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = xc[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]
+    cols = cols.reshape(C * kh * kw, N * OH * OW)
+    y = w.reshape(O, C * kh * kw) @ cols  # (O, N*OH*OW)
     if b is not None:
-        y += b
-    y = y.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)  # NCHW view
+        y += b[:, None]
+    y = y.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)  # NCHW view
     cache = (cols, x.shape, w, (sh, sw), (pt, pb, pl, pr), (OH, OW))
     return y, cache
 
 
 def conv2d_backward(dy: np.ndarray, cache, need_dx: bool = True):
-    """(dx, dw, db) of conv2d_forward; dx is None when not needed (a network's first layer)."""
+    """(dx, dw, db) of conv2d_forward; dx is None when not needed (a network's first layer).
+
+    dW = dy2 @ cols.T against the forward's columns; dX = col2im(W.T @ dy2) with one strided
+    slice-add per kernel offset (kh*kw adds)."""
     cols, xshape, w, (sh, sw), (pt, pb, pl, pr), (OH, OW) = cache
     N, C, H, W = xshape
     O, _, kh, kw = w.shape
-    dy2 = dy.transpose(0, 2, 3, 1).reshape(N * OH * OW, O)  # copies when dy is NCHW-contiguous
-    dw = np.matmul(dy2.T, cols).reshape(w.shape)
+    dy2 = dy.transpose(1, 0, 2, 3).reshape(O, N * OH * OW)  # copies when dy is NCHW-contiguous
+    dw = (dy2 @ cols.T).reshape(w.shape)
     db = dy.sum(axis=(0, 2, 3))
     dx = None
     if need_dx:
-        dcols = np.matmul(dy2, w.reshape(O, C * kh * kw)).reshape(N, OH, OW, C, kh, kw)
-        dxp = np.zeros((N, C, H + pt + pb, W + pl + pr), dtype=dy.dtype)
-        # col2im: one strided slice-add per kernel offset
-        for i in range(kh):
+        dcols = (w.reshape(O, C * kh * kw).T @ dy2).reshape(C, kh, kw, N, OH, OW)
+        dxp = np.zeros((C, N, H + pt + pb, W + pl + pr), dtype=dy.dtype)
+        for i in range(kh):  # col2im: one strided slice-add per kernel offset
             for j in range(kw):
-                dxp[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-        dx = dxp[:, :, pt:pt + H, pl:pl + W]
+                dxp[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw] += dcols[:, i, j]
+        dx = dxp[:, :, pt:pt + H, pl:pl + W].transpose(1, 0, 2, 3)
     return dx, dw, db
 
 
