@@ -92,6 +92,17 @@ def test_inplace_on_a_tensor_that_requires_grad_is_refused():
     assert x.grad_fn is None
 
 
+def test_a_second_backward_needs_retain_graph():
+    x = T(rng(5).standard_normal(4)).requires_grad_()
+    y = (x.exp() * x).sum()
+    y.backward(retain_graph=True)
+    first = N(x.grad).copy()
+    y.backward()  # the graph was kept: the gradient doubles
+    np.testing.assert_allclose(N(x.grad), 2 * first, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()
+
+
 def test_custom_function():
     class Cube(pc.autograd.Function):
         @staticmethod

@@ -138,6 +138,9 @@ def _run(edges: List[Any], grads: List[Tensor], retain_graph: bool, wanted: Opti
 
 def _apply(node: Node, outs: List[Any], useful: Dict[Node, bool], buffers: Dict[Node, List[Any]],
            retain_graph: bool) -> None:
+    if node.released:
+        raise RuntimeError(f"{node.name()}: backward through this part of the graph a second time, but the first "
+                           "backward freed what it saved; pass retain_graph=True to the first backward")
     need = tuple(e is not None and useful.get(e[0], False) for e in node.edges)
     saved_need = node.needs_input_grad
     node.needs_input_grad = need

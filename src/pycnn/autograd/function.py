@@ -36,6 +36,7 @@ class Node:
 
     __slots__ = ("edges", "seq", "saved_tensors", "needs_input_grad", "__dict__", "__weakref__")
     fills_leaves = False  # True for a node that sums into leaves itself (a module's parameters)
+    released = False      # True once a backward without retain_graph has freed what it saved
 
     def __init__(self) -> None:
         self.edges: Tuple[Optional[Tuple[Any, int]], ...] = ()
@@ -52,6 +53,7 @@ class Node:
     def release(self) -> None:
         """Drops what the backward needed (after a backward without retain_graph)."""
         self.saved_tensors = ()
+        self.released = True
 
     def name(self) -> str:
         return type(self).__name__

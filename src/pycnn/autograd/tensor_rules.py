@@ -34,6 +34,7 @@ class _OpNode(Node):
 
     def release(self) -> None:
         self.x = self.args = self.kwargs = self.out = None
+        self.released = True
 
     def name(self) -> str:
         return f"{self.op}Backward"
