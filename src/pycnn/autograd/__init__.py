@@ -8,12 +8,13 @@ module with its own ``backward`` is one node (nn/module.py), its explicit backwa
 from __future__ import annotations
 
 from .engine import backward, grad
-from .function import AccumulateGrad, Function, FunctionCtx, Node
+from .function import AccumulateGrad, Function, FunctionCtx, Node, alias, edge_of, mark_outputs
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from . import tensor_api
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "backward", "grad", "Function",
-           "FunctionCtx", "Node", "AccumulateGrad", "install"]
+           "FunctionCtx", "Node", "AccumulateGrad", "install",
+           "alias", "edge_of", "mark_outputs"]  # the last three: for modules that put themselves on the tape
 
 tensor_api.install()
 
