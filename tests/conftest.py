@@ -5,9 +5,13 @@ import sys
 
 # Developers build in place (tools/dev_build.sh puts _core into src/pycnn): test that build when it
 # exists; otherwise (CI, users) the installed package is imported.
-_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+_SRC = os.path.join(os.path.dirname(_TESTS), "src")
 if glob.glob(os.path.join(_SRC, "pycnn", "_core*.so")) and _SRC not in sys.path:
     sys.path.insert(0, _SRC)
+# The test files import their shared modules (helpers.py, reference.py) from tests/.
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -13,13 +13,7 @@ import pycnn.functional as F
 from pycnn.nn.module import _backward_for_step
 from pycnn.testing import gradcheck
 
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def T(a):
-    return pc.from_numpy(np.ascontiguousarray(a))
+from helpers import T, rng
 
 
 def N(t):

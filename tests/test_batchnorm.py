@@ -2,21 +2,14 @@
 finite differences and, where installed, torch.nn.functional.batch_norm over several steps."""
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
 import pycnn as pc
 from pycnn import _core
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
-
-
-def T(a):
-    return pc.from_numpy(np.asarray(a))
+from helpers import T, DEVICES, DTYPES, assert_tree_close, compare, host, on, rnd
+import reference as ref
 
 
 def A(t):
@@ -222,3 +215,31 @@ def test_bad_inputs():
         _core.batch_norm_backward(x, x, c3, c3, T(np.ones(5)))
     with pytest.raises(ValueError, match="batch_norm: save_mean is missing"):
         _core.batch_norm_backward(x, x, c3, None, c3)
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,affine,running", [((8, 3, 5, 4), True, True), ((16, 5), False, True),
+                                                  ((2, 4, 300), True, False), ((3, 2, 2, 2), False, False)])
+def test_batchnorm_on_device(device, shape, affine, running, dtype):
+    rng = np.random.default_rng(9)
+    C = shape[1]
+    x = rnd(rng, shape, dtype) * 3 + 1
+    gamma = rnd(rng, (C,), dtype) if affine else None
+    beta = rnd(rng, (C,), dtype) if affine else None
+    rm0 = rnd(rng, (C,), dtype) if running else None
+    rv0 = (rng.random(C) + 0.5).astype(dtype) if running else None
+    results = {}
+    for dev in ("cpu", device):
+        rm, rv = on(rm0, dev), on(rv0, dev)
+        y, mean, invstd = _core.batch_norm_forward_train(on(x, dev), on(gamma, dev), on(beta, dev), rm, rv, 0.1, 1e-5)
+        results[dev] = host([y, mean, invstd, rm, rv])
+    assert_tree_close(results[device], results["cpu"], dtype)
+    mean_np, invstd_np = results["cpu"][1], results["cpu"][2]
+    dy = rnd(rng, shape, dtype)
+    compare(lambda dy, x, g, m, s: _core.batch_norm_backward(dy, x, g, m, s), dy, x, gamma, mean_np, invstd_np,
+            dtype=dtype, device=device)
+    rv_eval = (rng.random(C) + 0.5).astype(dtype)
+    compare(lambda x, g, b, m, v: _core.batch_norm_forward_eval(x, g, b, m, v, 1e-5), x, gamma, beta,
+            rnd(rng, (C,), dtype), rv_eval, dtype=dtype, device=device)

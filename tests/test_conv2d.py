@@ -1,17 +1,15 @@
 """conv2d / conv2d_backward / im2col bindings of pycnn._core against the NumPy reference
 (tests/reference.py), numerical gradients and PyTorch."""
-import os
-import sys
 import threading
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import reference as ref  # noqa: E402
+import pycnn as pc
+from pycnn import _core
 
-import pycnn as pc  # noqa: E402
-from pycnn import _core  # noqa: E402
+from helpers import DEVICES, DTYPES, compare, on, rnd
+import reference as ref
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -433,3 +431,51 @@ def test_bad_grad_output():
         conv_bwd(good, X, np.ones((8, 4, 3, 3)))
     with pytest.raises(ValueError, match="stride"):
         conv_bwd(good, X, W, stride=(1, 0))
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+def conv_configs(n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cg = int(rng.integers(1, 4))
+        C, O = cg * groups, groups * int(rng.integers(1, 4))
+        kh, kw = (int(v) for v in rng.integers(1, 5, size=2))
+        sh, sw = (int(v) for v in rng.integers(1, 3, size=2))
+        dh, dw = (int(v) for v in rng.integers(1, 3, size=2))
+        pad = tuple(int(v) for v in rng.integers(0, 3, size=4))
+        H = max(1, dh * (kh - 1) + 1 - pad[0] - pad[1]) + int(rng.integers(0, 8))
+        W = max(1, dw * (kw - 1) + 1 - pad[2] - pad[3]) + int(rng.integers(0, 8))
+        N = int(rng.integers(1, 5))
+        out.append(dict(N=N, C=C, H=H, W=W, O=O, cg=cg, k=(kh, kw), stride=(sh, sw), padding=pad,
+                         dilation=(dh, dw), groups=groups, bias=bool(rng.random() < 0.7)))
+    # pointwise, and a batch large enough for several samples per GEMM
+    out.append(dict(N=3, C=6, H=5, W=7, O=8, cg=6, k=(1, 1), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+                    groups=1, bias=True))
+    out.append(dict(N=16, C=3, H=28, W=28, O=8, cg=3, k=(3, 3), stride=(1, 1), padding=(1, 1, 1, 1),
+                    dilation=(1, 1), groups=1, bias=True))
+    return out
+
+
+CONV = conv_configs(12, seed=7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", CONV, ids=[f"conv{i}" for i in range(len(CONV))])
+def test_conv2d_on_device(device, c, dtype):
+    rng = np.random.default_rng(3)
+    x = rnd(rng, (c["N"], c["C"], c["H"], c["W"]), dtype)
+    w = rnd(rng, (c["O"], c["cg"], *c["k"]), dtype)
+    b = rnd(rng, (c["O"],), dtype) if c["bias"] else None
+    g = (c["stride"], c["padding"], c["dilation"], c["groups"])
+    y = compare(lambda x, w, b: _core.conv2d_forward(x, w, b, *g), x, w, b, dtype=dtype, device=device)
+    dy = rnd(rng, y.shape, dtype)
+    compare(lambda dy, x, w: _core.conv2d_backward(dy, x, w, *g, True, True, True), dy, x, w,
+            dtype=dtype, device=device)
+    compare(lambda dy, x, w: _core.conv2d_backward(dy, x, w, *g, True, False, False), dy, x, w,
+            dtype=dtype, device=device)
+    compare(lambda dy, x, w: _core.conv2d_backward(dy, x, w, *g, False, True, True), dy, x, w,
+            dtype=dtype, device=device)
+    compare(lambda x: _core.im2col(x, c["k"], c["stride"], c["padding"], c["dilation"]), x, dtype=dtype, device=device)

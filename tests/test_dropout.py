@@ -8,9 +8,7 @@ import pytest
 import pycnn as pc
 from pycnn import _core
 
-
-def T(a):
-    return pc.from_numpy(np.asarray(a))
+from helpers import T, DEVICES, DTYPES, compare, host, on, rnd
 
 
 def A(t):
@@ -111,3 +109,19 @@ def test_bad_inputs():
         _core.dropout_backward(T(np.zeros((3, 2))), mask)
     with pytest.raises(TypeError, match="dropout_backward: grad_output is float32 but mask is float64"):
         _core.dropout_backward(T(np.zeros((2, 3), np.float32)), mask)
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_same_mask_as_cpu_on_device(device, dtype):
+    rng = np.random.default_rng(8)
+    x = rnd(rng, (6, 5, 33), dtype)
+    pc.manual_seed(123)
+    y_cpu, m_cpu = host(_core.dropout_forward(on(x, "cpu"), 0.3))
+    pc.manual_seed(123)
+    y_dev, m_dev = host(_core.dropout_forward(on(x, device), 0.3))
+    np.testing.assert_array_equal(m_dev, m_cpu)
+    np.testing.assert_array_equal(y_dev, y_cpu)
+    assert 0.5 < (m_cpu != 0).mean() < 0.9
+    compare(_core.dropout_backward, rnd(rng, x.shape, dtype), m_cpu, dtype=dtype, device=device)

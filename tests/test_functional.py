@@ -1,8 +1,6 @@
 """pycnn.functional: argument normalisation, errors, and every op against the NumPy reference."""
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -11,17 +9,9 @@ import pycnn as pc
 from pycnn import functional as F
 from pycnn import testing
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
+from helpers import T64 as T, rng
 
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def T(a):
-    """A float64 pycnn tensor holding a copy of `a`."""
-    return pc.tensor(np.asarray(a, dtype=np.float64), dtype=pc.float64)
+import reference as ref
 
 
 def N(t):

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import sys
 import tempfile
 from collections import Counter
 
@@ -39,12 +38,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(__file__))
-import reference as ref  # noqa: E402
+import reference as ref
 
-import pycnn as pc  # noqa: E402
-from pycnn import functional as F  # noqa: E402
-from pycnn import io as pio  # noqa: E402
+import pycnn as pc
+from pycnn import functional as F
+from pycnn import io as pio
 
 TOTAL = int(os.environ.get("PYCNN_FUZZ_EXAMPLES", "10000"))
 # share of the op examples per test; the file fuzzers get 30% of TOTAL on top

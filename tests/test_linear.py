@@ -2,29 +2,18 @@
 finite differences and PyTorch's F.linear; bad inputs; determinism of the bias gradient."""
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
+import pycnn as pc
+from pycnn import _core
 
-import pycnn as pc  # noqa: E402
-from pycnn import _core  # noqa: E402
-
-
-def T(a):
-    return pc.from_numpy(np.ascontiguousarray(a))
+from helpers import T, rng, DEVICES, DTYPES, compare, on, rnd
+import reference as ref
 
 
 def A(t):
     return np.asarray(t)
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 def import_torch():
@@ -203,3 +192,18 @@ def test_repeatable():
     for _ in range(3):
         for a, c in zip(first, run()):
             assert a.tobytes() == c.tobytes()
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,i,o,bias", [(7, 5, 3, True), (64, 300, 10, True), (1, 4, 9, False), (33, 1, 1, True),
+                                        (1000, 8, 300, True)])
+def test_linear_on_device(device, n, i, o, bias, dtype):
+    rng = np.random.default_rng(5)
+    x, w = rnd(rng, (n, i), dtype), rnd(rng, (o, i), dtype)
+    b = rnd(rng, (o,), dtype) if bias else None
+    compare(_core.linear_forward, x, w, b, dtype=dtype, device=device)
+    dy = rnd(rng, (n, o), dtype)
+    compare(lambda dy, x, w: _core.linear_backward(dy, x, w, True, True, bias), dy, x, w, dtype=dtype, device=device)
+    compare(lambda dy, x, w: _core.linear_backward(dy, x, w, False, True, False), dy, x, w, dtype=dtype, device=device)

@@ -2,29 +2,18 @@
 reference (tests/reference.py), finite differences and, where installed, PyTorch."""
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
 import pycnn as pc
 from pycnn import _core
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
-
-
-def T(a):
-    return pc.from_numpy(np.asarray(a))
+from helpers import T, rng, DEVICES, DTYPES, compare, host, on, rnd
+import reference as ref
 
 
 def A(t):
     return np.asarray(t)
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 SHAPES = [(1, 1), (1, 7), (5, 3), (17, 10), (64, 100), (3, 1000)]
@@ -243,3 +232,31 @@ def test_mse_bad_inputs():
         _core.mse_forward(T(np.zeros((0, 3))), T(np.zeros((0, 3))))
     with pytest.raises(TypeError, match="mse_loss: expected a float32 or float64 tensor, got int64"):
         _core.mse_forward(T(np.zeros(3, np.int64)), T(np.zeros(3, np.int64)))
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c", [(5, 10), (3, 1), (2, 1000), (257, 7)])
+def test_softmax_cross_entropy_on_device(device, n, c, dtype):
+    rng = np.random.default_rng(6)
+    x = rnd(rng, (n, c), dtype) * 5
+    x[0, 0] = 1e4  # the max shift keeps this finite
+    compare(_core.softmax_forward, x, dtype=dtype, device=device)
+    compare(_core.log_softmax_forward, x, dtype=dtype, device=device)
+    y = host(_core.softmax_forward(on(x, "cpu")))
+    compare(_core.softmax_backward, rnd(rng, (n, c), dtype), y, dtype=dtype, device=device)
+    labels = rng.integers(0, c, size=n).astype(np.int64)
+    loss, probs = compare(_core.cross_entropy_forward, x, labels, dtype=dtype, device=device)
+    assert loss.shape == ()
+    compare(lambda p, l: _core.cross_entropy_backward(p, l, 0.5), probs, labels, dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (4, 3, 5), (100_001,)])
+def test_mse_on_device(device, shape, dtype):
+    rng = np.random.default_rng(7)
+    x, t = rnd(rng, shape, dtype), rnd(rng, shape, dtype)
+    compare(_core.mse_forward, x, t, dtype=dtype, device=device)
+    compare(lambda x, t: _core.mse_backward(x, t, 0.25), x, t, dtype=dtype, device=device)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -15,16 +13,9 @@ import pycnn as pc
 from pycnn import nn
 from pycnn.testing import gradcheck
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
+from helpers import T64 as T, rng
 
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def T(a):
-    return pc.tensor(np.asarray(a, dtype=np.float64), dtype=pc.float64)
+import reference as ref
 
 
 def N(t):

@@ -6,7 +6,6 @@ PYCNN_TEST_CUDA_AS=cpu runs them with "cpu" standing in) and LeNet-5 trained wit
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -16,11 +15,8 @@ from pycnn import _core, nn, optim
 from pycnn.train import Trainer
 from pycnn.train.callbacks import ModelCheckpoint
 
-DEV = os.environ.get("PYCNN_TEST_CUDA_AS", "cuda")
-HAVE_DEV = DEV == "cpu" or pc.cuda.is_available()
-REAL_CUDA = DEV != "cpu" and pc.cuda.is_available()
-needs_dev = pytest.mark.skipif(not HAVE_DEV, reason="no CUDA device available")
-needs_real_cuda = pytest.mark.skipif(not REAL_CUDA, reason="needs a real CUDA device")
+from helpers import DEV, needs_cuda as needs_dev, needs_real_cuda
+
 
 SHAPES = [(3, 4), (5,), (2, 3, 2, 2)]
 

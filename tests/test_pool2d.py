@@ -2,29 +2,18 @@
 reference (tests/reference.py), finite differences and PyTorch; bad inputs; determinism."""
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
+import pycnn as pc
+from pycnn import _core
 
-import pycnn as pc  # noqa: E402
-from pycnn import _core  # noqa: E402
-
-
-def T(a):
-    return pc.from_numpy(np.ascontiguousarray(a))
+from helpers import T, rng, DEVICES, DTYPES, compare, on, rnd
+import reference as ref
 
 
 def A(t):
     return np.asarray(t)
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 def import_torch():
@@ -417,3 +406,25 @@ def test_max_pool_backward_with_window_geometry_matches_and_checks_it():
         _core.max_pool2d_backward(T(np.zeros(A(y).shape)), idx, list(x.shape), (3, 3), (3, 3), (0, 0))
     with pytest.raises(ValueError, match="need kernel_size"):
         _core.max_pool2d_backward(T(np.zeros(A(y).shape)), idx, list(x.shape), None, (2, 2))
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,s,p,shape", [((2, 2), (2, 2), (0, 0), (2, 3, 8, 8)), ((3, 3), (2, 2), (1, 1), (2, 2, 9, 7)),
+                                         ((3, 2), (1, 2), (1, 0), (1, 4, 6, 5)), ((5, 5), (3, 3), (2, 2), (3, 1, 13, 11))])
+def test_pool2d_on_device(device, k, s, p, shape, dtype):
+    rng = np.random.default_rng(4)
+    x = rnd(rng, shape, dtype)
+    y, am = compare(lambda x: _core.max_pool2d_forward(x, k, s, p), x, dtype=dtype, device=device)
+    dy = rnd(rng, y.shape, dtype)
+    compare(lambda dy, am: _core.max_pool2d_backward(dy, am, list(shape)), dy, am, dtype=dtype, device=device)
+    # with the window geometry (what nn.MaxPool2d passes) CUDA gathers per input element
+    compare(lambda dy, am: _core.max_pool2d_backward(dy, am, list(shape), k, s, p), dy, am, dtype=dtype, device=device)
+    ya = compare(lambda x: _core.avg_pool2d_forward(x, k, s, p), x, dtype=dtype, device=device)
+    compare(lambda dy: _core.avg_pool2d_backward(dy, list(shape), k, s, p), rnd(rng, ya.shape, dtype),
+            dtype=dtype, device=device)
+    for out in [(1, 1), (3, 2), (shape[2] + 1, shape[3])]:
+        yd = compare(lambda x: _core.adaptive_avg_pool2d_forward(x, out), x, dtype=dtype, device=device)
+        compare(lambda dy: _core.adaptive_avg_pool2d_backward(dy, list(shape)), rnd(rng, yd.shape, dtype),
+                dtype=dtype, device=device)

@@ -5,18 +5,13 @@ installed, PyTorch in float64.
 """
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as R  # noqa: E402
+import reference as R
 
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
+from helpers import rng
 
 
 def away_from_zero(a, margin=0.05):

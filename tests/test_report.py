@@ -16,8 +16,7 @@ import pytest
 import pycnn as pc
 from pycnn import nn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chromium_page import find_chromium, render  # noqa: E402
+from chromium_page import find_chromium, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ("prediction", "saliency", "summary", "conv-layers", "top-patches", "history")

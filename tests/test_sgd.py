@@ -3,8 +3,6 @@ torch.optim.SGD's exact rule (checked against the NumPy reference and, where ins
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -12,12 +10,8 @@ import pytest
 import pycnn as pc
 from pycnn import _core
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reference as ref  # noqa: E402
-
-
-def T(a):
-    return pc.from_numpy(np.asarray(a))
+from helpers import T, DEVICES, DTYPES, assert_tree_close, host, on, rnd
+import reference as ref
 
 
 def A(t):
@@ -144,3 +138,23 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         _core.sgd_step([T(p0), T(np.zeros(2))], [T(np.ones(3)), T(np.zeros(5))], [], 0.1, 0.0, 0.0, 0.0, False, False)
     np.testing.assert_array_equal(p0, np.ones(3))
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,dampening,wd,nesterov", [(0.0, 0.0, 0.0, False), (0.9, 0.0, 1e-4, False),
+                                                           (0.9, 0.1, 0.0, False), (0.8, 0.0, 0.01, True)])
+def test_sgd_on_device(device, momentum, dampening, wd, nesterov, dtype):
+    rng = np.random.default_rng(10)
+    shapes = [(5, 3), (7,), (2, 3, 4)]
+    params0 = [rnd(rng, s, dtype) for s in shapes]
+    results = {}
+    for dev in ("cpu", device):
+        params = [on(p.copy(), dev) for p in params0]
+        bufs = [on(np.zeros(s, dtype), dev) for s in shapes] if momentum else []
+        for step in range(3):
+            grads = [on(np.random.default_rng(100 + step).standard_normal(s).astype(dtype), dev) for s in shapes]
+            _core.sgd_step(params, grads, bufs, 0.1, momentum, dampening, wd, nesterov, step == 0)
+        results[dev] = host(params + bufs)
+    assert_tree_close(results[device], results["cpu"], dtype)

@@ -8,17 +8,11 @@ import pytest
 import pycnn as pc
 from pycnn import _core
 
-
-def T(a):
-    return pc.from_numpy(np.asarray(a))
+from helpers import T, rng, DEVICES, DTYPES as FLOATS, assert_tree_close, compare, host, on, rnd
 
 
 def A(t):
     return np.asarray(t)
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
 
 
 DTYPES = [np.float32, np.float64, np.int64]
@@ -222,3 +216,68 @@ def test_isfinite_all(dtype):
 
 def test_isfinite_all_int64():
     assert _core.isfinite_all(T(np.array([1, 2, 3]))) is True
+
+
+# ------------------------------------------------ every device against the CPU kernels (`cuda`)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64])
+def test_add_and_in_place_on_device(device, dtype):
+    rng = np.random.default_rng(11)
+    a = (rng.standard_normal((4, 9)) * 10).astype(dtype)
+    b = (rng.standard_normal((4, 9)) * 10).astype(dtype)
+    compare(_core.add, a, b, dtype=dtype, device=device)
+    for alpha in (1.0, -2.0):
+        res = {}
+        for dev in ("cpu", device):
+            d = on(a.copy(), dev)
+            _core.add_(d, on(b, dev), alpha)
+            res[dev] = host(d)
+        assert_tree_close(res[device], res["cpu"], dtype)
+    if dtype != np.int64:
+        res = {}
+        for dev in ("cpu", device):
+            d = on(a.copy(), dev)
+            _core.scale_(d, 0.3)
+            res[dev] = host(d)
+        assert_tree_close(res[device], res["cpu"], dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS + [np.int64])
+def test_concat_split_on_device(device, dtype):
+    rng = np.random.default_rng(12)
+    parts = [(rng.standard_normal((2, n, 3)) * 10).astype(dtype) for n in (1, 4, 2)]
+    for dim in (1, -2):
+        compare(lambda *ts: _core.concat(list(ts), dim), *parts, dtype=dtype, device=device)
+    same = [(rng.standard_normal((2, 3, 4)) * 10).astype(dtype) for _ in range(3)]
+    for dim in (0, 2, -1):
+        compare(lambda *ts: _core.concat(list(ts), dim), *same, dtype=dtype, device=device)
+    x = np.concatenate(parts, axis=1)
+    compare(lambda x: _core.split(x, [1, 4, 2], 1), x, dtype=dtype, device=device)
+    compare(lambda x: _core.split(x, [0, 3], 2), x, dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", [0, 1, 1000, 300_007])
+def test_sum_all_on_device(device, n, dtype):
+    x = np.random.default_rng(13).standard_normal(n).astype(dtype)
+    compare(_core.sum_all, x, dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_count_correct_and_isfinite_on_device(device, dtype):
+    rng = np.random.default_rng(14)
+    logits = rnd(rng, (50, 7), dtype)
+    labels = logits.argmax(1).astype(np.int64)
+    labels[::3] = (labels[::3] + 1) % 7
+    logits[5, 2] = np.nan
+    out = compare(_core.count_correct, logits, labels, dtype=dtype, device=device)
+    assert out.dtype == np.int64
+    clean = rnd(rng, (1000, 3), dtype)
+    assert _core.isfinite_all(on(clean, device)) is True
+    for bad in (np.nan, np.inf, -np.inf):
+        d = clean.copy()
+        d[999, 2] = bad
+        assert _core.isfinite_all(on(d, device)) is False

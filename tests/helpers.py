@@ -1,0 +1,120 @@
+"""Helpers shared by the test files: tensors from NumPy (`T`, `T64`), seeded generators (`rng`), and
+the device harness that checks every op on each non-CPU device against its CPU kernels.
+
+Device cases: an op's test file takes a `device` parameter over `DEVICES` (one `cuda` case, marked
+`cuda`, skipped without a GPU) and calls `compare(fn, *numpy_args, device=device)`. Without a GPU,
+`PYCNN_TEST_CUDA_AS=cpu python -m pytest -m cuda` runs every such case with "cpu" standing in for
+"cuda" (a self-check of the comparisons themselves; tests that need the real device then skip).
+tests/ is on sys.path (conftest.py), so a test file imports this module as `helpers`.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import pycnn as pc
+
+
+def T(a, dtype=None):
+    """A pycnn tensor over a C-contiguous `a` (no copy when `a` already is one; 0-d stays 0-d)."""
+    a = np.asarray(a, dtype=dtype)
+    return pc.from_numpy(a if a.flags.c_contiguous else np.ascontiguousarray(a))
+
+
+def T64(a):
+    """A float64 pycnn tensor holding a copy of `a`."""
+    return pc.tensor(np.asarray(a, dtype=np.float64), dtype=pc.float64)
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ----------------------------------------------------------------------- the device harness
+DEV = os.environ.get("PYCNN_TEST_CUDA_AS", "cuda")
+HAVE_DEV = DEV == "cpu" or pc.cuda.is_available()
+REAL_CUDA = DEV != "cpu" and pc.cuda.is_available()
+
+needs_cuda = pytest.mark.skipif(not HAVE_DEV, reason="no CUDA device available")
+needs_real_cuda = pytest.mark.skipif(not REAL_CUDA, reason="needs a real CUDA device")
+
+# The devices an op is compared on against its CPU kernels: `@pytest.mark.parametrize("device", DEVICES)`.
+DEVICES = [pytest.param(DEV, marks=(pytest.mark.cuda, needs_cuda), id="cuda")]
+
+DTYPES = [np.float32, np.float64]
+
+
+def cuda_test(f):
+    return pytest.mark.cuda(needs_cuda(f))
+
+
+def on(a, dev):
+    """A NumPy array (or None / anything else, passed through) as a tensor on `dev`."""
+    if isinstance(a, np.ndarray):
+        t = pc.from_numpy(np.ascontiguousarray(a))
+        return t if dev == "cpu" else t.to(dev)
+    if isinstance(a, list):
+        return [on(v, dev) for v in a]
+    return a
+
+
+def host(out):
+    """Op results (tensors, tuples, lists, None, Python numbers) as NumPy / plain values."""
+    if isinstance(out, (tuple, list)):
+        return [host(o) for o in out]
+    if out is None or isinstance(out, (bool, int, float)):
+        return out
+    return np.array(out.numpy())
+
+
+def devices_of(out):
+    if isinstance(out, (tuple, list)):
+        return [d for o in out for d in devices_of(o)]
+    if out is None or isinstance(out, (bool, int, float)):
+        return []
+    return [out.device]
+
+
+def tol(dtype):
+    return (2e-4, 2e-5) if dtype == np.float32 else (1e-10, 1e-12)
+
+
+def assert_tree_close(got, want, dtype, path="out"):
+    if isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_tree_close(g, w, dtype, f"{path}[{i}]")
+        return
+    if want is None or isinstance(want, (bool, int)):
+        assert got == want, path
+        return
+    if isinstance(want, float):
+        np.testing.assert_allclose(got, want, rtol=tol(dtype)[0], err_msg=path)
+        return
+    assert got.shape == want.shape and got.dtype == want.dtype, (path, got.shape, want.shape, got.dtype, want.dtype)
+    if want.dtype == np.int64:
+        np.testing.assert_array_equal(got, want, err_msg=path)
+        return
+    rtol, atol = tol(dtype)
+    scale = max(1.0, float(np.nanmax(np.abs(want), initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * scale, err_msg=path, equal_nan=True)
+
+
+def compare(fn, *args, dtype=np.float64, device=DEV):
+    """fn(*args) on the CPU and on `device`; same results within the dtype's tolerance, outputs on `device`."""
+    want = fn(*[on(a, "cpu") for a in args])
+    got_t = fn(*[on(a, device) for a in args])
+    if device != "cpu":
+        assert all(d.startswith(device) for d in devices_of(got_t)), devices_of(got_t)
+    got = host(got_t)
+    assert_tree_close(got, host(want), dtype)
+    return got
+
+
+def rnd(rng, shape, dtype, away_from_zero=False):
+    a = rng.standard_normal(shape).astype(dtype)
+    if away_from_zero:  # keep off the kinks of relu & co, where CPU and GPU may round to either side
+        a[np.abs(a) < 1e-2] = 0.5
+    return a
