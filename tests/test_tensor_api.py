@@ -38,6 +38,14 @@ def test_python_scalars_on_both_sides(op):
     close(op(t64(a), 2), op(a, 2))
 
 
+def test_numpy_operands_give_tensors_as_in_torch():
+    x = pc.ones(3)
+    for r in (np.float32(2) * x, np.float64(2) * x, x * np.float64(2), np.ones(3, np.float32) + x, x - np.ones(3)):
+        assert isinstance(r, pc.Tensor)
+    assert (np.float64(2) * x).dtype == pc.float32 and (np.ones(3) + x).dtype == pc.float64
+    assert (np.arange(3) < x).tolist() == [True, False, False]
+
+
 def test_unary_minus_abs_and_matmul_operator():
     a = rng.standard_normal((3, 4))
     close(-t64(a), -a)
@@ -245,6 +253,13 @@ def test_views_share_storage_and_match_numpy():
         x.unsqueeze(4)
 
 
+def test_many_dims_permuted_and_copied():
+    a = rng.standard_normal((2,) * 10)
+    order = tuple(reversed(range(10)))
+    np.testing.assert_array_equal(t64(a).permute(*order).contiguous().numpy(), a.transpose(order))
+    close(t64(a).permute(*order) + t64(a), a.transpose(order) + a)
+
+
 def test_clone_detach_and_sizes():
     x = t64(np.arange(6.0).reshape(2, 3))
     d, c = x.detach(), x.clone()
@@ -369,6 +384,8 @@ def test_one_element_conversions():
     with pytest.raises(TypeError, match="format"):
         f"{pc.ones(2):.2f}"
     assert f"{pc.ones(2)}" == repr(pc.ones(2))
+    assert f"{pc.tensor(0.5)}" == "0.5" and f"{pc.tensor([0.5])}" == repr(pc.tensor([0.5]))
+    assert f"{pc.tensor([0.5]):.2f}" == "0.50"
 
 
 def test_tensor_constructor_dtypes_as_torch():

@@ -57,7 +57,7 @@ void unary_(const Tensor& x, UnaryOp op, UnaryParams p = {});   // in place; x k
 void copy_into(const Tensor& dst, const Tensor& src);
 
 // ---- kernel interface
-constexpr int kMaxDims = 8;  // after merging contiguous dims
+constexpr int kMaxDims = 16;  // after merging contiguous dims (torch allows 25)
 struct Strided {
   int nd = 0;
   int64_t size[kMaxDims];

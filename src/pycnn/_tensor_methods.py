@@ -342,7 +342,7 @@ def __bool__(self):
 
 
 def __format__(self, spec):
-    if self.numel() == 1:
+    if self.ndim == 0 or (spec and self.numel() == 1):  # f"{t}" of a 1-element 1-d tensor is its repr, as torch
         return format(item(self), spec)
     if spec:
         raise TypeError(f"unsupported format string {spec!r} for a Tensor of shape {tuple(self.shape)}; "
@@ -491,6 +491,7 @@ _METHODS = {
     "__float__": __float__, "__int__": __int__, "__index__": __index__, "__bool__": __bool__,
     "__format__": __format__, "__contains__": __contains__, "__iter__": __iter__,
     "__hash__": object.__hash__,  # identity: tensors are dict keys and set members, as in torch
+    "__array_priority__": 1000,  # NumPy operands defer to Tensor's operators (np.float32(2) * t is a Tensor), as torch
 }
 
 
