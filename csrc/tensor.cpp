@@ -12,7 +12,10 @@ namespace pycnn {
 
 std::string shape_str(const Shape& s) {
   std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) r += ", ";
+    r += std::to_string(s[i]);  // appended, not concatenated: GCC 12's LTO warned on the temporary
+  }
   return r + (s.size() == 1 ? ",)" : ")");
 }
 
