@@ -10,13 +10,17 @@ differentiable ops here at import, see autograd/functional_rules.py) calls them 
 """
 from __future__ import annotations
 
-import numbers
-from typing import Any, Optional, Sequence
-
-import numpy as np
+from typing import Any, Sequence
 
 from . import _core
-from .tensor import Tensor, as_tensor, int64
+from ._args import (  # one definition each; functional's private spellings kept as aliases
+    is_int as _is_int, tensor_arg as _tensor, optional_tensor_arg as _opt_tensor, labels as _labels, pair as _pair,
+    same_padding, conv_padding as _conv_padding, conv_args as _conv_args,
+    pool_args as _pool_args, shape4 as _shape4, adaptive_size as _adaptive_size, number as _number,
+    softplus_beta as _softplus_args, reduction as _reduction, target_like as _target_like,
+    probability as _probability, momentum as _momentum, eps as _eps,
+)
+from .tensor import Tensor
 
 __all__ = [
     "conv2d", "conv2d_backward", "im2col", "conv_output_size", "same_padding",
@@ -35,140 +39,12 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------
-# argument normalisation
+# output geometry (the argument rules are in _args.py)
 # ----------------------------------------------------------------------------------------------
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _tensor(x: Any, fn: str, name: str = "input", dtype: Any = None) -> Tensor:
-    """A Tensor from a Tensor, an nn.Parameter or a NumPy array; TypeError otherwise."""
-    if isinstance(x, Tensor):
-        return x
-    data = getattr(x, "_pycnn_parameter_data", None)  # nn.Parameter
-    if data is not None:
-        return data
-    if isinstance(x, np.ndarray):
-        if x.dtype.kind not in "fiub":
-            raise TypeError(f"{fn}: {name} has NumPy dtype {x.dtype}; expected float32, float64 or integers")
-        return as_tensor(x, dtype=dtype)
-    raise TypeError(f"{fn}: {name} must be a pycnn Tensor or a NumPy array, got {type(x).__name__}")
-
-
-def _opt_tensor(x: Any, fn: str, name: str) -> Optional[Tensor]:
-    return None if x is None else _tensor(x, fn, name)
-
-
-def _labels(y: Any, fn: str, device: str) -> Tensor:
-    """Class labels as an int64 tensor on `device` (NumPy int arrays and lists are converted)."""
-    if isinstance(y, Tensor):
-        if y.dtype != int64:
-            raise TypeError(f"{fn}: class labels must be int64, got a {y.dtype} tensor")
-        return y.to(device) if y.device != device else y
-    if isinstance(y, (list, tuple, np.ndarray)) or _is_int(y):
-        arr = np.asarray(y)
-        if arr.dtype.kind not in "iu" and arr.size > 0:
-            raise TypeError(f"{fn}: class labels must be integers, got dtype {arr.dtype}")
-        t = as_tensor(np.ascontiguousarray(arr, dtype=np.int64))
-        return t.to(device) if device != "cpu" else t
-    raise TypeError(f"{fn}: labels must be an int64 Tensor or a NumPy integer array, got {type(y).__name__}")
-
-
-def _pair(v: Any, fn: str, name: str, minimum: int) -> tuple[int, int]:
-    """int -> (v, v); a pair of ints -> tuple. TypeError for other kinds, ValueError below `minimum`."""
-    if _is_int(v):
-        p = (int(v), int(v))
-    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(t) for t in v):
-        p = (int(v[0]), int(v[1]))
-    else:
-        raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
-    if min(p) < minimum:
-        what = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{fn}: {name} must be {what}, got {v!r}")
-    return p
-
-
-def _dilated(k: tuple[int, int], d: tuple[int, int]) -> tuple[int, int]:
-    return d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1
-
-
-def same_padding(kernel_size: Any, dilation: Any = 1) -> tuple[int, int, int, int]:
-    """The (top, bottom, left, right) padding of ``padding="same"`` at stride 1: total
-    ``dilation*(k-1)`` per axis, the odd pixel on the bottom/right (as PyTorch)."""
-    kh, kw = _pair(kernel_size, "same_padding", "kernel_size", 1)
-    dh, dw = _pair(dilation, "same_padding", "dilation", 1)
-    th, tw = dh * (kh - 1), dw * (kw - 1)
-    return th // 2, th - th // 2, tw // 2, tw - tw // 2
-
-
-def _conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int],
-                  stride: tuple[int, int], fn: str) -> tuple[int, int, int, int]:
-    """int, (ph, pw), (top, bottom, left, right), "valid" or "same" -> (top, bottom, left, right)."""
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode == "valid":
-            return 0, 0, 0, 0
-        if mode == "same":
-            if stride != (1, 1):
-                raise ValueError(f"{fn}: padding='same' is not supported for strided convolutions "
-                                 f"(stride={stride}); use an explicit padding")
-            if min(kernel) < 1:  # an empty kernel: let the op's own check name the weight's shape
-                return 0, 0, 0, 0
-            return same_padding(kernel, dilation)
-        raise ValueError(f"{fn}: padding must be an int, a pair, (top, bottom, left, right), "
-                         f"'valid' or 'same', got {padding!r}")
-    if _is_int(padding):
-        p = (int(padding),) * 4
-    elif isinstance(padding, (tuple, list)) and len(padding) in (2, 4) and all(_is_int(t) for t in padding):
-        q = tuple(int(t) for t in padding)
-        p = (q[0], q[0], q[1], q[1]) if len(q) == 2 else q
-    else:
-        raise TypeError(f"{fn}: padding must be an int, a pair, (top, bottom, left, right), 'valid' or "
-                        f"'same', got {padding!r}")
-    if min(p) < 0:
-        raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}")
-    return p  # type: ignore[return-value]
-
-
-def _groups(groups: Any, fn: str) -> int:
-    if not _is_int(groups):
-        raise TypeError(f"{fn}: groups must be an int, got {groups!r}")
-    if int(groups) < 1:
-        raise ValueError(f"{fn}: groups must be positive, got {groups}")
-    return int(groups)
-
-
-def _conv_args(fn: str, w_shape: Sequence[int], stride: Any, padding: Any, dilation: Any, groups: Any):
-    if len(w_shape) != 4:
-        raise ValueError(f"{fn}: weight must be 4-D (out_channels, in_channels/groups, kh, kw), "
-                         f"got shape {tuple(w_shape)}")
-    k = (int(w_shape[2]), int(w_shape[3]))
-    st = _pair(stride, fn, "stride", 1)
-    dil = _pair(dilation, fn, "dilation", 1)
-    pad = _conv_padding(padding, k, dil, st, fn)
-    return st, pad, dil, _groups(groups, fn)
-
-
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, pad_lo: int = 0, pad_hi: int = 0,
                      dilation: int = 1) -> int:
     """Output length along one axis: (size + lo + hi - dilation*(k-1) - 1) // stride + 1."""
     return (size + pad_lo + pad_hi - dilation * (kernel_size - 1) - 1) // stride + 1
-
-
-def _pool_args(fn: str, kernel_size: Any, stride: Any, padding: Any):
-    k = _pair(kernel_size, fn, "kernel_size", 1)
-    st = k if stride is None else _pair(stride, fn, "stride", 1)
-    pad = _pair(padding, fn, "padding", 0)
-    if pad[0] > k[0] // 2 or pad[1] > k[1] // 2:
-        raise ValueError(f"{fn}: padding should be at most half of the kernel size, got padding={pad} "
-                         f"for kernel_size={k}")
-    return k, st, pad
-
-
-def _shape4(shape: Any, fn: str, name: str = "input_shape") -> list[int]:
-    if isinstance(shape, (tuple, list)) and all(_is_int(s) for s in shape):
-        return [int(s) for s in shape]
-    raise TypeError(f"{fn}: {name} must be a tuple of ints, got {shape!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,20 +117,6 @@ def avg_pool2d_backward(grad_output: Any, input_shape: Sequence[int], kernel_siz
     return _core.avg_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _shape4(input_shape, fn), k, st, pad)
 
 
-def _adaptive_size(output_size: Any, x_shape: Sequence[int], fn: str) -> tuple[int, int]:
-    if _is_int(output_size) or output_size is None:
-        output_size = (output_size, output_size)
-    if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2
-            and all(s is None or _is_int(s) for s in output_size)):
-        raise TypeError(f"{fn}: output_size must be an int or a pair of ints (or None), got {output_size!r}")
-    if len(x_shape) < 2:
-        raise ValueError(f"{fn}: expected input of shape (N, C, H, W), got {tuple(x_shape)}")
-    out = tuple(int(x_shape[-2 + i]) if s is None else int(s) for i, s in enumerate(output_size))
-    if min(out) < 1:
-        raise ValueError(f"{fn}: output_size must be positive, got {output_size!r}")
-    return out  # type: ignore[return-value]
-
-
 def adaptive_avg_pool2d(x: Any, output_size: Any) -> Tensor:
     """Adaptive average pooling to `output_size` (int or pair; None keeps that input size)."""
     x = _tensor(x, "adaptive_avg_pool2d", "input")
@@ -286,12 +148,6 @@ def linear_backward(grad_output: Any, x: Any, w: Any, need_dx: bool = True, need
 # ----------------------------------------------------------------------------------------------
 # activations
 # ----------------------------------------------------------------------------------------------
-def _number(v: Any, fn: str, name: str) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{fn}: {name} must be a number, got {v!r}")
-    return float(v)
-
-
 def _act(x: Any, kind: Any, alpha: float, fn: str) -> Tensor:
     return _core.activation_forward(_tensor(x, fn, "input"), kind, alpha)
 
@@ -341,15 +197,6 @@ def tanh(x: Any) -> Tensor:
 def tanh_backward(grad_output: Any, x: Any) -> Tensor:
     """Takes the op's INPUT x (not its output)."""
     return _act_backward(grad_output, x, _core.Act.tanh, 0.0, "tanh_backward")
-
-
-def _softplus_args(beta: Any, threshold: Any, fn: str) -> float:
-    beta = _number(beta, fn, "beta")
-    if beta <= 0:
-        raise ValueError(f"{fn}: beta must be positive, got {beta}")
-    if _number(threshold, fn, "threshold") != 20.0:
-        raise ValueError(f"{fn}: only threshold=20 (PyTorch's default) is supported, got {threshold}")
-    return beta
 
 
 def softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
@@ -421,15 +268,6 @@ def log_softmax(x: Any, dim: int = 1) -> Tensor:
     return y if len(shape) == 2 else y.reshape(*shape)
 
 
-_REDUCTIONS = ("mean", "sum")
-
-
-def _reduction(reduction: Any, fn: str) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{fn}: reduction must be 'mean' or 'sum', got {reduction!r}")
-    return reduction
-
-
 def _cross_entropy(logits: Any, target: Any, reduction: str, fn: str):
     """(loss, probs, labels, scale): the fused forward; scale = N for 'sum', 1 for 'mean'."""
     logits = _tensor(logits, fn, "input")
@@ -458,16 +296,6 @@ def cross_entropy_backward(input: Any, target: Any, grad: float = 1.0, reduction
     return _core.cross_entropy_backward(probs, labels, _number(grad, fn, "grad") * scale)
 
 
-def _target_like(target: Any, x: Tensor, fn: str) -> Tensor:
-    if isinstance(target, np.ndarray):
-        t = _tensor(np.ascontiguousarray(target, dtype=x.dtype.numpy), fn, "target")
-    else:
-        t = _tensor(target, fn, "target")
-    if t.device != x.device:
-        t = t.to(x.device)
-    return t
-
-
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
     """mean((input - target)^2) (or the sum); a tensor of shape ()."""
     x = _tensor(input, "mse_loss", "input")
@@ -489,13 +317,6 @@ def mse_loss_backward(input: Any, target: Any, grad: float = 1.0, reduction: str
 # ----------------------------------------------------------------------------------------------
 # dropout and batch norm
 # ----------------------------------------------------------------------------------------------
-def _probability(p: Any, fn: str) -> float:
-    p = _number(p, fn, "p")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{fn}: dropout probability has to be between 0 and 1, but got {p}")
-    return p
-
-
 def dropout(x: Any, p: float = 0.5, training: bool = True, return_mask: bool = False):
     """Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p).
     Identity when not training (the mask is then None). With return_mask, (y, mask)."""
@@ -510,20 +331,6 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, return_mask: bool = F
 def dropout_backward(grad_output: Any, mask: Any) -> Tensor:
     fn = "dropout_backward"
     return _core.dropout_backward(_tensor(grad_output, fn, "grad_output"), _tensor(mask, fn, "mask"))
-
-
-def _momentum(momentum: Any, fn: str) -> float:
-    m = _number(momentum, fn, "momentum")
-    if not 0.0 <= m <= 1.0:
-        raise ValueError(f"{fn}: momentum must be in [0, 1], got {m}")
-    return m
-
-
-def _eps(eps: Any, fn: str) -> float:
-    e = _number(eps, fn, "eps")
-    if e < 0:
-        raise ValueError(f"{fn}: eps must be >= 0, got {e}")
-    return e
 
 
 def batch_norm_train(x: Any, weight: Any = None, bias: Any = None, running_mean: Any = None,

@@ -12,29 +12,17 @@ Layout and semantics follow pycnn (and PyTorch): NCHW, weights (O, C, kh, kw), c
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from .. import _args
 
 __all__ = [
     "conv2d_forward", "conv2d_backward", "max_pool2x2_forward", "max_pool2x2_backward",
     "linear_forward", "linear_backward", "relu_forward", "relu_backward",
     "softmax_cross_entropy", "LeNet5", "SGD",
 ]
-
-Pad4 = Tuple[int, int, int, int]
-
-
-def _pad4(padding) -> Pad4:
-    if isinstance(padding, int):
-        return (padding,) * 4
-    if len(padding) == 2:
-        return (padding[0], padding[0], padding[1], padding[1])
-    return tuple(padding)  # type: ignore[return-value]
-
-
-def _pair(v) -> Tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -48,8 +36,8 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
     """
     N, C, H, W = x.shape
     O, Cw, kh, kw = w.shape
-    sh, sw = _pair(stride)
-    pt, pb, pl, pr = _pad4(padding)
+    sh, sw = _args.pair(stride, "numpy_peer.conv2d_forward", "stride", 1)
+    pt, pb, pl, pr = _args.conv_padding(padding, (kh, kw), (1, 1), (sh, sw), "numpy_peer.conv2d_forward")
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if (pt or pb or pl or pr) else x
     Hp, Wp = xp.shape[2], xp.shape[3]
     OH, OW = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1

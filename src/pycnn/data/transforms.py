@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import _random
+from .. import _args, _random
 
 __all__ = [
     "Compose",
@@ -49,23 +49,6 @@ def _check_batch(x: np.ndarray, name: str) -> np.ndarray:
 
 def _is_number(v: object) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _pair(value: Union[int, Sequence[int]], name: str, what: str, minimum: int) -> Pair:
-    """Normalise an int or (h, w) pair of ints, each >= minimum."""
-    if isinstance(value, (numbers.Integral,)) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
-    ):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise TypeError(f"{name}: {what} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{name}: {what} must be >= {minimum}, got {value!r}")
-    return pair
 
 
 class Compose:
@@ -153,8 +136,8 @@ class RandomCrop:
     """
 
     def __init__(self, size: Union[int, Sequence[int]], padding: Union[int, Sequence[int]] = 0) -> None:
-        self.size = _pair(size, "RandomCrop", "size", minimum=1)
-        self.padding = _pair(padding, "RandomCrop", "padding", minimum=0)
+        self.size = _args.pair(size, "RandomCrop", "size", minimum=1)
+        self.padding = _args.pair(padding, "RandomCrop", "padding", minimum=0)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = _check_batch(x, "RandomCrop")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import functional as F
+from .. import _args, functional as F
 from ..tensor import Tensor, full
 from .module import Module, Parameter, _param_dtype
 
@@ -55,7 +55,7 @@ class ReLU(_Elementwise):
 class LeakyReLU(_Elementwise):
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
-        self.negative_slope = F._number(negative_slope, "LeakyReLU", "negative_slope")
+        self.negative_slope = _args.number(negative_slope, "LeakyReLU", "negative_slope")
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -70,7 +70,7 @@ class LeakyReLU(_Elementwise):
 class ELU(_Elementwise):
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
-        self.alpha = F._number(alpha, "ELU", "alpha")
+        self.alpha = _args.number(alpha, "ELU", "alpha")
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -103,7 +103,7 @@ class Softplus(_Elementwise):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
-        self.beta = F._softplus_args(beta, threshold, "Softplus")
+        self.beta = _args.softplus_beta(beta, threshold, "Softplus")
         self.threshold = float(threshold)
 
     def extra_repr(self) -> str:
@@ -122,12 +122,12 @@ class PReLU(Module):
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
-        if not F._is_int(num_parameters):
+        if not _args.is_int(num_parameters):
             raise TypeError(f"PReLU: num_parameters must be an int, got {num_parameters!r}")
         if int(num_parameters) < 1:
             raise ValueError(f"PReLU: num_parameters must be positive, got {num_parameters}")
         self.num_parameters = int(num_parameters)
-        self.init = F._number(init, "PReLU", "init")
+        self.init = _args.number(init, "PReLU", "init")
         dt = _param_dtype(dtype, "PReLU")
         self.weight = Parameter(full((self.num_parameters,), self.init, dtype=dt))
         if device is not None:
@@ -164,7 +164,7 @@ class Softmax(Module):
 
     def __init__(self, dim: int = 1) -> None:
         super().__init__()
-        if not F._is_int(dim):
+        if not _args.is_int(dim):
             raise TypeError(f"Softmax: dim must be an int, got {dim!r}")
         self.dim = int(dim)
         self._cache = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from .. import functional as F
+from .. import _args, functional as F
 from ..tensor import Tensor, empty
 from . import init
 from .module import Module, Parameter, _param_dtype
@@ -13,7 +13,7 @@ __all__ = ["Conv2d"]
 
 
 def _check_int(v: Any, name: str, minimum: int) -> int:
-    if not F._is_int(v):
+    if not _args.is_int(v):
         raise TypeError(f"Conv2d: {name} must be an int, got {v!r}")
     if int(v) < minimum:
         raise ValueError(f"Conv2d: {name} must be {'positive' if minimum == 1 else '>= 0'}, got {v}")
@@ -40,14 +40,14 @@ class Conv2d(Module):
         if padding_mode != "zeros":
             raise ValueError(f"Conv2d: only padding_mode='zeros' is supported, got {padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = F._pair(kernel_size, "Conv2d", "kernel_size", 1)
-        self.stride = F._pair(stride, "Conv2d", "stride", 1)
-        self.dilation = F._pair(dilation, "Conv2d", "dilation", 1)
+        self.kernel_size = _args.pair(kernel_size, "Conv2d", "kernel_size", 1)
+        self.stride = _args.pair(stride, "Conv2d", "stride", 1)
+        self.dilation = _args.pair(dilation, "Conv2d", "dilation", 1)
         self.padding_mode = padding_mode
-        F._conv_padding(padding, self.kernel_size, self.dilation, self.stride, "Conv2d")  # validates
+        _args.conv_padding(padding, self.kernel_size, self.dilation, self.stride, "Conv2d")  # validates
         if isinstance(padding, str):
             self.padding: Any = padding.lower()
-        elif F._is_int(padding):
+        elif _args.is_int(padding):
             self.padding = (int(padding), int(padding))
         else:
             self.padding = tuple(int(p) for p in padding)
@@ -63,7 +63,7 @@ class Conv2d(Module):
     @property
     def _pad4(self) -> tuple:
         """The (top, bottom, left, right) padding the op gets ("same" resolved)."""
-        return F._conv_padding(self.padding, self.kernel_size, self.dilation, self.stride, "Conv2d")
+        return _args.conv_padding(self.padding, self.kernel_size, self.dilation, self.stride, "Conv2d")
 
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import functional as F
+from .. import _args, functional as F
 from ..tensor import Tensor
 from .module import Module
 
@@ -13,7 +13,7 @@ __all__ = ["Dropout"]
 class Dropout(Module):
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
-        self.p = F._probability(p, "Dropout")
+        self.p = _args.probability(p, "Dropout")
         self._cache = None
         self._eval_pass = False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from .. import functional as F
+from .. import _args, functional as F
 from ..tensor import Tensor, empty
 from . import init
 from .module import Module, Parameter, _param_dtype
@@ -20,7 +20,7 @@ class Linear(Module):
                  dtype: Any = None) -> None:
         super().__init__()
         for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if not F._is_int(v):
+            if not _args.is_int(v):
                 raise TypeError(f"Linear: {name} must be an int, got {v!r}")
             if int(v) < 1:
                 raise ValueError(f"Linear: {name} must be positive, got {v}")
@@ -83,7 +83,7 @@ class Flatten(Module):
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
-            if not F._is_int(v):
+            if not _args.is_int(v):
                 raise TypeError(f"Flatten: {name} must be an int, got {v!r}")
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
         self._cache = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .. import _core
+from .. import _args, _core
 from .. import functional as F
 from ..tensor import Tensor
 from .module import Module
@@ -15,7 +15,7 @@ __all__ = ["CrossEntropyLoss", "MSELoss"]
 class _Loss(Module):
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
-        self.reduction = F._reduction(reduction, type(self).__name__)
+        self.reduction = _args.reduction(reduction, type(self).__name__)
         self._cache: Optional[tuple] = None
 
     def _clear_cache(self) -> None:
@@ -31,7 +31,7 @@ class _Loss(Module):
             if grad.numel() != 1:
                 raise ValueError(f"{self._name()}: backward(grad) expects a scalar, got shape {tuple(grad.shape)}")
             return float(grad.item())
-        return F._number(grad, f"{self._name()}.backward", "grad")
+        return _args.number(grad, f"{self._name()}.backward", "grad")
 
     @staticmethod
     def _tagged(dx: Tensor, pass_id: Optional[int]) -> Tensor:
@@ -50,7 +50,7 @@ class CrossEntropyLoss(_Loss):
         logits = self._input(input)
         if logits.ndim != 2:
             raise ValueError(f"{self._name()}: expected logits of shape (N, C), got {tuple(logits.shape)}")
-        labels = self._call_core(F._labels, target, self._name(), logits.device)
+        labels = self._call_core(_args.labels, target, self._name(), logits.device)
         if tuple(labels.shape) != (logits.shape[0],):
             raise ValueError(f"{self._name()}: expected labels of shape ({logits.shape[0]},) for logits "
                              f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
@@ -75,7 +75,7 @@ class MSELoss(_Loss):
 
     def forward(self, input: Any, target: Any) -> Tensor:
         x = self._input(input)
-        t = self._call_core(F._target_like, target, x, self._name())
+        t = self._call_core(_args.target_like, target, x, self._name())
         if tuple(t.shape) != tuple(x.shape):
             raise ValueError(f"{self._name()}: input {tuple(x.shape)} and target {tuple(t.shape)} must have the "
                              "same shape")

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .. import _core
+from .. import _args, _core
 from .. import functional as F
 from ..tensor import Tensor, as_tensor, full, int64, ones, zeros
 from .module import Module, Parameter, _param_dtype
@@ -21,13 +21,13 @@ class _BatchNorm(Module):
                  track_running_stats: bool = True, device: Any = None, dtype: Any = None) -> None:
         super().__init__()
         name = type(self).__name__
-        if not F._is_int(num_features):
+        if not _args.is_int(num_features):
             raise TypeError(f"{name}: num_features must be an int, got {num_features!r}")
         if int(num_features) < 1:
             raise ValueError(f"{name}: num_features must be positive, got {num_features}")
         self.num_features = int(num_features)
-        self.eps = F._eps(eps, name)
-        self.momentum = None if momentum is None else F._momentum(momentum, name)
+        self.eps = _args.eps(eps, name)
+        self.momentum = None if momentum is None else _args.momentum(momentum, name)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         dt = _param_dtype(dtype, name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import functional as F
+from .. import _args, functional as F
 from ..tensor import Tensor
 from .module import Module
 
@@ -14,17 +14,17 @@ class _Pool2d(Module):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
         name = type(self).__name__
-        k, st, pad = F._pool_args(name, kernel_size, stride, padding)
+        k, st, pad = _args.pool_args(name, kernel_size, stride, padding)
         # PyTorch keeps what was given (an int stays an int in the repr)
-        self.kernel_size = kernel_size if F._is_int(kernel_size) else k
-        self.stride = self.kernel_size if stride is None else (stride if F._is_int(stride) else st)
-        self.padding = padding if F._is_int(padding) else pad
+        self.kernel_size = kernel_size if _args.is_int(kernel_size) else k
+        self.stride = self.kernel_size if stride is None else (stride if _args.is_int(stride) else st)
+        self.padding = padding if _args.is_int(padding) else pad
         self._cache = None
 
     @property
     def _args(self) -> tuple:
         """(kernel, stride, padding) as pairs, from the attributes (which may be ints)."""
-        return F._pool_args(type(self).__name__, self.kernel_size, self.stride, self.padding)
+        return _args.pool_args(type(self).__name__, self.kernel_size, self.stride, self.padding)
 
     def _clear_cache(self) -> None:
         self._cache = None
@@ -46,7 +46,7 @@ class MaxPool2d(_Pool2d):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding)
-        if F._pair(dilation, "MaxPool2d", "dilation", 1) != (1, 1):
+        if _args.pair(dilation, "MaxPool2d", "dilation", 1) != (1, 1):
             raise ValueError(f"MaxPool2d: only dilation=1 is supported, got {dilation!r}")
         if return_indices:
             raise ValueError("MaxPool2d: return_indices=True is not supported (use functional.max_pool2d)")
@@ -107,8 +107,8 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size: Any) -> None:
         super().__init__()
-        F._adaptive_size(output_size, (1, 1), "AdaptiveAvgPool2d")  # validates the kind and sign
-        self.output_size = output_size if (F._is_int(output_size) or output_size is None) else tuple(output_size)
+        _args.adaptive_size(output_size, (1, 1), "AdaptiveAvgPool2d")  # validates the kind and sign
+        self.output_size = output_size if (_args.is_int(output_size) or output_size is None) else tuple(output_size)
         self._cache = None
 
     def _clear_cache(self) -> None:
