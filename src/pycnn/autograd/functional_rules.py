@@ -12,7 +12,7 @@ import inspect
 import sys
 from typing import Any, Callable, Dict
 
-from .. import _core
+from .. import _args, _core
 from .. import functional as F
 from ..tensor import Tensor
 from .function import Function, _as_traced
@@ -172,7 +172,7 @@ class MSELoss(Function):
     @staticmethod
     def backward(ctx, g):
         x, t = ctx.saved_tensors
-        t = F._target_like(t, x, "mse_loss")
+        t = _args.target_like(t, x, "mse_loss")
         dx = _f("mse_loss_backward")(x, t, float(g.item()), ctx.reduction)
         return dx, (-dx if ctx.needs_input_grad[1] else None)
 
@@ -203,8 +203,8 @@ class BatchNorm(Function):
             ctx.save_for_backward(x, weight, mean, invstd)
             return y
         y = _f("batch_norm")(x, running_mean, running_var, weight, bias, False, momentum, eps)
-        invstd = 1.0 / (F._tensor(running_var, "batch_norm", "running_var") + eps).sqrt()
-        ctx.save_for_backward(x, weight, F._tensor(running_mean, "batch_norm", "running_mean"), invstd)
+        invstd = 1.0 / (_args.tensor_arg(running_var, "batch_norm", "running_var") + eps).sqrt()
+        ctx.save_for_backward(x, weight, _args.tensor_arg(running_mean, "batch_norm", "running_mean"), invstd)
         return y
 
     @staticmethod

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from .. import _core
+from .. import _args, _core
 from .. import functional as F
 from .. import autograd as _autograd
 from ..autograd.grad_mode import _local
@@ -142,7 +142,7 @@ class Parameter:
         return self
 
     def copy_(self, src: Any) -> "Parameter":
-        src = F._tensor(src, "Parameter.copy_", "src")
+        src = _args.tensor_arg(src, "Parameter.copy_", "src")
         if src.dtype != self._data.dtype:
             src = src.to(self._data.dtype)
         self._data.copy_(src)
@@ -609,7 +609,7 @@ class Module:
         leaves = [a for a in inputs if isinstance(a, Tensor) and a._explicit_only]
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         grads = list(grad_output) if isinstance(grad_output, (tuple, list)) else [grad_output]
-        pairs = [(o, F._tensor(g, f"{type(self).__name__}.backward", "grad_output") if g is not None else None)
+        pairs = [(o, _args.tensor_arg(g, f"{type(self).__name__}.backward", "grad_output") if g is not None else None)
                  for o, g in zip(outs, grads) if isinstance(o, Tensor) and o._rg]
         if not pairs:
             return None
@@ -905,7 +905,7 @@ class Module:
                 continue
             src = state_dict[k]
             try:
-                src = F._tensor(src, "load_state_dict", repr(k)) if not _is_number(src) else as_tensor(np.asarray(src))
+                src = _args.tensor_arg(src, "load_state_dict", repr(k)) if not _is_number(src) else as_tensor(np.asarray(src))
             except TypeError as e:
                 errors.append(str(e))
                 continue

@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - not on Windows
 import numpy as np
 
 from .. import _random
+from .._args import is_int
 from .. import io as pio
 
 __all__ = ["save_checkpoint", "save_weights", "load_checkpoint", "remove_stale_files", "folder_lock"]
@@ -201,10 +202,6 @@ class _Bad:
                           "(nothing was loaded)")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _read_state(path: str, bad: _Bad) -> Dict[str, Any]:
     raw = pio.load_metadata(path).get(_STATE_KEY)
     if raw is None:
@@ -220,13 +217,13 @@ def _read_state(path: str, bad: _Bad) -> Dict[str, Any]:
         raise bad(_STATE_KEY, f"is a JSON {type(state).__name__}, expected an object")
     if state.get("version") not in (1, _VERSION):
         raise bad("version", f"is {state.get('version')!r}; this pycnn reads versions 1 and {_VERSION}")
-    if not _is_int(state.get("epoch")) or state["epoch"] < -1:
+    if not is_int(state.get("epoch")) or state["epoch"] < -1:
         raise bad("epoch", f"is {state.get('epoch')!r}, expected an int >= -1")
     return state
 
 
 def _check_rng(rng: Any, bad: _Bad) -> None:
-    if not isinstance(rng, dict) or not _is_int(rng.get("seed")) or not _is_int(rng.get("core")) \
+    if not isinstance(rng, dict) or not is_int(rng.get("seed")) or not is_int(rng.get("core")) \
             or rng["core"] < 0 or not isinstance(rng.get("numpy"), dict):
         raise bad("rng", "is not a random state {'seed': int, 'core': int >= 0, 'numpy': {...}}")
     try:  # a throwaway bit generator of the same kind checks the NumPy part
@@ -242,7 +239,7 @@ def _check_history(saved: Any, bad: _Bad) -> None:
             or not isinstance(saved.get("history"), dict):
         raise bad("history", "is not {'epoch': [...], 'history': {name: [...]}}")
     n = len(saved["epoch"])
-    if not all(_is_int(e) for e in saved["epoch"]):
+    if not all(is_int(e) for e in saved["epoch"]):
         raise bad("history.epoch", "holds a value that is not an int")
     for k, v in saved["history"].items():
         if not isinstance(v, list) or len(v) != n or not all(isinstance(x, (int, float)) for x in v):
@@ -268,7 +265,7 @@ def _optimizer_state(trainer: Any, path: str, state: Dict[str, Any], bad: _Bad) 
                                                 f"{len(mine)}")
         for i, (g, s) in enumerate(zip(mine, groups)):
             if not isinstance(s, dict) or not isinstance(s.get("params"), list) \
-                    or not all(_is_int(j) for j in s["params"]):
+                    or not all(is_int(j) for j in s["params"]):
                 raise bad(f"optimizer.param_groups[{i}]", "is not a dict with a 'params' list of ints")
             if len(s["params"]) != len(g["params"]):
                 raise bad(f"optimizer.param_groups[{i}].params", f"has {len(s['params'])} parameters but the "

@@ -12,11 +12,8 @@ from typing import Any, Iterable, Tuple
 import numpy as np
 
 from ..data.loader import DataLoader, TensorDataset
+from .._args import is_int
 from ..tensor import Tensor
-
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def host_array(a: Any, who: str, name: str) -> np.ndarray:

@@ -30,11 +30,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import _core
+from .._args import is_int
 from ..nn.module import _backward_for_step
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
 from . import checkpoint, fit_data
 from .callbacks import Callback
-from .fit_data import host_array as _host_array, is_array_like as _is_array_like, is_int as _is_int  # noqa: F401
+from .fit_data import host_array as _host_array, is_array_like as _is_array_like  # noqa: F401
 from .graph_step import GraphStep
 from .history import History
 
@@ -232,9 +233,9 @@ class Trainer:
         for validation. `drop_last`: skip the last batch when it is smaller than `batch_size`.
         """
         who = "fit"
-        if not _is_int(epochs) or epochs < 0:
+        if not is_int(epochs) or epochs < 0:
             raise ValueError(f"{who}: epochs must be an int >= 0, got {epochs!r}")
-        if not _is_int(initial_epoch) or initial_epoch < 0:
+        if not is_int(initial_epoch) or initial_epoch < 0:
             raise ValueError(f"{who}: initial_epoch must be an int >= 0, got {initial_epoch!r}")
         if verbose not in (0, 1, 2):
             raise ValueError(f"{who}: verbose must be 0, 1 or 2, got {verbose!r}")
@@ -247,7 +248,7 @@ class Trainer:
         val_loader = None
         if validation_data is not None:
             vbs = validation_batch_size if validation_batch_size is not None else (
-                batch_size if _is_int(batch_size) else getattr(x, "batch_size", 32))
+                batch_size if is_int(batch_size) else getattr(x, "batch_size", 32))
             if _is_array_like(validation_data) and not isinstance(validation_data, (np.ndarray, Tensor)):
                 if len(validation_data) != 2:
                     raise ValueError(f"{who}: validation_data must be (x_val, y_val) or a data loader, got a "
