@@ -95,6 +95,17 @@ decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
 
 bool cuda_compiled();  // true when this build has the CUDA backend
 
+// ---- kernel lists, written once per op (Caffe's INSTANTIATE discipline) ----
+// An op header lists its kernels once, as PYCNN_<OP>_KERNELS(X, T): one X(name, (parameters)) per
+// kernel, the parameters written in the element type T. Inside `namespace cpu` and `namespace cuda`
+// the header says PYCNN_DECLARE_KERNELS(list): each kernel becomes `template <class T> void name(...)`.
+// The op's .cpp and .cu end with PYCNN_INSTANTIATE_KERNELS(list): float and double of every kernel.
+// (Comments inside a list must be /* */: a // comment would swallow the macro's next line.)
+#define PYCNN_DECLARE_KERNEL_(name, params) template <class T> void name params;
+#define PYCNN_INSTANTIATE_KERNEL_(name, params) template void name params;
+#define PYCNN_DECLARE_KERNELS(LIST) LIST(PYCNN_DECLARE_KERNEL_, T)
+#define PYCNN_INSTANTIATE_KERNELS(LIST) LIST(PYCNN_INSTANTIATE_KERNEL_, float) LIST(PYCNN_INSTANTIATE_KERNEL_, double)
+
 }  // namespace pycnn
 
 #include "parallel.h"  // cpu::ThreadScope: every CPU op runs with pycnn's threads in force

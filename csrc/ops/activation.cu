@@ -88,13 +88,6 @@ void prelu_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, int64_t o
   ex.launch_rows(channels, threads, threads * sizeof(T), prelu_dw_kernel<T>, dy, x, dw, outer, channels, inner);
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                             \
-  template void activation_forward<T>(const T*, T*, int64_t, Act, T);                                    \
-  template void activation_backward<T>(const T*, const T*, T*, int64_t, Act, T);                         \
-  template void prelu_forward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t);                     \
-  template void prelu_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_ACTIVATION_KERNELS)
 
 }  // namespace pycnn::cuda

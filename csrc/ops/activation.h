@@ -70,21 +70,14 @@ Tensor activation_backward(const Tensor& dy, const Tensor& x, Act a, double alph
 Tensor prelu_forward(const Tensor& x, const Tensor& weight);
 std::pair<Tensor, Tensor> prelu_backward(const Tensor& dy, const Tensor& x, const Tensor& weight);
 
-namespace cpu {
-template <class T> void activation_forward(const T* x, T* y, int64_t n, Act a, T alpha);
-template <class T> void activation_backward(const T* dy, const T* x, T* dx, int64_t n, Act a, T alpha);
-// inner = product of the sizes after the channel dim; channels = 1 for a shared slope
-template <class T> void prelu_forward(const T* x, const T* w, T* y, int64_t outer, int64_t channels, int64_t inner);
-template <class T>
-void prelu_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, int64_t outer, int64_t channels, int64_t inner);
-}  // namespace cpu
-
-namespace cuda {
-template <class T> void activation_forward(const T* x, T* y, int64_t n, Act a, T alpha);
-template <class T> void activation_backward(const T* dy, const T* x, T* dx, int64_t n, Act a, T alpha);
-template <class T> void prelu_forward(const T* x, const T* w, T* y, int64_t outer, int64_t channels, int64_t inner);
-template <class T>
-void prelu_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, int64_t outer, int64_t channels, int64_t inner);
-}  // namespace cuda
+// The kernels, CPU (activation.cpp) and CUDA (activation.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+// prelu_forward: inner = product of the sizes after the channel dim; channels = 1 for a shared slope
+#define PYCNN_ACTIVATION_KERNELS(X, T)                                                                                 \
+  X(activation_forward, (const T* x, T* y, int64_t n, Act a, T alpha))                                                 \
+  X(activation_backward, (const T* dy, const T* x, T* dx, int64_t n, Act a, T alpha))                                  \
+  X(prelu_forward, (const T* x, const T* w, T* y, int64_t outer, int64_t channels, int64_t inner))                     \
+  X(prelu_backward, (const T* dy, const T* x, const T* w, T* dx, T* dw, int64_t outer, int64_t channels, int64_t inner))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_ACTIVATION_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_ACTIVATION_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -148,15 +148,6 @@ void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
             static_cast<double>(outer * inner), total);
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                                      \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, int64_t, int64_t,  \
-                                            int64_t, double, double);                                             \
-  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, int64_t,        \
-                                           int64_t, int64_t, double);                                             \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*, int64_t,     \
-                                       int64_t, int64_t);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_BATCHNORM_KERNELS)
 
 }  // namespace pycnn::cuda

@@ -23,30 +23,17 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy, const T
                                                        const Tensor& save_mean, const Tensor& save_invstd);
 
 // Kernels see x as (outer, channels, inner); gamma, beta, running_mean, running_var may be null.
-namespace cpu {
-template <class T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var, T* y,
-                              T* save_mean, T* save_invstd, int64_t outer, int64_t channels, int64_t inner,
-                              double momentum, double eps);
-template <class T>
-void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, int64_t outer, int64_t channels, int64_t inner, double eps);
-template <class T>
-void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* invstd, T* dx, T* dgamma,
-                         T* dbeta, int64_t outer, int64_t channels, int64_t inner);
-}  // namespace cpu
-
-namespace cuda {
-template <class T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var, T* y,
-                              T* save_mean, T* save_invstd, int64_t outer, int64_t channels, int64_t inner,
-                              double momentum, double eps);
-template <class T>
-void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, int64_t outer, int64_t channels, int64_t inner, double eps);
-template <class T>
-void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* invstd, T* dx, T* dgamma,
-                         T* dbeta, int64_t outer, int64_t channels, int64_t inner);
-}  // namespace cuda
+// The kernels, CPU (batchnorm.cpp) and CUDA (batchnorm.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_BATCHNORM_KERNELS(X, T)                                                                                  \
+  X(batch_norm_forward_train, (const T* x, const T* gamma, const T* beta, T* running_mean, T* running_var, T* y,       \
+                               T* save_mean, T* save_invstd, int64_t outer, int64_t channels, int64_t inner,           \
+                               double momentum, double eps))                                                           \
+  X(batch_norm_forward_eval, (const T* x, const T* gamma, const T* beta, const T* running_mean,                        \
+                              const T* running_var, T* y, int64_t outer, int64_t channels, int64_t inner,              \
+                              double eps))                                                                             \
+  X(batch_norm_backward, (const T* dy, const T* x, const T* gamma, const T* mean, const T* invstd, T* dx,              \
+                          T* dgamma, T* dbeta, int64_t outer, int64_t channels, int64_t inner))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_BATCHNORM_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_BATCHNORM_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -58,12 +58,7 @@ void dropout_backward(const T* dy, const T* mask, T* dx, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * mask[i];
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                    \
-  template void dropout_forward<T>(const T*, T*, T*, int64_t, double, T, uint64_t, uint64_t);   \
-  template void dropout_backward<T>(const T*, const T*, T*, int64_t);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_DROPOUT_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

@@ -49,11 +49,6 @@ void dropout_backward(const T* dy, const T* mask, T* dx, int64_t n) {
   ex.launch(n, dropout_bwd_kernel<T>, dy, mask, dx, n);
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                    \
-  template void dropout_forward<T>(const T*, T*, T*, int64_t, double, T, uint64_t, uint64_t);   \
-  template void dropout_backward<T>(const T*, const T*, T*, int64_t);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_DROPOUT_KERNELS)
 
 }  // namespace pycnn::cuda

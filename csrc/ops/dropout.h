@@ -11,16 +11,11 @@ namespace pycnn {
 std::pair<Tensor, Tensor> dropout_forward(const Tensor& x, double p);
 Tensor dropout_backward(const Tensor& dy, const Tensor& mask);  // dy * mask
 
-namespace cpu {
-template <class T>
-void dropout_forward(const T* x, T* y, T* mask, int64_t n, double p, T scale, uint64_t seed, uint64_t base);
-template <class T> void dropout_backward(const T* dy, const T* mask, T* dx, int64_t n);
-}  // namespace cpu
-
-namespace cuda {
-template <class T>
-void dropout_forward(const T* x, T* y, T* mask, int64_t n, double p, T scale, uint64_t seed, uint64_t base);
-template <class T> void dropout_backward(const T* dy, const T* mask, T* dx, int64_t n);
-}  // namespace cuda
+// The kernels, CPU (dropout.cpp) and CUDA (dropout.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_DROPOUT_KERNELS(X, T)                                                                                    \
+  X(dropout_forward, (const T* x, T* y, T* mask, int64_t n, double p, T scale, uint64_t seed, uint64_t base))          \
+  X(dropout_backward, (const T* dy, const T* mask, T* dx, int64_t n))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_DROPOUT_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_DROPOUT_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

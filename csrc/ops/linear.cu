@@ -48,11 +48,6 @@ void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, L
   }
 }
 
-#define PYCNN_INSTANTIATE(T)                                                            \
-  template void linear_forward<T>(const T*, const T*, const T*, T*, LinearDims);       \
-  template void linear_backward<T>(const T*, const T*, const T*, T*, T*, T*, LinearDims);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_LINEAR_KERNELS)
 
 }  // namespace pycnn::cuda

@@ -25,16 +25,11 @@ std::tuple<std::optional<Tensor>, std::optional<Tensor>, std::optional<Tensor>> 
     const Tensor& grad_output, const Tensor& x, const Tensor& w, bool need_dx, bool need_dw, bool need_db);
 
 // Kernels on contiguous row-major buffers. b, dx, dw, db may be null (absent / not asked for).
-namespace cpu {
-template <class T> void linear_forward(const T* x, const T* w, const T* b, T* y, LinearDims d);
-template <class T>
-void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, LinearDims d);
-}  // namespace cpu
-
-namespace cuda {
-template <class T> void linear_forward(const T* x, const T* w, const T* b, T* y, LinearDims d);
-template <class T>
-void linear_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, LinearDims d);
-}  // namespace cuda
+// The kernels, CPU (linear.cpp) and CUDA (linear.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_LINEAR_KERNELS(X, T)                                                                                     \
+  X(linear_forward, (const T* x, const T* w, const T* b, T* y, LinearDims d))                                          \
+  X(linear_backward, (const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, LinearDims d))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_LINEAR_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_LINEAR_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

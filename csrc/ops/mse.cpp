@@ -72,12 +72,7 @@ void mse_backward(const T* x, const T* target, T* dx, int64_t n, T scale) {
   for (int64_t i = 0; i < n; ++i) dx[i] = (x[i] - target[i]) * scale;
 }
 
-#define PYCNN_INSTANTIATE(T)                                              \
-  template void mse_forward<T>(const T*, const T*, T*, int64_t);          \
-  template void mse_backward<T>(const T*, const T*, T*, int64_t, T);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_MSE_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

@@ -36,11 +36,6 @@ void mse_backward(const T* x, const T* target, T* dx, int64_t n, T scale) {
   ex.launch(n, mse_bwd_kernel<T>, x, target, dx, n, scale);
 }
 
-#define PYCNN_INSTANTIATE(T)                                              \
-  template void mse_forward<T>(const T*, const T*, T*, int64_t);          \
-  template void mse_backward<T>(const T*, const T*, T*, int64_t, T);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_MSE_KERNELS)
 
 }  // namespace pycnn::cuda

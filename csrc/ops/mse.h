@@ -11,14 +11,11 @@ Tensor mse_forward(const Tensor& x, const Tensor& target);  // shape ()
 // dx = grad_scale * 2 * (x - target) / numel
 Tensor mse_backward(const Tensor& x, const Tensor& target, double grad_scale);
 
-namespace cpu {
-template <class T> void mse_forward(const T* x, const T* target, T* loss, int64_t n);
-template <class T> void mse_backward(const T* x, const T* target, T* dx, int64_t n, T scale);
-}  // namespace cpu
-
-namespace cuda {
-template <class T> void mse_forward(const T* x, const T* target, T* loss, int64_t n);
-template <class T> void mse_backward(const T* x, const T* target, T* dx, int64_t n, T scale);
-}  // namespace cuda
+// The kernels, CPU (mse.cpp) and CUDA (mse.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_MSE_KERNELS(X, T)                                                                                        \
+  X(mse_forward, (const T* x, const T* target, T* loss, int64_t n))                                                    \
+  X(mse_backward, (const T* x, const T* target, T* dx, int64_t n, T scale))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_MSE_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_MSE_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

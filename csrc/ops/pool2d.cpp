@@ -403,16 +403,7 @@ void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
     }
 }
 
-#define PYCNN_INSTANTIATE(T)                                                            \
-  template void max_pool2d_forward<T>(const T*, T*, int64_t*, Pool2dGeom);              \
-  template void max_pool2d_backward<T>(const T*, const int64_t*, T*, Pool2dGeom);       \
-  template void avg_pool2d_forward<T>(const T*, T*, Pool2dGeom);                        \
-  template void avg_pool2d_backward<T>(const T*, T*, Pool2dGeom);                       \
-  template void adaptive_avg_pool2d_forward<T>(const T*, T*, Pool2dGeom);               \
-  template void adaptive_avg_pool2d_backward<T>(const T*, T*, Pool2dGeom);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_POOL2D_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

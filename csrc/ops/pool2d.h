@@ -54,24 +54,17 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& grad_output, const Shape& inpu
 PYCNN_HD inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
 PYCNN_HD inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
 
-namespace cpu {
-template <class T> void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g);
-// dx is written in full (no need to zero it first). The CPU caller checks argmax values are in
-// [0, H*W); a kernel that cannot (CUDA) must skip out-of-range ones.
-template <class T> void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g);
-template <class T> void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
-template <class T> void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
-template <class T> void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
-template <class T> void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
-}  // namespace cpu
-
-namespace cuda {
-template <class T> void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g);
-template <class T> void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g);
-template <class T> void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
-template <class T> void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
-template <class T> void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g);
-template <class T> void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g);
-}  // namespace cuda
+// The kernels, CPU (pool2d.cpp) and CUDA (pool2d.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+// max_pool2d_backward: dx is written in full (no need to zero it first). The CPU caller checks argmax
+// values are in [0, H*W); a kernel that cannot (CUDA) must skip out-of-range ones.
+#define PYCNN_POOL2D_KERNELS(X, T)                                                                                     \
+  X(max_pool2d_forward, (const T* x, T* y, int64_t* argmax, Pool2dGeom g))                                             \
+  X(max_pool2d_backward, (const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g))                                    \
+  X(avg_pool2d_forward, (const T* x, T* y, Pool2dGeom g))                                                              \
+  X(avg_pool2d_backward, (const T* dy, T* dx, Pool2dGeom g))                                                           \
+  X(adaptive_avg_pool2d_forward, (const T* x, T* y, Pool2dGeom g))                                                     \
+  X(adaptive_avg_pool2d_backward, (const T* dy, T* dx, Pool2dGeom g))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_POOL2D_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_POOL2D_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -103,11 +103,7 @@ void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T on
   }
 }
 
-#define PYCNN_INSTANTIATE(T) \
-  template void sgd_step<T>(T*, const T*, T*, int64_t, T, T, T, T, bool, bool, const float*);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_SGD_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

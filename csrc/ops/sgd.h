@@ -23,16 +23,11 @@ void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grad
 // One tensor of the group; buf is null when momentum == 0; one_minus_dampening = 1 - dampening
 // rounded once from double, as PyTorch passes it; skip is null (never skip) or the found_inf flag,
 // in the memory of the kernel's device.
-namespace cpu {
-template <class T>
-void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
-              bool nesterov, bool first_step, const float* skip);
-}  // namespace cpu
-
-namespace cuda {
-template <class T>
-void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
-              bool nesterov, bool first_step, const float* skip);
-}  // namespace cuda
+// The kernels, CPU (sgd.cpp) and CUDA (sgd.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_SGD_KERNELS(X, T)                                                                                        \
+  X(sgd_step, (T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,    \
+               bool nesterov, bool first_step, const float* skip))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_SGD_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_SGD_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -181,14 +181,7 @@ void cross_entropy_backward(const T* probs, const int64_t* labels, T* dx, int64_
   }
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                       \
-  template void softmax_forward<T>(const T*, T*, int64_t, int64_t, bool);                          \
-  template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t);                     \
-  template void cross_entropy_forward<T>(const T*, const int64_t*, T*, T*, int64_t, int64_t);      \
-  template void cross_entropy_backward<T>(const T*, const int64_t*, T*, int64_t, int64_t, T);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_SOFTMAX_CE_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

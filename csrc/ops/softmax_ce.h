@@ -22,23 +22,14 @@ Tensor cross_entropy_backward(const Tensor& probs, const Tensor& labels, double 
 // host sync, see cuda/context.cuh). Used by count_correct too.
 void check_class_labels(const Tensor& labels, const Tensor& scores, const char* op, const char* scores_name);
 
-namespace cpu {
-template <class T> void softmax_forward(const T* x, T* y, int64_t n, int64_t c, bool log);
-template <class T> void softmax_backward(const T* dy, const T* y, T* dx, int64_t n, int64_t c);
-// loss: one element (the mean over the rows)
-template <class T>
-void cross_entropy_forward(const T* logits, const int64_t* labels, T* probs, T* loss, int64_t n, int64_t c);
-template <class T>
-void cross_entropy_backward(const T* probs, const int64_t* labels, T* dx, int64_t n, int64_t c, T scale);
-}  // namespace cpu
-
-namespace cuda {
-template <class T> void softmax_forward(const T* x, T* y, int64_t n, int64_t c, bool log);
-template <class T> void softmax_backward(const T* dy, const T* y, T* dx, int64_t n, int64_t c);
-template <class T>
-void cross_entropy_forward(const T* logits, const int64_t* labels, T* probs, T* loss, int64_t n, int64_t c);
-template <class T>
-void cross_entropy_backward(const T* probs, const int64_t* labels, T* dx, int64_t n, int64_t c, T scale);
-}  // namespace cuda
+// The kernels, CPU (softmax_ce.cpp) and CUDA (softmax_ce.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+// cross_entropy_forward: loss: one element (the mean over the rows)
+#define PYCNN_SOFTMAX_CE_KERNELS(X, T)                                                                                 \
+  X(softmax_forward, (const T* x, T* y, int64_t n, int64_t c, bool log))                                               \
+  X(softmax_backward, (const T* dy, const T* y, T* dx, int64_t n, int64_t c))                                          \
+  X(cross_entropy_forward, (const T* logits, const int64_t* labels, T* probs, T* loss, int64_t n, int64_t c))          \
+  X(cross_entropy_backward, (const T* probs, const int64_t* labels, T* dx, int64_t n, int64_t c, T scale))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_SOFTMAX_CE_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_SOFTMAX_CE_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn
