@@ -10,7 +10,7 @@ import pytest
 import pycnn as pc
 from pycnn import nn
 import pycnn.functional as F
-from pycnn.nn.module import _backward_for_step
+from pycnn.train.step import backward_for_step as _backward_for_step
 from pycnn.testing import gradcheck
 
 from helpers import T, rng

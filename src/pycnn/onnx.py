@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
-from .nn.module import Parameter
+from .nn.parameter import Parameter
 
 __all__ = ["export", "OPSET"]
 

@@ -54,7 +54,7 @@ class ModuleNode(Node):
         return f"{type(self.module).__name__}Backward"
 
     def backward(self, *grads: Any) -> Any:
-        from ..nn.module import _takes_need_input_grad  # nn imports this package
+        from ..nn._passes import _takes_need_input_grad  # nn imports this package
 
         if not grads or all(g is None for g in grads):
             return (None,) * len(self.edges)

@@ -7,8 +7,10 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .loss import CrossEntropyLoss, MSELoss
-from .module import Concat, Identity, Module, Parameter, Residual, Sequential
+from .container import Concat, Identity, Residual, Sequential
+from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d
+from .parameter import Parameter
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [

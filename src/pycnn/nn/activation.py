@@ -5,7 +5,8 @@ from typing import Any
 
 from .. import _args, functional as F
 from ..tensor import Tensor, full
-from .module import Module, Parameter, _param_dtype
+from .module import Module
+from .parameter import Parameter, _param_dtype
 
 __all__ = ["ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax"]
 

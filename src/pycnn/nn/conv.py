@@ -7,7 +7,8 @@ from typing import Any, Optional
 from .. import _args, functional as F
 from ..tensor import Tensor, empty
 from . import init
-from .module import Module, Parameter, _param_dtype
+from .module import Module
+from .parameter import Parameter, _param_dtype
 
 __all__ = ["Conv2d"]
 

@@ -8,7 +8,8 @@ import numpy as np
 from .. import _args, _core
 from .. import functional as F
 from ..tensor import Tensor, as_tensor, full, int64, ones, zeros
-from .module import Module, Parameter, _param_dtype
+from .module import Module
+from .parameter import Parameter, _param_dtype
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 

@@ -29,7 +29,10 @@ from .. import autograd as _autograd
 from .. import distributed as _dist
 from .. import functional as F
 from ..tensor import Tensor
-from .module import _NO_BACKWARD, Module, Parameter, Sequential, _takes_need_input_grad
+from .container import Sequential
+from ._passes import _takes_need_input_grad
+from .module import _NO_BACKWARD, Module
+from .parameter import Parameter
 
 __all__ = ["DistributedDataParallel"]
 

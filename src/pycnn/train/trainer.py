@@ -31,9 +31,9 @@ import numpy as np
 
 from .. import _core
 from .._args import is_int
-from ..nn.module import _backward_for_step
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
 from . import checkpoint, fit_data
+from .step import backward_for_step
 from .callbacks import Callback
 from .fit_data import host_array as _host_array, is_array_like as _is_array_like  # noqa: F401
 from .graph_step import GraphStep
@@ -462,7 +462,7 @@ class Trainer:
         loss_t = crit(logits, yt)
         opt.zero_grad()
         model.zero_grad()
-        _backward_for_step(model, crit, loss_t)
+        backward_for_step(model, crit, loss_t)
         return loss_t, logits, self._guarded_step(loss_t)
 
     def _guarded_step(self, loss_t: Tensor) -> Tensor:
