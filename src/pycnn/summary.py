@@ -27,7 +27,6 @@ Conventions
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -107,54 +106,14 @@ class ModelSummary:
 # ------------------------------------------------------------------------------------------------
 # layer geometry
 # ------------------------------------------------------------------------------------------------
-def _pair(v: Any, default: int = 1) -> Pair:
-    if v is None:
-        return (default, default)
-    if isinstance(v, (int, np.integer)):
-        return (int(v), int(v))
-    v = tuple(int(t) for t in v)
-    return (v[0], v[1]) if len(v) >= 2 else (v[0], v[0])
-
-
-def _pad_top_left(module: Any, k: Pair, d: Pair) -> Pair:
-    pad4 = getattr(module, "_pad4", None)  # Conv2d's resolved (top, bottom, left, right)
-    if pad4 is not None and len(tuple(pad4)) == 4:
-        return (int(pad4[0]), int(pad4[2]))
-    p = getattr(module, "padding", 0)
-    if isinstance(p, str):
-        if p.lower() == "same":
-            return ((d[0] * (k[0] - 1)) // 2, (d[1] * (k[1] - 1)) // 2)
-        return (0, 0)
-    if isinstance(p, (int, np.integer)):
-        return (int(p), int(p))
-    p = tuple(int(v) for v in p)
-    if len(p) == 4:
-        return (p[0], p[2])
-    return (p[0], p[1]) if len(p) == 2 else (p[0], p[0])
-
-
 def _kernel(module: Any, in_shape: Sequence[int], out_shape: Sequence[int]) -> Optional[Tuple[Pair, Pair, Pair, Pair]]:
-    """(kernel, stride, dilation, (pad top, pad left)) of a layer that slides a window; None for
-    element-wise layers."""
-    kind = type(module).__name__
-    w = getattr(module, "weight", None)
-    if kind.startswith("Conv") or (w is not None and len(getattr(w, "shape", ())) == 4):
-        ks = getattr(module, "kernel_size", None)
-        if ks is None and w is not None:
-            ks = tuple(w.shape[2:])
-        k, d = _pair(ks), _pair(getattr(module, "dilation", 1))
-        return k, _pair(getattr(module, "stride", 1)), d, _pad_top_left(module, k, d)
-    if "Adaptive" in kind and "Pool" in kind:
-        (h, w_), (oh, ow) = in_shape[2:4], out_shape[2:4]
-        k = (math.ceil(h / oh), math.ceil(w_ / ow))
-        s = (max(1, h // oh), max(1, w_ // ow))
-        return k, s, (1, 1), (0, 0)
-    if "Pool" in kind:
-        ks = _pair(getattr(module, "kernel_size", 1))
-        st = getattr(module, "stride", None)
-        d = _pair(getattr(module, "dilation", 1))
-        return ks, _pair(st) if st is not None else ks, d, _pad_top_left(module, ks, d)
-    if tuple(in_shape[2:4]) != tuple(out_shape[2:4]):  # an unknown resampling layer: k = s = ratio
+    """(kernel, stride, dilation, (pad top, pad left)) of a layer that slides a window, as the layer
+    reports it (``_summary_geometry``: Conv2d, the pools); None for a layer that keeps the spatial
+    size; a layer that resamples without saying how counts as a window of the size ratio."""
+    geometry = getattr(module, "_summary_geometry", None)
+    if geometry is not None:
+        return geometry(tuple(in_shape), tuple(out_shape))
+    if tuple(in_shape[2:4]) != tuple(out_shape[2:4]):
         s = (max(1, in_shape[2] // max(1, out_shape[2])), max(1, in_shape[3] // max(1, out_shape[3])))
         return s, s, (1, 1), (0, 0)
     return None
@@ -185,7 +144,6 @@ def _formula(module: Any, params: List[Tuple[str, Any]]) -> str:
     total = sum(_numel(p) for _, p in params)
     d = dict(params)
     w, b = d.get("weight"), d.get("bias")
-    kind = type(module).__name__
     rest = [p for n, p in params if n not in ("weight", "bias")]
     if w is not None and not rest:
         ws = tuple(w.shape)
@@ -194,7 +152,7 @@ def _formula(module: Any, params: List[Tuple[str, Any]]) -> str:
             return f"{ws[0]}×({ws[2]}×{ws[3]}×{ws[1]}){bias} = {total:,}"
         if len(ws) == 2:
             return f"{ws[0]}×{ws[1]}{bias} = {total:,}"
-        if len(ws) == 1 and "Norm" in kind and b is not None and tuple(b.shape) == ws:
+        if len(ws) == 1 and b is not None and tuple(b.shape) == ws:  # a per-channel scale and shift (BatchNorm)
             return f"2×{ws[0]} = {total:,}"
     parts = ["×".join(str(s) for s in p.shape) or "1" for _, p in params]
     return f"{'+'.join(parts)} = {total:,}"

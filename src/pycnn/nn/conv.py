@@ -66,6 +66,11 @@ class Conv2d(Module):
         """The (top, bottom, left, right) padding the op gets ("same" resolved)."""
         return _args.conv_padding(self.padding, self.kernel_size, self.dilation, self.stride, "Conv2d")
 
+    def _summary_geometry(self, in_shape: tuple, out_shape: tuple) -> tuple:
+        """(kernel, stride, dilation, (pad top, pad left)) of the window: pc.summary's receptive field."""
+        top, _, left, _ = self._pad4
+        return tuple(self.kernel_size), tuple(self.stride), tuple(self.dilation), (top, left)
+
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:

@@ -1,6 +1,7 @@
 """MaxPool2d, AvgPool2d, AdaptiveAvgPool2d."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import _args, functional as F
@@ -25,6 +26,11 @@ class _Pool2d(Module):
     def _args(self) -> tuple:
         """(kernel, stride, padding) as pairs, from the attributes (which may be ints)."""
         return _args.pool_args(type(self).__name__, self.kernel_size, self.stride, self.padding)
+
+    def _summary_geometry(self, in_shape: tuple, out_shape: tuple) -> tuple:
+        """(kernel, stride, dilation, (pad top, pad left)) of the window: pc.summary's receptive field."""
+        k, st, pad = self._args
+        return k, st, (1, 1), pad
 
     def _clear_cache(self) -> None:
         self._cache = None
@@ -113,6 +119,11 @@ class AdaptiveAvgPool2d(Module):
 
     def _clear_cache(self) -> None:
         self._cache = None
+
+    def _summary_geometry(self, in_shape: tuple, out_shape: tuple) -> tuple:
+        """The widest bin (kernel) and the bin spacing (stride) of this input: pc.summary's receptive field."""
+        (h, w), (oh, ow) = in_shape[2:4], out_shape[2:4]
+        return (math.ceil(h / oh), math.ceil(w / ow)), (max(1, h // oh), max(1, w // ow)), (1, 1), (0, 0)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
