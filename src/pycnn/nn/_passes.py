@@ -1,7 +1,8 @@
-"""The bookkeeping of the explicit route's forward passes: each forward pass gets an id, a module's
-cache entries are tagged with it and stacked, and a backward takes back the entry of the pass it
-differentiates (or says why it cannot: a stale or missing cache). Module wraps its subclasses'
-forward with _recording_forward and backward with _restoring_cache."""
+"""The bookkeeping of the explicit route's forward passes. A module may appear several times in one
+forward pass (a shared ReLU, or shared weights): each call's cache is stacked, tagged with its
+pass's id, and the backward calls, made in reverse order, take them back one by one, so a backward
+never reads another pass's cache (or says why it cannot: a stale or missing cache). Module wraps
+its subclasses' forward with _recording_forward and backward with _restoring_cache."""
 from __future__ import annotations
 
 import functools

@@ -18,9 +18,6 @@ class _Elementwise(Module):
         super().__init__()
         self._cache = None
 
-    def _clear_cache(self) -> None:
-        self._cache = None
-
     def _fwd(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -135,9 +132,6 @@ class PReLU(Module):
             self.to(device)
         self._cache = None
 
-    def _clear_cache(self) -> None:
-        self._cache = None
-
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"
 
@@ -168,9 +162,6 @@ class Softmax(Module):
         if not _args.is_int(dim):
             raise TypeError(f"Softmax: dim must be an int, got {dim!r}")
         self.dim = int(dim)
-        self._cache = None
-
-    def _clear_cache(self) -> None:
         self._cache = None
 
     def extra_repr(self) -> str:

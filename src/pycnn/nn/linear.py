@@ -40,9 +40,6 @@ class Linear(Module):
             bound = 1.0 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound)
 
-    def _clear_cache(self) -> None:
-        self._cache = None
-
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
@@ -87,9 +84,6 @@ class Flatten(Module):
             if not _args.is_int(v):
                 raise TypeError(f"Flatten: {name} must be an int, got {v!r}")
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
-        self._cache = None
-
-    def _clear_cache(self) -> None:
         self._cache = None
 
     def extra_repr(self) -> str:

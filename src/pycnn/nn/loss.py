@@ -18,9 +18,6 @@ class _Loss(Module):
         self.reduction = _args.reduction(reduction, type(self).__name__)
         self._cache: Optional[tuple] = None
 
-    def _clear_cache(self) -> None:
-        self._cache = None
-
     def extra_repr(self) -> str:
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
 

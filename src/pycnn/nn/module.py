@@ -2,12 +2,9 @@
 in parameter.py, the containers in container.py, the pass bookkeeping in _passes.py).
 
 Two routes to gradients. The explicit one: a module has ``forward(x)`` (also ``__call__``), which
-caches what its backward needs, and ``backward(grad_out)``, which returns the gradient with respect
-to the input, accumulates parameter gradients into ``.grad`` and frees the cache. A module may
-appear several times in one forward pass (a shared ReLU, or shared weights): each call's cache is
-stacked and the backward calls, made in reverse order, take them back one by one
-(``Module._cache_attrs``); the caches are tagged with their forward pass, so a backward never reads
-another pass's (see _recording_forward). The autograd one (pycnn.autograd): a module whose every
+caches what its backward needs (``_cache_attrs``; stacked per call, see _passes.py), and
+``backward(grad_out)``, which returns the gradient with respect to the input, accumulates parameter
+gradients into ``.grad`` and frees the cache. The autograd one (pycnn.autograd): a module whose every
 submodule has a backward is one node on the tape; any other module is traced through its ops, and
 an nn.Parameter in those ops is a leaf whose gradient sums into ``.grad``.
 """
@@ -423,7 +420,10 @@ class Module:
         return self
 
     def _clear_cache(self) -> None:
-        """Drops tensors cached by forward (overridden by layers that cache)."""
+        """Drops what forward cached: each of the layer's ``_cache_attrs`` it holds goes back to None."""
+        for name in self._cache_attrs:
+            if name in self.__dict__:
+                self.__dict__[name] = None
 
     def to(self, *args: Any, device: Any = None, dtype: Any = None) -> "Module":
         """Moves (device string) and/or casts (pc.float32/float64) parameters, gradients and

@@ -63,9 +63,6 @@ class _BatchNorm(Module):
             self.weight.data.fill_(1.0)
             self.bias.data.fill_(0.0)
 
-    def _clear_cache(self) -> None:
-        self._cache = None
-
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}")

@@ -32,9 +32,6 @@ class _Pool2d(Module):
         k, st, pad = self._args
         return k, st, (1, 1), pad
 
-    def _clear_cache(self) -> None:
-        self._cache = None
-
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -115,9 +112,6 @@ class AdaptiveAvgPool2d(Module):
         super().__init__()
         _args.adaptive_size(output_size, (1, 1), "AdaptiveAvgPool2d")  # validates the kind and sign
         self.output_size = output_size if (_args.is_int(output_size) or output_size is None) else tuple(output_size)
-        self._cache = None
-
-    def _clear_cache(self) -> None:
         self._cache = None
 
     def _summary_geometry(self, in_shape: tuple, out_shape: tuple) -> tuple:
