@@ -5,6 +5,7 @@
 
 #include "../blas.h"
 #include "../workspace.h"
+#include "conv2d_winograd.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -341,6 +342,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
   const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK;
   const int64_t HW = s.H * s.W;
   if (N == 0) return;
+  if (winograd::applies(s)) return winograd::conv2d_forward(x, w, b, y, s);  // fast path: 3x3 stride 1
   const Plan p = make_plan(s, sizeof(T));
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(p.threads * (p.cols + p.tmp)) * sizeof(T)));
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.threads > 1)
@@ -385,6 +387,10 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
       for (int64_t n = 0; n < N; ++n) acc.add(dy + (n * O + o) * L, L);
       db[o] = acc.total();
     }
+  }
+  if (dx && N > 0 && winograd::applies_input_grad(s)) {  // fast path: 3x3 stride 1; dW stays im2col below
+    winograd::conv2d_input_grad(dy, w, dx, s);
+    dx = nullptr;
   }
   if (!dx && !dw) return;
   if (N == 0) {

@@ -1,0 +1,37 @@
+// Winograd F(2x2, 3x3) for 3x3, stride-1, undilated, ungrouped convolutions on the CPU: the
+// forward and the input gradient (a 3x3 convolution of dy with the flipped, transposed kernel).
+// Each 2x2 output tile costs 16 products per (in, out) channel pair instead of 36; the products
+// are 16 GEMMs per chunk of tiles, M_k (O, T) = U_k (O, C) @ V_k (C, T), k = 0..15.
+//
+// Layouts (one chunk of T tiles, scratch from workspace()):
+//   U (16, O, C)   transformed kernel G g G^T, computed once per call
+//   V (16, C, T)   transformed input tiles B^T d B (4x4 windows of the input, zero outside)
+//   M (16, O, T)   their products; A^T m A gives the 2x2 output tile
+// Tiles are numbered t = (n*TH + ty)*TW + tx over the whole batch and cut into chunks of a size
+// fixed by the shape; every output element is written by exactly one chunk, with no reduction
+// across threads: results repeat bit for bit whatever the thread count.
+// The error against the float64 reference stays at float32 rounding level (about 2e-7 relative
+// to the largest output; tests/test_conv2d_fast.py). F(4x4, 3x3) was not tried.
+// The weight gradient stays im2col + GEMM (conv2d.cpp).
+#pragma once
+
+#include "conv2d.h"
+
+namespace pycnn::cpu::winograd {
+
+// 3x3, stride 1, dilation 1, groups 1: the shapes the kernels below accept.
+bool supported(const Conv2dShape& s);
+// Where conv2d's forward / input gradient take this path: supported and channel counts large
+// enough that it measured faster than im2col + GEMM.
+bool applies(const Conv2dShape& s);
+bool applies_input_grad(const Conv2dShape& s);
+
+// y (N, O, OH, OW) = conv(x, w) + b (b may be null).
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s);
+
+// dx (N, C, H, W, overwritten) = the input gradient of conv(x, w) for dy (N, O, OH, OW).
+template <class T>
+void conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s);
+
+}  // namespace pycnn::cpu::winograd
