@@ -82,13 +82,23 @@ class _GradMode:
         return f"pycnn.{type(self).__name__}()"
 
 
-class no_grad(_GradMode):
-    """``with pc.no_grad():`` or ``@pc.no_grad()``: nothing is recorded for a backward (inference)."""
+class _NoArgGradMode(_GradMode):
+    """``@pc.no_grad`` without parentheses decorates too, as in PyTorch 2."""
+
+    def __new__(cls, orig_func: Callable | None = None) -> Any:
+        if orig_func is None:
+            return super().__new__(cls)
+        return cls()(orig_func)
+
+
+class no_grad(_NoArgGradMode):
+    """``with pc.no_grad():``, ``@pc.no_grad()`` or ``@pc.no_grad``: nothing is recorded for a
+    backward (inference)."""
 
     _mode = False
 
 
-class enable_grad(_GradMode):
+class enable_grad(_NoArgGradMode):
     """``with pc.enable_grad():`` or ``@pc.enable_grad()``: recording back on inside ``no_grad``."""
 
     _mode = True

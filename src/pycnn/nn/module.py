@@ -544,10 +544,12 @@ class Module:
 
         save(self, path)
 
-    def summary(self, input_size: Any, **kw: Any) -> Any:
+    def summary(self, input_size: Any, verbose: bool = True, **kw: Any) -> Any:
         from ..summary import summary
-
-        return summary(self, input_size, **kw)
+        result = summary(self, input_size, **kw)  # printed unless verbose=False, as Keras and torchinfo
+        if verbose:
+            print(result)
+        return result
 
     # ---- repr ---------------------------------------------------------------------------------
     def extra_repr(self) -> str:
