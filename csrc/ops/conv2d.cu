@@ -183,13 +183,6 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
   }
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                              \
-  template void im2col<T>(const T*, T*, const Conv2dShape&, int64_t, int64_t, int64_t);                  \
-  template void col2im<T>(const T*, T*, const Conv2dShape&, int64_t, int64_t, int64_t);                  \
-  template void conv2d_forward<T>(const T*, const T*, const T*, T*, const Conv2dShape&);                  \
-  template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, T*, const Conv2dShape&);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_CONV2D_KERNELS)
 
 }  // namespace pycnn::cuda

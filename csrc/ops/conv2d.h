@@ -73,30 +73,17 @@ std::tuple<std::optional<Tensor>, std::optional<Tensor>, std::optional<Tensor>> 
 Tensor im2col(const Tensor& x, int64_t kh, int64_t kw, const Conv2dParams& p);
 
 // Kernels: raw pointers to contiguous NCHW data. `x` points at the first sample of the chunk.
-namespace cpu {
-// nb samples of x -> cols[n*sample_stride + r*row_stride + l] (padding reads as zero).
-template <class T>
-void im2col(const T* x, T* cols, const Conv2dShape& s, int64_t nb, int64_t sample_stride, int64_t row_stride);
-// The adjoint: dx (nb samples, overwritten) = sum of the column entries that read each element.
-template <class T>
-void col2im(const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t sample_stride, int64_t row_stride);
-// y (N, O, OH, OW) = conv(x, w) + b; b may be null. Scratch comes from workspace().
-template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s);
-// Any of dx / dw / db may be null (not wanted). dw is (O, Cg, kh, kw), db (O,).
-template <class T>
-void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s);
-}  // namespace cpu
-
-namespace cuda {
-template <class T>
-void im2col(const T* x, T* cols, const Conv2dShape& s, int64_t nb, int64_t sample_stride, int64_t row_stride);
-template <class T>
-void col2im(const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t sample_stride, int64_t row_stride);
-template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s);
-template <class T>
-void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s);
-}  // namespace cuda
+// The kernels, CPU (conv2d.cpp) and CUDA (conv2d.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+// im2col: nb samples of x -> cols[n*sample_stride + r*row_stride + l] (padding reads as zero).
+// col2im: the adjoint: dx (nb samples, overwritten) = sum of the column entries that read each element.
+// conv2d_forward: y (N, O, OH, OW) = conv(x, w) + b; b may be null. Scratch comes from workspace().
+// conv2d_backward: any of dx / dw / db may be null (not wanted). dw is (O, Cg, kh, kw), db (O,).
+#define PYCNN_CONV2D_KERNELS(X, T)                                                                                     \
+  X(im2col, (const T* x, T* cols, const Conv2dShape& s, int64_t nb, int64_t sample_stride, int64_t row_stride))        \
+  X(col2im, (const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t sample_stride, int64_t row_stride))       \
+  X(conv2d_forward, (const T* x, const T* w, const T* b, T* y, const Conv2dShape& s))                                  \
+  X(conv2d_backward, (const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_CONV2D_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_CONV2D_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn
