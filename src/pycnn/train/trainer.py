@@ -32,7 +32,7 @@ import numpy as np
 from .. import _core
 from .._args import is_int
 from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
-from . import checkpoint, fit_data
+from . import checkpoint, distributed_fit, fit_data
 from .step import backward_for_step
 from .callbacks import Callback
 from .fit_data import host_array as _host_array, is_array_like as _is_array_like  # noqa: F401
@@ -232,6 +232,12 @@ class Trainer:
         `validation_split`: hold out the last fraction of the x, y arrays (before shuffling, as Keras)
         for validation. `drop_last`: skip the last batch when it is smaller than `batch_size`.
         """
+        if distributed_fit.active(self):  # under pc.distributed: per-rank shards, averaged logs, rank 0 writes
+            return distributed_fit.fit(self, x, y, batch_size=batch_size, epochs=epochs,
+                                       validation_data=validation_data, shuffle=shuffle, callbacks=callbacks,
+                                       verbose=verbose, initial_epoch=initial_epoch,
+                                       validation_batch_size=validation_batch_size, resume_from=resume_from,
+                                       validation_split=validation_split, drop_last=drop_last)
         who = "fit"
         if not is_int(epochs) or epochs < 0:
             raise ValueError(f"{who}: epochs must be an int >= 0, got {epochs!r}")
@@ -541,6 +547,8 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0) -> Dict[str, float]:
         """Loss (and metrics) over a whole data set in eval mode: {"loss": ..., "accuracy": ...}."""
+        if distributed_fit.active(self):  # every rank evaluates a shard; the result is the whole set's
+            return distributed_fit.evaluate(self, x, y, batch_size=batch_size, verbose=verbose)
         loader = self._loader(x, y, batch_size, False, "evaluate")
         loss, acc = self._eval_loop(loader, "evaluate")
         out = {"loss": loss}
@@ -552,6 +560,8 @@ class Trainer:
 
     def predict(self, x: Any, batch_size: int = 256) -> Tensor:
         """The model's outputs (logits, (N, classes)) for every input, in eval mode, as a CPU Tensor."""
+        if distributed_fit.active(self):  # every rank predicts a share; all outputs on every rank
+            return distributed_fit.predict(self, x, batch_size=batch_size)
         model = self.model
         was_training = bool(getattr(model, "training", False))
         model.eval()
