@@ -34,3 +34,16 @@ def test_model_summary_prints_its_table_and_returns_it(capsys):
     assert printed.strip() == str(result).strip() and "Linear" in printed
     quiet = model.summary((1, 8, 8), verbose=False)
     assert capsys.readouterr().out == "" and quiet.total_params == result.total_params
+
+
+def test_iterating_rows_keeps_the_graph():
+    # `for row in x` was built on the untraced index op: rows lost requires_grad, so a loss over
+    # them silently dropped their gradient (torch's rows are unbind views in the graph).
+    x = pc.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=pc.float64, requires_grad=True)
+    rows = list(x)
+    assert all(r.requires_grad for r in rows)
+    loss = sum((i + 1) * (r ** 2).sum() for i, r in enumerate(rows)) + x.sum()
+    loss.backward()
+    expected = np.array([[1.0, 1.0], [2.0, 2.0]]) * 2 * x.detach().numpy() + 1
+    np.testing.assert_allclose(x.grad.numpy(), expected)
+    assert [r.tolist() for r in pc.tensor([[1, 2], [3, 4]])] == [[1, 2], [3, 4]]

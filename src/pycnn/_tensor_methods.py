@@ -390,8 +390,7 @@ def __contains__(self, element):
 def __iter__(self):
     if self.ndim == 0:
         raise TypeError("iteration over a 0-d tensor")
-    from ._tensor_index import getitem
-    return (getitem(self, i) for i in range(self.shape[0]))
+    return (self[i] for i in range(self.shape[0]))  # Tensor.__getitem__: autograd records each row
 
 
 # ------------------------------------------------------------------------------ reductions
