@@ -365,42 +365,20 @@ void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
   const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
 #pragma omp parallel for collapse(2) if (par)
   for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const T* xp = x + p * in_plane;
-      const int64_t h0 = adaptive_start(oh, g.H, g.OH), h1 = adaptive_end(oh, g.H, g.OH);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const int64_t w0 = adaptive_start(ow, g.W, g.OW), w1 = adaptive_end(ow, g.W, g.OW);
-        T sum = 0;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
-        y[p * out_plane + oh * g.OW + ow] = sum / static_cast<T>((h1 - h0) * (w1 - w0));
-      }
-    }
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow)
+        y[p * out_plane + oh * g.OW + ow] = adaptive_avg_at(x + p * in_plane, oh, ow, g);
 }
 
-// Gather: bin i covers index j iff floor(j*O/S) <= i <= ceil((j+1)*O/S) - 1.
 template <class T>
 void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
 #pragma omp parallel for collapse(2) if (par)
   for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t h = 0; h < g.H; ++h) {
-      const T* dyp = dy + p * out_plane;
-      const int64_t oh0 = adaptive_start(h, g.OH, g.H), oh1 = adaptive_end(h, g.OH, g.H);
-      for (int64_t w = 0; w < g.W; ++w) {
-        const int64_t ow0 = adaptive_start(w, g.OW, g.W), ow1 = adaptive_end(w, g.OW, g.W);
-        T acc = 0;
-        for (int64_t oh = oh0; oh < oh1; ++oh) {
-          const int64_t eh = adaptive_end(oh, g.H, g.OH) - adaptive_start(oh, g.H, g.OH);
-          for (int64_t ow = ow0; ow < ow1; ++ow) {
-            const int64_t ew = adaptive_end(ow, g.W, g.OW) - adaptive_start(ow, g.W, g.OW);
-            acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * ew);
-          }
-        }
-        dx[p * in_plane + h * g.W + w] = acc;
-      }
-    }
+    for (int64_t h = 0; h < g.H; ++h)
+      for (int64_t w = 0; w < g.W; ++w)
+        dx[p * in_plane + h * g.W + w] = adaptive_avg_grad_at(dy + p * out_plane, h, w, g);
 }
 
 PYCNN_INSTANTIATE_KERNELS(PYCNN_POOL2D_KERNELS)

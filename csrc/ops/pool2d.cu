@@ -117,34 +117,17 @@ __global__ void avg_bwd_kernel(const T* dy, T* dx, Pool2dGeom g, int64_t total) 
 
 template <class T>
 __global__ void adaptive_fwd_kernel(const T* x, T* y, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {
+  PYCNN_KERNEL_LOOP(k, total) {  // k = (p*OH + oh)*OW + ow
     const int64_t ow = k % g.OW, oh = (k / g.OW) % g.OH, p = k / (g.OW * g.OH);
-    const T* xp = x + p * g.H * g.W;
-    const int64_t h0 = adaptive_start(oh, g.H, g.OH), h1 = adaptive_end(oh, g.H, g.OH);
-    const int64_t w0 = adaptive_start(ow, g.W, g.OW), w1 = adaptive_end(ow, g.W, g.OW);
-    T sum = 0;
-    for (int64_t h = h0; h < h1; ++h)
-      for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
-    y[k] = sum / static_cast<T>((h1 - h0) * (w1 - w0));
+    y[k] = adaptive_avg_at(x + p * g.H * g.W, oh, ow, g);
   }
 }
 
 template <class T>
 __global__ void adaptive_bwd_kernel(const T* dy, T* dx, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {
+  PYCNN_KERNEL_LOOP(k, total) {  // k = (p*H + h)*W + w
     const int64_t w = k % g.W, h = (k / g.W) % g.H, p = k / (g.W * g.H);
-    const T* dyp = dy + p * g.OH * g.OW;
-    const int64_t oh0 = adaptive_start(h, g.OH, g.H), oh1 = adaptive_end(h, g.OH, g.H);
-    const int64_t ow0 = adaptive_start(w, g.OW, g.W), ow1 = adaptive_end(w, g.OW, g.W);
-    T acc = 0;
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      const int64_t eh = adaptive_end(oh, g.H, g.OH) - adaptive_start(oh, g.H, g.OH);
-      for (int64_t ow = ow0; ow < ow1; ++ow) {
-        const int64_t ew = adaptive_end(ow, g.W, g.OW) - adaptive_start(ow, g.W, g.OW);
-        acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * ew);
-      }
-    }
-    dx[k] = acc;
+    dx[k] = adaptive_avg_grad_at(dy + p * g.OH * g.OW, h, w, g);
   }
 }
 

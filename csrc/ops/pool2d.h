@@ -54,6 +54,35 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& grad_output, const Shape& inpu
 PYCNN_HD inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
 PYCNN_HD inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
 
+// Output (oh, ow) of one plane xp of the adaptive average pool: the mean of its bin. The CPU loop
+// and the CUDA kernel both call it, so they sum in the same order.
+template <class T>
+PYCNN_HD inline T adaptive_avg_at(const T* xp, int64_t oh, int64_t ow, const Pool2dGeom& g) {
+  const int64_t h0 = adaptive_start(oh, g.H, g.OH), h1 = adaptive_end(oh, g.H, g.OH);
+  const int64_t w0 = adaptive_start(ow, g.W, g.OW), w1 = adaptive_end(ow, g.W, g.OW);
+  T sum = 0;
+  for (int64_t h = h0; h < h1; ++h)
+    for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
+  return sum / static_cast<T>((h1 - h0) * (w1 - w0));
+}
+
+// d/dx at input (h, w) of one plane from its gradient plane dyp, a gather: bin i covers index j
+// iff floor(j*O/S) <= i <= ceil((j+1)*O/S) - 1.
+template <class T>
+PYCNN_HD inline T adaptive_avg_grad_at(const T* dyp, int64_t h, int64_t w, const Pool2dGeom& g) {
+  const int64_t oh0 = adaptive_start(h, g.OH, g.H), oh1 = adaptive_end(h, g.OH, g.H);
+  const int64_t ow0 = adaptive_start(w, g.OW, g.W), ow1 = adaptive_end(w, g.OW, g.W);
+  T acc = 0;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const int64_t eh = adaptive_end(oh, g.H, g.OH) - adaptive_start(oh, g.H, g.OH);
+    for (int64_t ow = ow0; ow < ow1; ++ow) {
+      const int64_t ew = adaptive_end(ow, g.W, g.OW) - adaptive_start(ow, g.W, g.OW);
+      acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * ew);
+    }
+  }
+  return acc;
+}
+
 // The kernels, CPU (pool2d.cpp) and CUDA (pool2d.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
 // max_pool2d_backward: dx is written in full (no need to zero it first). The CPU caller checks argmax
 // values are in [0, H*W); a kernel that cannot (CUDA) must skip out-of-range ones.
