@@ -86,12 +86,7 @@ def _pycnn_setup(model: str, batch: int, threads: int):
         m, source = pycnn_lenet5(pc)
         x = rng.random((batch, 1, 28, 28), dtype=np.float32)
     else:
-        try:
-            from pycnn.models import vgg11
-
-            m, source = vgg11(num_classes=10), "pc.models.vgg11(num_classes=10)"
-        except (ImportError, AttributeError):
-            m, source = _pycnn_vgg11_local(nn), "local VGG-11 layout (pc.models.vgg11 missing)"
+        m, source = pc.models.vgg11(num_classes=10), "pc.models.vgg11(num_classes=10)"
         x = rng.random((batch, 3, 32, 32), dtype=np.float32)
     y = rng.integers(0, 10, size=batch).astype(np.int64)
     px, py = pc.from_numpy(x), pc.from_numpy(y)
@@ -109,20 +104,6 @@ def _pycnn_setup(model: str, batch: int, threads: int):
 
     return step, {"model_source": source, "optimizer": opt_source, "pycnn": pc.__version__,
                   "params": int(sum(p.numel() for p in m.parameters()))}
-
-
-def _pycnn_vgg11_local(nn):
-    layers: List[Any] = []
-    c = 3
-    for v in VGG11_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
-            c = v
-    layers += [nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(), nn.Linear(512 * 49, 4096), nn.ReLU(), nn.Dropout(0.5),
-               nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 10)]
-    return nn.Sequential(*layers)
 
 
 def _torch_setup(model: str, batch: int, threads: int):

@@ -189,49 +189,16 @@ def _pool_case(name, xs) -> Case:
 
 # --- LeNet-5 ----------------------------------------------------------------------------------
 def pycnn_lenet5(pc: Any):
-    """pc.models.lenet5() when it exists, else the same layout built from pc.nn."""
-    try:
-        from pycnn import models
+    """(pc.models.lenet5 for 10 classes, where it comes from) for the reports."""
+    from pycnn import models
 
-        return models.lenet5(num_classes=10), "pc.models.lenet5"
-    except (ImportError, AttributeError):
-        from pycnn import nn
-
-        return nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
-        ), "local pc.nn.Sequential (pc.models.lenet5 missing)"
-
-
-class _CoreSGD:
-    """Fallback when pc.optim is missing: the same fused _core.sgd_step that pc.optim.SGD calls."""
-
-    def __init__(self, params, lr, momentum):
-        import pycnn as pc
-
-        self.params = [p for p in params]
-        self.lr, self.momentum = lr, momentum
-        self.bufs = [pc.zeros(*p.shape) for p in self.params]
-        self.first = True
-
-    def step(self):
-        from pycnn import _core
-
-        ps = [p for p in self.params if p.grad is not None]
-        _core.sgd_step([p.data for p in ps], [p.grad for p in ps], [b for p, b in zip(self.params, self.bufs)
-                                                                      if p.grad is not None],
-                       self.lr, self.momentum, 0.0, 0.0, False, self.first)
-        self.first = False
+    return models.lenet5(num_classes=10), "pc.models.lenet5"
 
 
 def pycnn_sgd(pc: Any, params, lr=SGD_LR, momentum=SGD_MOMENTUM):
-    try:
-        from pycnn import optim
+    from pycnn import optim
 
-        return optim.SGD(params, lr=lr, momentum=momentum), "pc.optim.SGD"
-    except (ImportError, AttributeError):
-        return _CoreSGD(params, lr, momentum), "_core.sgd_step (pc.optim missing)"
+    return optim.SGD(params, lr=lr, momentum=momentum), "pc.optim.SGD"
 
 
 def torch_lenet5(torch: Any, params):
