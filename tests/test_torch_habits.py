@@ -47,3 +47,57 @@ def test_iterating_rows_keeps_the_graph():
     expected = np.array([[1.0, 1.0], [2.0, 2.0]]) * 2 * x.detach().numpy() + 1
     np.testing.assert_allclose(x.grad.numpy(), expected)
     assert [r.tolist() for r in pc.tensor([[1, 2], [3, 4]])] == [[1, 2], [3, 4]]
+
+
+_DIVIDENDS = np.array([5.5, -5.5, 1.0, -1.0, -0.0, 7.0, 3.0, 1e30])
+_DIVISORS = np.array([-2.0, 2.0, 0.1, 0.3, 1.0, -7.0, 0.0, 7.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_floor_divide_and_remainder_follow_python_and_torch(dtype):
+    torch = pytest.importorskip("torch")
+    a, b = _DIVIDENDS.astype(dtype), _DIVISORS.astype(dtype)
+    for ours, theirs in [(pc.tensor(a) // pc.tensor(b), torch.tensor(a) // torch.tensor(b)),
+                         (pc.tensor(a) % pc.tensor(b), torch.tensor(a) % torch.tensor(b)),
+                         (pc.tensor(a) // -0.7, torch.tensor(a) // -0.7),
+                         (2.5 % pc.tensor(a[:4]), 2.5 % torch.tensor(a[:4]))]:
+        assert ours.dtype == getattr(pc, np.dtype(dtype).name)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())  # signed zeros, inf and nan included
+
+
+def test_integer_floor_divide_and_remainder_stay_int64_and_refuse_zero():
+    a, b = np.array([5, -5, 7, -7, 0, -2**63]), np.array([2, 2, -3, -3, 4, -1])
+    q, r = pc.tensor(a) // pc.tensor(b), pc.tensor(a) % pc.tensor(b)
+    assert q.dtype == r.dtype == pc.int64
+    assert q.tolist()[:5] == [int(x) // int(y) for x, y in zip(a[:5], b[:5])]
+    assert r.tolist() == [int(x) % int(y) for x, y in zip(a, b)]
+    assert (pc.tensor([7, -7]) // 2.0).tolist() == [3.0, -4.0] and (pc.tensor([7, -7]) // 2.0).dtype == pc.float32
+    t = pc.tensor([9, -9])
+    t //= 4
+    t %= 2
+    assert t.tolist() == [0, 1]
+    for bad in [lambda: pc.tensor([1, 2]) // 0, lambda: pc.tensor([1, 2]) % pc.tensor([1, 0]),
+                lambda: 3 % pc.tensor([0, 1])]:
+        with pytest.raises(RuntimeError, match="integer division by zero") as info:  # torch: RuntimeError
+            bad()
+        assert isinstance(info.value, ZeroDivisionError)
+    with pytest.raises(TypeError, match="remainder"):
+        pc.tensor([True]) % pc.tensor([True])
+
+
+def test_remainder_gradient_matches_torch_and_floor_divide_refuses_backward():
+    torch = pytest.importorskip("torch")
+    a, b = np.array([[5.5, -5.5, 1.3]]), np.array([[-2.0], [2.0]])
+    xa, xb = pc.tensor(a, requires_grad=True), pc.tensor(b, requires_grad=True)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    ((xa % xb) * pc.tensor([1.0, 2.0, 3.0], dtype=pc.float64)).sum().backward()
+    ((ta % tb) * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+    np.testing.assert_allclose(xa.grad.numpy(), ta.grad.numpy())
+    np.testing.assert_allclose(xb.grad.numpy(), tb.grad.numpy())
+    xs = pc.tensor([1.5, 2.5], dtype=pc.float64, requires_grad=True)
+    (7.0 % xs).sum().backward()
+    np.testing.assert_allclose(xs.grad.numpy(), -np.floor(7.0 / np.array([1.5, 2.5])))
+    q = xs // 2
+    assert q.requires_grad
+    with pytest.raises(RuntimeError, match="floor_divide"):
+        q.sum().backward()

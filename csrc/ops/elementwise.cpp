@@ -27,6 +27,8 @@ void check_op_dtype(DType ct, BinaryOp op, bool a_bool, bool b_bool) {
   PYCNN_CHECK(!(op == BinaryOp::Sub && (a_bool || b_bool)), TypeError,
               "sub: subtraction with a bool operand is not supported; to invert a mask use ~ (logical_not)");
   PYCNN_CHECK(!(op == BinaryOp::Pow && a_bool && b_bool), TypeError, "pow: a bool raised to a bool is not supported");
+  PYCNN_CHECK(!((op == BinaryOp::FloorDiv || op == BinaryOp::Remainder) && ct == DType::Bool), TypeError,
+              binary_name(op), ": not supported for two bool operands; convert one with .long()");
 }
 
 // An integer raised to a negative integer is not an integer (torch refuses it too).
@@ -138,8 +140,9 @@ DType unary_compute_dtype(const Tensor& x, UnaryOp op) {
 }  // namespace
 
 const char* binary_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le",
-                                "gt", "ge", "bitwise_and", "bitwise_or", "bitwise_xor", "copy"};
+  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "floor_divide", "remainder",
+                                "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or", "bitwise_xor",
+                                "copy"};
   return names[static_cast<int>(op)];
 }
 

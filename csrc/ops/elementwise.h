@@ -18,6 +18,7 @@ namespace pycnn {
 
 enum class BinaryOp : int {
   Add, Sub, Mul, Div, Pow, Maximum, Minimum,  // arithmetic: out dtype = computing dtype
+  FloorDiv, Remainder,                        // Python's // and % (floor rounding), int64 stays int64
   Eq, Ne, Lt, Le, Gt, Ge,                     // comparisons: out bool
   And, Or, Xor,                               // bitwise (logical on bool): bool and int64 only
   Second                                      // out = b: fill and copy
@@ -90,6 +91,42 @@ struct Operand {
 #define PYCNN_MATH(f) std::f
 #endif
 
+// Python's // and % (the quotient rounds toward -inf, the remainder takes the divisor's sign), as
+// torch's div_floor / remainder; an int64 divisor of 0 gives 0 here (the Python layer refuses it).
+template <class T>
+PYCNN_HD inline T floor_div(T a, T b) {
+  if constexpr (std::is_same_v<T, bool>) return T(0);
+  else if constexpr (std::is_integral_v<T>) {
+    if (b == 0) return T(0);
+    if (b == -1) return T(0) - a;  // INT64_MIN / -1 would trap
+    const T q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? T(q - 1) : q;
+  } else {
+    if (b == T(0)) return a / b;
+    const T mod = PYCNN_MATH(fmod)(a, b);
+    T div = (a - mod) / b;
+    if (mod != T(0) && ((b < T(0)) != (mod < T(0)))) div -= T(1);
+    if (div == T(0)) return PYCNN_MATH(copysign)(T(0), a / b);
+    T fl = PYCNN_MATH(floor)(div);
+    if (div - fl > T(0.5)) fl += T(1);
+    return fl;
+  }
+}
+
+template <class T>
+PYCNN_HD inline T remainder(T a, T b) {
+  if constexpr (std::is_same_v<T, bool>) return T(0);
+  else if constexpr (std::is_integral_v<T>) {
+    if (b == 0 || b == -1) return T(0);
+    const T r = a % b;
+    return (r != 0 && ((r < 0) != (b < 0))) ? T(r + b) : r;
+  } else {
+    T r = PYCNN_MATH(fmod)(a, b);
+    if (r != T(0) && ((b < T(0)) != (r < T(0)))) r += b;
+    return r;
+  }
+}
+
 template <class T>
 PYCNN_HD inline T int_pow(T a, T e) {
   if (e < 0) return a == 1 ? T(1) : a == -1 ? ((e % 2) ? T(-1) : T(1)) : T(0);
@@ -117,6 +154,8 @@ PYCNN_HD inline auto binary_value(T a, T b) {
   }
   else if constexpr (Op == BinaryOp::Maximum) return (a != a || a > b) ? a : b;  // NaN wins, as torch
   else if constexpr (Op == BinaryOp::Minimum) return (a != a || a < b) ? a : b;
+  else if constexpr (Op == BinaryOp::FloorDiv) return floor_div(a, b);
+  else if constexpr (Op == BinaryOp::Remainder) return remainder(a, b);
   else if constexpr (Op == BinaryOp::Eq) return a == b;
   else if constexpr (Op == BinaryOp::Ne) return a != b;
   else if constexpr (Op == BinaryOp::Lt) return a < b;
@@ -155,7 +194,8 @@ void dispatch_binary_op(BinaryOp op, F&& f) {
   switch (op) {
 #define PYCNN_CASE(X) case B::X: f(std::integral_constant<B, B::X>{}); return;
     PYCNN_CASE(Add) PYCNN_CASE(Sub) PYCNN_CASE(Mul) PYCNN_CASE(Div) PYCNN_CASE(Pow) PYCNN_CASE(Maximum)
-    PYCNN_CASE(Minimum) PYCNN_CASE(Eq) PYCNN_CASE(Ne) PYCNN_CASE(Lt) PYCNN_CASE(Le) PYCNN_CASE(Gt) PYCNN_CASE(Ge)
+    PYCNN_CASE(Minimum) PYCNN_CASE(FloorDiv) PYCNN_CASE(Remainder) PYCNN_CASE(Eq) PYCNN_CASE(Ne) PYCNN_CASE(Lt)
+    PYCNN_CASE(Le) PYCNN_CASE(Gt) PYCNN_CASE(Ge)
     PYCNN_CASE(And) PYCNN_CASE(Or) PYCNN_CASE(Xor) PYCNN_CASE(Second)
 #undef PYCNN_CASE
   }

@@ -8,7 +8,8 @@ PYCNN_BINDINGS(41, elementwise) {
   py::enum_<BinaryOp>(m, "BinaryOp")
       .value("add", BinaryOp::Add).value("sub", BinaryOp::Sub).value("mul", BinaryOp::Mul)
       .value("div", BinaryOp::Div).value("pow", BinaryOp::Pow).value("maximum", BinaryOp::Maximum)
-      .value("minimum", BinaryOp::Minimum).value("eq", BinaryOp::Eq).value("ne", BinaryOp::Ne)
+      .value("minimum", BinaryOp::Minimum).value("floor_divide", BinaryOp::FloorDiv)
+      .value("remainder", BinaryOp::Remainder).value("eq", BinaryOp::Eq).value("ne", BinaryOp::Ne)
       .value("lt", BinaryOp::Lt).value("le", BinaryOp::Le).value("gt", BinaryOp::Gt).value("ge", BinaryOp::Ge)
       .value("bitwise_and", BinaryOp::And).value("bitwise_or", BinaryOp::Or).value("bitwise_xor", BinaryOp::Xor)
       .value("copy", BinaryOp::Second);

@@ -26,6 +26,10 @@ class BinaryOp:
     
       minimum
     
+      floor_divide
+    
+      remainder
+    
       eq
     
       ne
@@ -54,6 +58,7 @@ class BinaryOp:
     copy: typing.ClassVar[BinaryOp]
     div: typing.ClassVar[BinaryOp]
     eq: typing.ClassVar[BinaryOp]
+    floor_divide: typing.ClassVar[BinaryOp]
     ge: typing.ClassVar[BinaryOp]
     gt: typing.ClassVar[BinaryOp]
     le: typing.ClassVar[BinaryOp]
@@ -63,6 +68,7 @@ class BinaryOp:
     mul: typing.ClassVar[BinaryOp]
     ne: typing.ClassVar[BinaryOp]
     pow: typing.ClassVar[BinaryOp]
+    remainder: typing.ClassVar[BinaryOp]
     sub: typing.ClassVar[BinaryOp]
     @typing.overload
     def __eq__(self, other: BinaryOp) -> bool:

@@ -26,6 +26,10 @@ class ConversionError(ValueError, RuntimeError):
     """A tensor with other than one element used as a Python number (torch raises RuntimeError)."""
 
 
+class IntegerDivisionByZero(ZeroDivisionError, RuntimeError):
+    """An integer // or % by zero (torch raises RuntimeError('ZeroDivisionError'))."""
+
+
 # torch.return_types.max / min: (values, indices)
 MaxResult = collections.namedtuple("max", ["values", "indices"])
 MinResult = collections.namedtuple("min", ["values", "indices"])
@@ -53,8 +57,21 @@ def _as_operand(self: Tensor, other: Any) -> Tensor | None:
     return None
 
 
+def _refuse_int_zero_divisor(op: BinaryOp, self: Tensor, other: Any, reflected: bool) -> None:
+    """An int64 // or % by 0 has no value (the kernel would give 0): refused, as torch and Python do."""
+    if op not in (BinaryOp.floor_divide, BinaryOp.remainder) or self.is_floating_point():
+        return
+    if isinstance(other, Tensor) and other.is_floating_point() or _scalar_kind(other) == ScalarKind.float:
+        return
+    divisor = self if reflected else other
+    if divisor.eq(0).any().item() if isinstance(divisor, Tensor) else divisor == 0:
+        raise IntegerDivisionByZero(f"{op.name}: integer division by zero (an int64 divisor holds 0); "
+                                    "convert to float (.float()) for inf/nan")
+
+
 def _binary(op: BinaryOp, self: Tensor, other: Any, reflected: bool = False) -> Tensor:
     t = _as_operand(self, other)
+    _refuse_int_zero_divisor(op, self, other if t is None else t, reflected)
     if t is not None:
         return _core.binary(t, self, op) if reflected else _core.binary(self, t, op)
     kind = _scalar_kind(other)
@@ -65,6 +82,7 @@ def _binary(op: BinaryOp, self: Tensor, other: Any, reflected: bool = False) -> 
 
 def _binary_inplace(op: BinaryOp, self: Tensor, other: Any) -> Tensor:
     t = _as_operand(self, other)
+    _refuse_int_zero_divisor(op, self, other if t is None else t, False)
     if t is not None:
         _core.binary_(self, t, op)
         return self
@@ -127,6 +145,16 @@ def pow(self, exponent):
     return _binary(BinaryOp.pow, self, exponent)
 
 
+def floor_divide(self, other):
+    """Python's //: the quotient rounded toward -inf (an int64 // int64 stays int64), as torch."""
+    return _binary(BinaryOp.floor_divide, self, other)
+
+
+def remainder(self, other):
+    """Python's %: the remainder has the divisor's sign, as torch.remainder."""
+    return _binary(BinaryOp.remainder, self, other)
+
+
 def maximum(self, other):
     return _binary(BinaryOp.maximum, self, other)
 
@@ -149,6 +177,14 @@ def sub_(self, other, *, alpha=1):
 
 def mul_(self, other):
     return _binary_inplace(BinaryOp.mul, self, other)
+
+
+def floor_divide_(self, other):
+    return _binary_inplace(BinaryOp.floor_divide, self, other)
+
+
+def remainder_(self, other):
+    return _binary_inplace(BinaryOp.remainder, self, other)
 
 
 def div_(self, other):
@@ -461,7 +497,8 @@ def all(self, dim=None, keepdim=False):
 
 _METHODS = {
     "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "matmul": matmul, "maximum": maximum,
-    "minimum": minimum, "add_": add_, "sub_": sub_, "mul_": mul_, "div_": div_, "pow_": pow_,
+    "minimum": minimum, "floor_divide": floor_divide, "remainder": remainder, "floor_divide_": floor_divide_,
+    "remainder_": remainder_, "add_": add_, "sub_": sub_, "mul_": mul_, "div_": div_, "pow_": pow_,
     "subtract": sub, "multiply": mul, "divide": div, "true_divide": div,
     "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge, "logical_not": logical_not,
     "bitwise_not": bitwise_not, "neg": neg, "negative": neg, "abs": abs, "exp": exp, "log": log, "sqrt": sqrt,
@@ -475,6 +512,9 @@ _METHODS = {
     "__mul__": _dunder(BinaryOp.mul), "__rmul__": _dunder(BinaryOp.mul, True),
     "__truediv__": _dunder(BinaryOp.div), "__rtruediv__": _dunder(BinaryOp.div, True),
     "__pow__": _dunder(BinaryOp.pow), "__rpow__": _dunder(BinaryOp.pow, True),
+    "__floordiv__": _dunder(BinaryOp.floor_divide), "__rfloordiv__": _dunder(BinaryOp.floor_divide, True),
+    "__mod__": _dunder(BinaryOp.remainder), "__rmod__": _dunder(BinaryOp.remainder, True),
+    "__ifloordiv__": _dunder_inplace(BinaryOp.floor_divide), "__imod__": _dunder_inplace(BinaryOp.remainder),
     "__and__": _dunder(BinaryOp.bitwise_and), "__rand__": _dunder(BinaryOp.bitwise_and, True),
     "__or__": _dunder(BinaryOp.bitwise_or), "__ror__": _dunder(BinaryOp.bitwise_or, True),
     "__xor__": _dunder(BinaryOp.bitwise_xor), "__rxor__": _dunder(BinaryOp.bitwise_xor, True),

@@ -109,6 +109,20 @@ def _rdiv(n, g):  # other / self
     return _pair(n, -(g * n.out) / n.x, g / n.x)
 
 
+def _remainder(n, g):  # self - floor(self / other) * other
+    b = _other(n)
+    return _pair(n, g, -g * n.x.floor_divide(b) if isinstance(b, Tensor) else None)
+
+
+def _rremainder(n, g):  # other % self
+    return _pair(n, -g * (_other(n) // n.x), g)
+
+
+def _floor_divide(n, g):
+    raise RuntimeError("floor_divide: the derivative is not implemented (it is zero almost everywhere and "
+                       "undefined at the steps, as in torch); detach() the operand or use / instead")
+
+
 def _pow(n, g):
     e = _other(n)
     ga = g * e * (n.x ** (e - 1))
@@ -290,7 +304,8 @@ RULES: Dict[str, Callable] = {
     "__rsub__": _rsub, "mul": _mul, "multiply": _mul, "__mul__": _mul, "__rmul__": _mul,
     "div": _div, "divide": _div, "true_divide": _div, "__truediv__": _div, "__rtruediv__": _rdiv,
     "pow": _pow, "__pow__": _pow, "__rpow__": _rpow, "matmul": _matmul, "__matmul__": _matmul,
-    "__rmatmul__": _rmatmul,
+    "__rmatmul__": _rmatmul, "remainder": _remainder, "__mod__": _remainder, "__rmod__": _rremainder,
+    "floor_divide": _floor_divide, "__floordiv__": _floor_divide, "__rfloordiv__": _floor_divide,
     "maximum": lambda n, g: _extremum(n, g, True), "minimum": lambda n, g: _extremum(n, g, False),
     "neg": lambda n, g: (-g,), "negative": lambda n, g: (-g,), "__neg__": lambda n, g: (-g,),
     "abs": lambda n, g: (g * _sign(n.x, g),), "__abs__": lambda n, g: (g * _sign(n.x, g),),
@@ -308,7 +323,8 @@ RULES: Dict[str, Callable] = {
 }
 PROPERTIES = ("T", "mT")
 INPLACE = ("add_", "sub_", "mul_", "div_", "pow_", "neg_", "abs_", "exp_", "log_", "sqrt_", "clamp_", "clip_",
-           "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__", "zero_", "fill_", "copy_",
+           "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ipow__",
+           "floor_divide_", "remainder_", "__ifloordiv__", "__imod__", "zero_", "fill_", "copy_",
            "__setitem__")
 
 
