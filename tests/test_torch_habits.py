@@ -101,3 +101,20 @@ def test_remainder_gradient_matches_torch_and_floor_divide_refuses_backward():
     assert q.requires_grad
     with pytest.raises(RuntimeError, match="floor_divide"):
         q.sum().backward()
+
+
+def test_arange_and_like_constructors_as_torch():
+    torch = pytest.importorskip("torch")
+    for args in [(5,), (2, 9, 3), (5, 0, -2), (0, 1, 0.25), (-1.5, 2.0), (3, 3)]:
+        ours, theirs = pc.arange(*args), torch.arange(*args)
+        assert str(ours.dtype).split(".")[-1] == str(theirs.dtype).split(".")[-1], args
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert pc.arange(4, dtype=pc.float64).tolist() == [0.0, 1.0, 2.0, 3.0]
+    for bad in [(0, 3, 0), (3, 0), (0, 3, -1)]:
+        with pytest.raises(ValueError, match="step"):  # torch: RuntimeError
+            pc.arange(*bad)
+    x = pc.tensor([[1, 2, 3]])
+    z, o, f = pc.zeros_like(x), pc.ones_like(x, dtype=pc.float64), pc.full_like(x, 7)
+    assert (z.dtype, z.shape, z.tolist()) == (pc.int64, (1, 3), [[0, 0, 0]])
+    assert (o.dtype, o.tolist()) == (pc.float64, [[1.0, 1.0, 1.0]])
+    assert (f.dtype, f.tolist()) == (pc.int64, [[7, 7, 7]])

@@ -4,8 +4,8 @@ from __future__ import annotations
 from . import _core_loader  # noqa: F401  (loads the core and its BLAS first)
 from . import _core
 from ._random import manual_seed
-from .tensor import (DType, Tensor, as_tensor, cat, empty, float32, float64, from_dlpack, from_numpy, full, int64,
-                     is_tensor, ones, rand, randn, stack, tensor, zeros)
+from .tensor import (DType, Tensor, arange, as_tensor, cat, empty, float32, float64, from_dlpack, from_numpy, full,
+                     full_like, int64, is_tensor, ones, ones_like, rand, randn, stack, tensor, zeros, zeros_like)
 from .tensor import bool_ as bool  # noqa: A001  (pycnn.bool, as torch.bool)
 from .runtime import backends, build_info, cuda, get_num_threads, set_num_threads
 from . import functional, nn, testing, data, distributed, io, metrics, models, optim, train, viz  # noqa: E402
@@ -20,7 +20,7 @@ autograd.install()  # last: makes the ops defined above record on the tape
 __version__ = "0.1.0"
 
 __all__ = [
-    "bool", "cat", "stack",
+    "bool", "cat", "stack", "arange", "zeros_like", "ones_like", "full_like",
     "DType", "Tensor", "as_tensor", "empty", "float32", "float64", "from_dlpack", "from_numpy", "full", "int64",
     "is_tensor", "ones", "rand", "randn", "tensor", "zeros", "manual_seed", "backends", "build_info", "cuda",
     "get_num_threads", "set_num_threads", "__version__", "functional", "nn", "testing", "data", "distributed",

@@ -108,6 +108,32 @@ def full(shape: Sequence[int], value: float, dtype: Any = float32, device: str =
     return _core.full(list(shape), float(value), dtype, device)
 
 
+def zeros_like(t: Tensor, *, dtype: Any = None, device: Any = None) -> Tensor:
+    """torch.zeros_like: t's shape, and t's dtype and device unless given."""
+    return zeros(*t.shape, dtype=t.dtype if dtype is None else dtype, device=t.device if device is None else device)
+
+
+def ones_like(t: Tensor, *, dtype: Any = None, device: Any = None) -> Tensor:
+    return ones(*t.shape, dtype=t.dtype if dtype is None else dtype, device=t.device if device is None else device)
+
+
+def full_like(t: Tensor, value: float, *, dtype: Any = None, device: Any = None) -> Tensor:
+    dtype = t.dtype if dtype is None else dtype
+    return full(t.shape, value, dtype=dtype, device=t.device if device is None else device)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: str = "cpu") -> Tensor:
+    """torch.arange: [start, end) by step; int64 when every bound is an int, else float32."""
+    if end is None:
+        start, end = 0, start
+    if step == 0 or (end - start) * step < 0:
+        raise ValueError(f"arange: the step {step} must be nonzero and go from start {start} toward end {end}")
+    ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end, step))
+    values = np.arange(start, end, step, dtype=np.int64 if ints else np.float64)
+    dtype = (int64 if ints else float32) if dtype is None else dtype
+    return _core.from_numpy(np.ascontiguousarray(values.astype(_np_dtype(dtype)))).to(device)
+
+
 def empty(*shape: Any, dtype: Any = float32, device: str = "cpu") -> Tensor:
     shape = _shape(shape, "empty")
     return _core.empty(list(shape), dtype, device)
