@@ -118,3 +118,18 @@ def test_arange_and_like_constructors_as_torch():
     assert (z.dtype, z.shape, z.tolist()) == (pc.int64, (1, 3), [[0, 0, 0]])
     assert (o.dtype, o.tolist()) == (pc.float64, [[1.0, 1.0, 1.0]])
     assert (f.dtype, f.tolist()) == (pc.int64, [[7, 7, 7]])
+
+
+def test_reduction_dims_as_torch_empty_tuple_reduces_all_and_duplicates_are_refused():
+    torch = pytest.importorskip("torch")
+    a = np.arange(6.0).reshape(2, 3)
+    for method in ("sum", "mean"):
+        x, t = pc.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+        ours, theirs = getattr(x, method)(dim=()), getattr(t, method)(dim=())
+        assert ours.shape == tuple(theirs.shape) == ()
+        (ours * 3).backward()
+        (theirs * 3).backward()
+        np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy())
+        with pytest.raises(ValueError, match="appears multiple times"):  # torch: RuntimeError
+            getattr(x, method)(dim=(0, -2))  # a mean's gradient would have counted dim 0 twice
+    np.testing.assert_array_equal(pc.tensor(a).sum((1, 0), keepdim=True).numpy(), [[15.0]])

@@ -431,7 +431,7 @@ def __iter__(self):
 
 # ------------------------------------------------------------------------------ reductions
 def _reduce(self, op: ReduceOp, dim, keepdim):
-    if dim is None:
+    if dim is None or isinstance(dim, (tuple, list)) and not dim:  # dim=() reduces every dim, as torch
         out = _core.reduce(_cxx_reshape(self, [-1]), 0, op, False)
         return _cxx_reshape(out, [1] * self.ndim) if keepdim else out
     if self.ndim == 0:

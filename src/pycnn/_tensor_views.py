@@ -35,7 +35,11 @@ def _norm_dim(dim: int, ndim: int, fn: str, extra: int = 0) -> int:
 
 def _dims(dim, ndim, fn):
     if isinstance(dim, (tuple, list)):
-        return sorted({_norm_dim(d, ndim, fn) for d in dim}, reverse=True)
+        dims = [_norm_dim(d, ndim, fn) for d in dim]
+        if len(set(dims)) != len(dims):  # torch refuses it too: a mean would count such a dim twice
+            raise ValueError(f"{fn}: dim {builtins.max(d for d in dims if dims.count(d) > 1)} appears multiple "
+                             f"times in the list of dims {tuple(dim)}")
+        return sorted(dims, reverse=True)
     return [_norm_dim(dim, ndim, fn)]
 
 

@@ -191,10 +191,16 @@ def _clamp(n, g):
     return (g if keep is None else g * _float(keep, g),)
 
 
+def _reduced_dim(n) -> Any:
+    """A sum/mean's dim argument; None for every dim (also dim=(), as torch reduces all then)."""
+    dim = n.args[0] if n.args else n.kwargs.get("dim")
+    return None if isinstance(dim, (tuple, list)) and not dim else dim
+
+
 def _expand_back(n, g, count: int = 1):
     """The gradient of a sum/mean over dims: g put back into every reduced position."""
     x = n.x
-    dim = n.args[0] if n.args else n.kwargs.get("dim")
+    dim = _reduced_dim(n)
     keepdim = n.args[1] if len(n.args) > 1 else n.kwargs.get("keepdim", False)
     if dim is None:
         g = g.reshape(*([1] * x.ndim)) if x.ndim else g
@@ -212,7 +218,7 @@ def _sum(n, g):
 
 def _mean(n, g):
     x = n.x
-    dim = n.args[0] if n.args else n.kwargs.get("dim")
+    dim = _reduced_dim(n)
     if dim is None:
         count = x.numel()
     else:
