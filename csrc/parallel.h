@@ -3,9 +3,38 @@
 // docs/reliability.md ("Fork and threads") says what a user can rely on.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace pycnn::cpu {
+
+// Below this much work (elements, or multiply-adds) a loop stays on one thread: starting the team
+// costs more than it saves. Every CPU op's `#pragma omp parallel for if (...)` compares with it.
+inline constexpr int64_t kParallelGrain = 1 << 15;
+
+// The calling thread's index in its OpenMP team (0 outside a team, and without OpenMP): the slot of
+// per-thread scratch.
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Whether the caller already runs inside a parallel region (then a loop must not start another).
+// True without OpenMP, so that no loop asks for threads there.
+inline bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return true;
+#endif
+}
 
 // Threads of every parallel loop and of the GEMM door (which splits large GEMMs itself):
 // pc.set_num_threads, else OpenMP's default when pycnn loaded (OMP_NUM_THREADS or the core count).

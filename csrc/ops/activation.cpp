@@ -92,8 +92,6 @@ std::pair<Tensor, Tensor> prelu_backward(const Tensor& dy_, const Tensor& x_, co
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;  // below this, threads cost more than they save
-
 // The switch on the activation sits outside the element loop (one loop per kind), so each loop
 // body is a fixed formula the compiler can vectorise.
 template <class T, class F>

@@ -38,8 +38,6 @@ void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;
-
 template <bool kAmsgrad, class T>
 void adam_loop(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n,
                const AdamScalars<T> s) {

@@ -116,8 +116,6 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const 
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;
-
 // Per-channel sums of f(c, value index in the plane, pointer offset) in double: partials per
 // (channel, sample) in parallel, then each channel adds its partials in sample order.
 template <class F>

@@ -7,9 +7,6 @@
 #include "../workspace.h"
 #include "conv2d_winograd.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace pycnn {
 
@@ -184,27 +181,11 @@ Tensor im2col(const Tensor& x_, int64_t kh, int64_t kw, const Conv2dParams& p_) 
 namespace cpu {
 namespace {
 
-constexpr int64_t kParallelGrain = 1 << 15;         // elements below which threads cost more than they save
 constexpr size_t kMaxWorkspace = size_t(64) << 20;  // scratch bytes one call aims to stay within
 constexpr int64_t kChunkBytes = int64_t(1) << 20;   // an item's column matrix: about the L2 cache
 constexpr int64_t kTargetColumns = 512;             // GEMM width nb*L worth batching samples for
 constexpr int64_t kMinItems = 16;                   // keep at least this many items for load balance
 constexpr int64_t kMaxBlocks = 16;                  // dW partial sums (see backward)
-
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-bool in_parallel() {
-#ifdef _OPENMP
-  return omp_in_parallel();
-#else
-  return true;
-#endif
-}
 
 // Output columns ow in [lo, hi) whose input column ow*stride + off lies inside [0, size).
 inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
@@ -450,14 +431,7 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
   }
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                              \
-  template void im2col<T>(const T*, T*, const Conv2dShape&, int64_t, int64_t, int64_t);                  \
-  template void col2im<T>(const T*, T*, const Conv2dShape&, int64_t, int64_t, int64_t);                  \
-  template void conv2d_forward<T>(const T*, const T*, const T*, T*, const Conv2dShape&);                  \
-  template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, T*, const Conv2dShape&);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_CONV2D_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

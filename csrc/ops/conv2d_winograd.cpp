@@ -7,20 +7,8 @@
 #include "../parallel.h"
 #include "../workspace.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace pycnn::cpu::winograd {
 namespace {
-
-#ifdef _OPENMP
-int thread_id() { return omp_get_thread_num(); }
-bool in_parallel() { return omp_in_parallel(); }
-#else
-int thread_id() { return 0; }
-bool in_parallel() { return true; }
-#endif
 
 // Where it measured faster than im2col + GEMM (2 threads, Zen 4/5, float32): forward 0.80x at
 // 64->64 32x32 and 0.83x at 128->128 16x16, but 1.2x at 16->16; the input gradient 0.93x at

@@ -40,8 +40,6 @@ Tensor dropout_backward(const Tensor& dy_, const Tensor& mask_) {
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;
-
 template <class T>
 void dropout_forward(const T* x, T* y, T* mask, int64_t n, double p, T scale, uint64_t seed, uint64_t base) {
 #pragma omp parallel for if (n > kParallelGrain)

@@ -77,7 +77,6 @@ std::tuple<std::optional<Tensor>, std::optional<Tensor>, std::optional<Tensor>> 
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;  // below this much work, threads cost more than they save
 constexpr int64_t kColumnBlock = 256;        // columns per task of the bias gradient
 
 template <class T>

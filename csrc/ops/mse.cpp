@@ -44,7 +44,6 @@ Tensor mse_backward(const Tensor& x_, const Tensor& t_, double grad_scale) {
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;
 constexpr int64_t kBlock = 1 << 14;  // fixed reduction blocks: the result does not depend on threads
 
 template <class T>

@@ -209,8 +209,6 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& input_shape)
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;  // below this much work, threads cost more than they save
-
 // count_include_pad=True divisor of output row/column o: the window clipped to the PADDED input.
 inline int64_t avg_extent(int64_t o, int64_t s, int64_t p, int64_t k, int64_t in) {
   const int64_t start = o * s - p;

@@ -111,9 +111,6 @@ std::pair<Tensor, Tensor> reduce_with_indices(const Tensor& x_, int64_t dim_, bo
 
 // --------------------------------------------------------------------------------- CPU kernels
 namespace cpu {
-namespace {
-constexpr int64_t kParallelGrain = 1 << 15;
-}
 
 // Work splits into tasks of (one outer index, a block of up to kBlock inner indices); a task walks
 // k in order and adds row k of its block into one accumulator per output, so memory is read

@@ -44,8 +44,6 @@ void rmsprop_step(const std::vector<Tensor>& params, const std::vector<Tensor>& 
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;
-
 template <bool kCentered, bool kMomentum, class T>
 void rmsprop_loop(T* param, const T* grad, T* square_avg, T* grad_avg, T* momentum_buffer, int64_t n,
                   const RMSpropScalars<T> s) {

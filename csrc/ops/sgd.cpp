@@ -83,8 +83,6 @@ void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grad
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;
-
 // The same operations in the same order as torch.optim.SGD's single-tensor path.
 template <class T>
 void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,

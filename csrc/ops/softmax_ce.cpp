@@ -102,8 +102,6 @@ Tensor cross_entropy_backward(const Tensor& probs_, const Tensor& labels_, doubl
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;  // below this, threads cost more than they save
-
 // One row: its max m and sum of exp(x - m), in double (callers recompute exp per element rather
 // than storing a rounded copy, so probabilities are exact to the last bit of T).
 template <class T>

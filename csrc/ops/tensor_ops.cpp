@@ -260,7 +260,6 @@ void keep_or_undo_(const std::vector<Tensor>& tensors, const std::vector<Tensor>
 
 namespace cpu {
 
-constexpr int64_t kParallelGrain = 1 << 15;
 constexpr int64_t kBlock = 1 << 14;  // fixed reduction blocks: results do not depend on the threads
 
 template <class T>
