@@ -133,3 +133,14 @@ def test_reduction_dims_as_torch_empty_tuple_reduces_all_and_duplicates_are_refu
         with pytest.raises(ValueError, match="appears multiple times"):  # torch: RuntimeError
             getattr(x, method)(dim=(0, -2))  # a mean's gradient would have counted dim 0 twice
     np.testing.assert_array_equal(pc.tensor(a).sum((1, 0), keepdim=True).numpy(), [[15.0]])
+
+
+def test_repr_shows_grad_fn_and_requires_grad_as_torch():
+    x = pc.tensor([1.0, 2.0], requires_grad=True)
+    assert repr(x).endswith(", requires_grad=True)")
+    y = (x * 2).sum()
+    assert repr(y).endswith(", grad_fn=<sumBackward>)") and "6." in repr(y)
+    with pc.no_grad():
+        assert "grad" not in repr(x * 2)
+    assert "grad" not in repr(x.detach()) and "grad" not in repr(pc.tensor([1.0]))
+    assert f"{y}" == "6.0" and f"{y:.2f}" == "6.00"  # a 0-d tensor formats as its item, as torch

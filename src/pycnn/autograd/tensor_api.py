@@ -72,7 +72,22 @@ def install_creation() -> None:
             setattr(pkg, name, wrapped)
 
 
+def _with_grad_info(plain_repr: Callable) -> Callable:
+    """repr ends with grad_fn=<...> for a recorded tensor and requires_grad=True for such a leaf, as torch."""
+
+    def __repr__(self: Tensor) -> str:
+        text = plain_repr(self)
+        if self._grad_fn is not None:
+            return f"{text[:-1]}, grad_fn=<{self._grad_fn.name()}>)"
+        return f"{text[:-1]}, requires_grad=True)" if self._rg and text.endswith(")") else text
+
+    __repr__._pycnn_grad_info = True  # type: ignore[attr-defined]
+    return __repr__
+
+
 def install() -> None:
+    if not getattr(Tensor.__repr__, "_pycnn_grad_info", False):
+        Tensor.__repr__ = _with_grad_info(Tensor.__repr__)
     Tensor.requires_grad = property(_get_requires_grad, _set_requires_grad,
                                     doc="Whether ops on this tensor are recorded for a backward.")
     Tensor.requires_grad_ = requires_grad_
