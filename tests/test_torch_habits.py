@@ -144,3 +144,46 @@ def test_repr_shows_grad_fn_and_requires_grad_as_torch():
         assert "grad" not in repr(x * 2)
     assert "grad" not in repr(x.detach()) and "grad" not in repr(pc.tensor([1.0]))
     assert f"{y}" == "6.0" and f"{y:.2f}" == "6.00"  # a 0-d tensor formats as its item, as torch
+
+
+def test_module_list_and_dict_register_their_layers_and_train_by_autograd():
+    torch = pytest.importorskip("torch")
+
+    class Tower(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])
+            self.blocks.append(nn.Linear(4, 3))
+            self.heads = nn.ModuleDict({"a": nn.Linear(3, 2)})
+            self.heads["b"] = nn.Linear(3, 1)
+
+        def forward(self, x):
+            for block in self.blocks[:-1]:
+                x = block(x).clamp(min=0)
+            x = self.blocks[-1](x)
+            return self.heads["a"](x).sum(1) + self.heads["b"](x).sum(1)
+
+    ours = Tower().double()
+    names = [n for n, _ in ours.named_parameters()]
+    assert names[:2] == ["blocks.0.weight", "blocks.0.bias"] and "heads.b.bias" in names and len(names) == 10
+    assert len(ours.blocks) == 3 and list(ours.heads) == ["a", "b"] and "a" in ours.heads
+
+    theirs = torch.nn.ModuleDict({"blocks": torch.nn.ModuleList([torch.nn.Linear(4, 4), torch.nn.Linear(4, 4),
+                                                                   torch.nn.Linear(4, 3)]),
+                                  "heads": torch.nn.ModuleDict({"a": torch.nn.Linear(3, 2),
+                                                                "b": torch.nn.Linear(3, 1)})}).double()
+    for (name, p), (tname, tp) in zip(ours.named_parameters(), theirs.named_parameters()):
+        assert name == tname
+        with torch.no_grad():
+            tp.copy_(torch.from_numpy(p.numpy().copy()))
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    ours(pc.tensor(x)).sum().backward()
+    t = torch.tensor(x)
+    for block in list(theirs["blocks"])[:-1]:
+        t = block(t).clamp(min=0)
+    t = theirs["blocks"][-1](t)
+    (theirs["heads"]["a"](t).sum(1) + theirs["heads"]["b"](t).sum(1)).sum().backward()
+    for p, tp in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(TypeError, match="ModuleList"):
+        nn.ModuleList([lambda x: x])

@@ -7,14 +7,15 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .loss import CrossEntropyLoss, MSELoss
-from .container import Concat, Identity, Residual, Sequential
+from .container import Concat, Identity, ModuleDict, ModuleList, Residual, Sequential
 from .module import Module
 from .norm import BatchNorm1d, BatchNorm2d
 from .parameter import Parameter
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
-    "init", "parallel", "Module", "Parameter", "Sequential", "Residual", "Concat", "Identity",
+    "init", "parallel", "Module", "Parameter", "Sequential", "Residual", "Concat", "Identity", "ModuleList",
+    "ModuleDict",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Flatten", "Dropout",
     "BatchNorm1d", "BatchNorm2d",
     "ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax",

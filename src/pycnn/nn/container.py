@@ -12,7 +12,7 @@ from ..tensor import Tensor
 from ._passes import _takes_need_input_grad
 from .module import Module
 
-__all__ = ["Identity", "Sequential", "Residual", "Concat"]
+__all__ = ["Identity", "Sequential", "Residual", "Concat", "ModuleList", "ModuleDict"]
 
 
 class Identity(Module):
@@ -249,3 +249,97 @@ class Concat(Module):
             gi = b.backward(g)
             dx = gi if dx is None else self._call_core(F.add, dx, gi)
         return dx
+
+
+class ModuleList(Module):
+    """torch.nn.ModuleList: a list of layers whose parameters the parent registers ("0", "1", ...).
+    It has no forward: the parent's forward calls its layers (autograd traces it)."""
+
+    def __init__(self, modules: Optional[Any] = None) -> None:
+        super().__init__()
+        self.extend(modules if modules is not None else [])
+
+    def _check(self, m: Any) -> Module:
+        if not isinstance(m, Module):
+            raise TypeError(f"ModuleList: {type(m).__name__} is not an nn.Module")
+        return m
+
+    def _renumber(self, layers: list) -> None:
+        checked = [self._check(m) for m in layers]
+        self._modules.clear()
+        self._modules.update((str(i), m) for i, m in enumerate(checked))
+
+    def __getitem__(self, idx: Any) -> Any:
+        layers = list(self._modules.values())
+        return ModuleList(layers[idx]) if isinstance(idx, slice) else layers[operator.index(idx)]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        layers = list(self._modules.values())
+        layers[operator.index(idx)] = module
+        self._renumber(layers)
+
+    def __delitem__(self, idx: Any) -> None:
+        layers = list(self._modules.values())
+        del layers[idx]
+        self._renumber(layers)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def append(self, module: Module) -> "ModuleList":
+        self.add_module(str(len(self._modules)), self._check(module))
+        return self
+
+    def extend(self, modules: Any) -> "ModuleList":
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        layers = list(self._modules.values())
+        layers.insert(index, module)
+        self._renumber(layers)
+
+
+class ModuleDict(Module):
+    """torch.nn.ModuleDict: layers by name, registered under those names; no forward of its own."""
+
+    def __init__(self, modules: Optional[Any] = None) -> None:
+        super().__init__()
+        self.update(modules if modules is not None else {})
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: {type(module).__name__} is not an nn.Module (key {key!r})")
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._modules))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._modules
+
+    def keys(self) -> Any:
+        return self._modules.keys()
+
+    def items(self) -> Any:
+        return self._modules.items()
+
+    def values(self) -> Any:
+        return self._modules.values()
+
+    def update(self, modules: Any) -> None:
+        for key, m in (modules.items() if hasattr(modules, "items") else modules):
+            self[key] = m
