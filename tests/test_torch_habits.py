@@ -187,3 +187,12 @@ def test_module_list_and_dict_register_their_layers_and_train_by_autograd():
         np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-12, atol=1e-12)
     with pytest.raises(TypeError, match="ModuleList"):
         nn.ModuleList([lambda x: x])
+
+
+def test_nn_functional_is_importable_as_in_torch():
+    import pycnn.nn.functional as F
+
+    assert F is pc.functional and pc.nn.functional is pc.functional
+    x = pc.tensor([[-1.0, 2.0]], requires_grad=True)
+    F.relu(x).sum().backward()
+    assert x.grad.tolist() == [[0.0, 1.0]]

@@ -1,6 +1,9 @@
 """Layers (``pc.nn``): PyTorch's names and defaults, with an explicit ``backward``."""
 from __future__ import annotations
 
+import sys
+
+from .. import functional
 from . import init, parallel
 from .activation import ELU, LeakyReLU, PReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .conv import Conv2d
@@ -13,7 +16,11 @@ from .norm import BatchNorm1d, BatchNorm2d
 from .parameter import Parameter
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
+# `import pycnn.nn.functional as F`, the torch habit, is pycnn.functional.
+sys.modules[__name__ + ".functional"] = functional
+
 __all__ = [
+    "functional",
     "init", "parallel", "Module", "Parameter", "Sequential", "Residual", "Concat", "Identity", "ModuleList",
     "ModuleDict",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Flatten", "Dropout",
