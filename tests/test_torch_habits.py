@@ -196,3 +196,16 @@ def test_nn_functional_is_importable_as_in_torch():
     x = pc.tensor([[-1.0, 2.0]], requires_grad=True)
     F.relu(x).sum().backward()
     assert x.grad.tolist() == [[0.0, 1.0]]
+
+
+def test_to_takes_torch_keyword_and_tensor_forms():
+    x = pc.tensor([1.0, 2.0], requires_grad=True)
+    y = x.to(dtype=pc.float64)  # was a pybind "incompatible function arguments" TypeError
+    assert y.dtype == pc.float64 and y.requires_grad
+    (y * y).sum().backward()
+    assert x.grad.tolist() == [2.0, 4.0] and x.grad.dtype == pc.float32
+    assert x.to("cpu", pc.float64).dtype == pc.float64
+    assert x.to(pc.tensor([1])).dtype == pc.int64  # another tensor's dtype (and device)
+    assert x.to(device="cpu", dtype=pc.float32).dtype == pc.float32
+    d = x.detach()
+    assert d.to(pc.float32)._same_storage(d) and not d.to(pc.float32, copy=True)._same_storage(d)

@@ -398,6 +398,19 @@ def _to_bool(self):
     return _cxx_to(self, DType.bool)
 
 
+def to(self, *args, device=None, dtype=None, non_blocking=False, copy=False):
+    """torch's forms: to(dtype), to(device), to(device, dtype), to(other) (other's device and dtype),
+    to(device=..., dtype=...); copy=True always gives a new tensor."""
+    targets = []
+    for a in args:
+        targets += [a.dtype, a.device] if isinstance(a, Tensor) else [a]
+    targets += [v for v in (dtype, device) if v is not None]
+    out = self
+    for target in targets:
+        out = _cxx_to(out, target)
+    return out.clone() if copy and out._same_storage(self) else out
+
+
 def type_as(self, other):
     return _cxx_to(self, other.dtype)
 
@@ -505,7 +518,7 @@ _METHODS = {
     "neg_": neg_, "abs_": abs_, "exp_": exp_, "log_": log_, "sqrt_": sqrt_,
     "clamp": clamp, "clip": clamp, "clamp_": clamp_, "clip_": clamp_,
     "item": item, "tolist": tolist, "is_floating_point": is_floating_point, "bool": _to_bool,
-    "type_as": type_as, "zero_": zero_, "fill_": fill_, "stride": stride,
+    "to": to, "type_as": type_as, "zero_": zero_, "fill_": fill_, "stride": stride,
     "sum": sum, "mean": mean, "max": max, "min": min, "argmax": argmax, "argmin": argmin, "any": any, "all": all,
     "__add__": _dunder(BinaryOp.add), "__radd__": _dunder(BinaryOp.add, True),
     "__sub__": _dunder(BinaryOp.sub), "__rsub__": _dunder(BinaryOp.sub, True),
