@@ -209,3 +209,12 @@ def test_to_takes_torch_keyword_and_tensor_forms():
     assert x.to(device="cpu", dtype=pc.float32).dtype == pc.float32
     d = x.detach()
     assert d.to(pc.float32)._same_storage(d) and not d.to(pc.float32, copy=True)._same_storage(d)
+
+
+def test_an_empty_index_list_selects_nothing_as_torch():
+    torch = pytest.importorskip("torch")
+    a = np.arange(6.0, dtype=np.float32).reshape(2, 3)
+    assert pc.tensor(a)[[]].shape == tuple(torch.tensor(a)[[]].shape) == (0, 3)
+    assert pc.tensor(a)[:, []].shape == tuple(torch.tensor(a)[:, []].shape) == (2, 0)
+    with pytest.raises(IndexError, match="int64 or bool"):
+        pc.tensor(a)[[0.5]]

@@ -22,6 +22,8 @@ def _as_index_tensor(it: Any) -> Tensor:
         t = it
     else:
         a = np.asarray(it)
+        if a.size == 0 and a.dtype.kind == "f":  # x[[]]: an empty int index, as torch (NumPy says float64)
+            a = a.astype(np.int64)
         if a.dtype.kind not in "biu":
             raise IndexError(f"tensors used as indices must be int64 or bool, got a list/array of {a.dtype}")
         t = _core.from_numpy(np.ascontiguousarray(a if a.dtype.kind == "b" else a.astype(np.int64)))
