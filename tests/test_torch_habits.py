@@ -218,3 +218,13 @@ def test_an_empty_index_list_selects_nothing_as_torch():
     assert pc.tensor(a)[:, []].shape == tuple(torch.tensor(a)[:, []].shape) == (2, 0)
     with pytest.raises(IndexError, match="int64 or bool"):
         pc.tensor(a)[[0.5]]
+
+
+def test_tensor_of_a_list_of_float64_scalars_stays_float64_as_torch():
+    torch = pytest.importorskip("torch")
+    cases = [[np.float64(1.5), 2.0], [[np.float64(1.0)], [2.0]], [np.float32(1.0), 2.0], [1.0, 2.0],
+             [np.int64(3), 4]]
+    for data in cases:
+        assert str(pc.tensor(data).dtype).split(".")[-1] == str(torch.tensor(data).dtype).split(".")[-1], data
+    assert pc.tensor([pc.tensor(1.0, dtype=pc.float64), pc.tensor(2.0, dtype=pc.float64)]).dtype == pc.float64
+    assert pc.tensor([np.float64(1.5)], dtype=pc.float32).dtype == pc.float32

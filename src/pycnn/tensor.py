@@ -1,6 +1,7 @@
 """Tensor creation and interop. `Tensor` itself is the C++ class (pycnn._core.Tensor)."""
 from __future__ import annotations
 
+import builtins
 from typing import Any, Sequence
 
 import numpy as np
@@ -47,6 +48,18 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return _core.from_numpy(array)
 
 
+_PLAIN_NUMBERS = {float, int, bool}
+
+
+def _holds_float64(data: Any) -> bool:
+    """Whether nested lists hold a float64 NumPy scalar, array or Tensor (torch.tensor keeps float64 then)."""
+    if isinstance(data, (list, tuple)):
+        if set(map(type, data)) <= _PLAIN_NUMBERS:  # the common case, scanned at C speed
+            return False
+        return builtins.any(_holds_float64(d) for d in data)
+    return isinstance(data, (Tensor, np.ndarray, np.generic)) and data.dtype in (np.float64, float64)
+
+
 def tensor(data: Any, dtype: Any = None, device: str = "cpu") -> Tensor:
     """A new tensor holding a copy of `data` (array, nested lists, number or Tensor).
 
@@ -54,7 +67,7 @@ def tensor(data: Any, dtype: Any = None, device: str = "cpu") -> Tensor:
     float64, other floats become float32); Python floats become float32, Python ints int64 and
     bools bool.
     """
-    keeps_dtype = isinstance(data, (Tensor, np.ndarray, np.generic))
+    keeps_dtype = isinstance(data, (Tensor, np.ndarray, np.generic)) or _holds_float64(data)
     if isinstance(data, Tensor):
         data = data.numpy()
     arr = np.array(data, dtype=_np_dtype(dtype), copy=True, order="C")
