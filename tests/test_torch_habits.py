@@ -228,3 +228,23 @@ def test_tensor_of_a_list_of_float64_scalars_stays_float64_as_torch():
         assert str(pc.tensor(data).dtype).split(".")[-1] == str(torch.tensor(data).dtype).split(".")[-1], data
     assert pc.tensor([pc.tensor(1.0, dtype=pc.float64), pc.tensor(2.0, dtype=pc.float64)]).dtype == pc.float64
     assert pc.tensor([np.float64(1.5)], dtype=pc.float32).dtype == pc.float32
+
+
+def test_retain_grad_fills_a_non_leaf_grad_as_torch():
+    torch = pytest.importorskip("torch")
+    a = np.array([[1.0, -2.0], [0.5, 3.0]])
+    x, tx = pc.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    results = []
+    for lib, leaf in ((pc, x), (torch, tx)):
+        h = leaf * 3
+        h.retain_grad()
+        out = (h.clamp(min=0) ** 2).sum()
+        out.retain_grad()
+        out.backward(retain_graph=True)
+        out.backward()  # retained gradients accumulate, as a leaf's do
+        plain = leaf * 2  # not retained: its grad stays None (torch also warns on reading it)
+        results.append((h.grad.numpy(), out.grad.item(), plain.grad if lib is pc else None))
+    np.testing.assert_allclose(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1] == 2.0 and results[0][2] is None
+    with pytest.raises(RuntimeError, match="requires_grad=False"):
+        pc.tensor([1.0]).retain_grad()

@@ -121,6 +121,9 @@ def _run(edges: List[Any], grads: List[Tensor], retain_graph: bool, wanted: Opti
         while heap:
             _, _, node = heapq.heappop(heap)
             outs = buffers.pop(node, [])
+            for i, t in node.__dict__.get("retained", ()):  # Tensor.retain_grad: the gradient of that output
+                if i < len(outs) and outs[i] is not None:
+                    t.grad = outs[i].clone() if t.grad is None else _sum(t.grad, outs[i])
             if useful.get(node, False):
                 if isinstance(node, AccumulateGrad):
                     if outs and outs[0] is not None:

@@ -1,6 +1,7 @@
 """Tensor's autograd surface: requires_grad, requires_grad_(), grad, grad_fn, is_leaf, backward()."""
 from __future__ import annotations
 
+import builtins
 import functools
 import sys
 from typing import Any, Callable, Optional
@@ -39,6 +40,18 @@ def backward(self: Tensor, gradient: Optional[Any] = None, retain_graph: bool = 
     parameter). ``gradient``: d loss / d self, default 1 for a one-element tensor. Without
     ``retain_graph`` the graph's saved tensors are released."""
     engine.backward(self, gradient, retain_graph=retain_graph, inputs=inputs)
+
+
+def retain_grad(self: Tensor) -> None:
+    """Makes backward also fill this non-leaf tensor's ``.grad`` (a leaf's is filled anyway), as torch."""
+    if not self._rg:
+        raise RuntimeError("retain_grad: can't retain the gradient of a tensor that has requires_grad=False")
+    node = self._grad_fn
+    if node is None:
+        return
+    retained = node.__dict__.setdefault("retained", [])
+    if not builtins.any(t is self for _, t in retained):
+        retained.append((self._out_index, self))
 
 
 _CREATION = ("tensor", "as_tensor", "zeros", "ones", "full", "empty", "randn", "rand")
@@ -95,3 +108,4 @@ def install() -> None:
     Tensor.is_leaf = property(lambda self: self._grad_fn is None,
                               doc="True for a tensor not made by a recorded op.")
     Tensor.backward = backward
+    Tensor.retain_grad = retain_grad
