@@ -284,7 +284,6 @@ void copy_into(const Tensor& dst, const Tensor& src_) {
 // --------------------------------------------------------------------------------- CPU kernels
 namespace cpu {
 namespace {
-constexpr int64_t kParallelGrain = 1 << 15;
 
 // f(out_offset, a_offset, b_offset) for every element; rows of the innermost dim run in parallel.
 template <class F>
