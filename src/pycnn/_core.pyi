@@ -7,7 +7,546 @@ import collections.abc
 import numpy
 import typing
 import typing_extensions
-__all__: list[str] = ['Act', 'BinaryOp', 'CUDAGraph', 'DType', 'DeviceError', 'ReduceOp', 'ScalarKind', 'Tensor', 'UnaryOp', 'activation_backward', 'activation_forward', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'binary', 'binary_', 'binary_scalar', 'binary_scalar_', 'blas_config', 'blas_core_name', 'blas_num_threads', 'blas_preferred_core', 'bmm', 'broadcast_shapes', 'concat', 'conv2d_backward', 'conv2d_forward', 'copy_into', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'index_put_', 'index_select', 'isfinite_all', 'keep_or_undo_', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'nonfinite_flag', 'openmp', 'openmp_library', 'parse_device', 'prelu_backward', 'prelu_forward', 'quiet_idle_threads', 'quiet_idle_threads_active', 'reduce', 'reduce_with_indices', 'result_type', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'unary', 'unary_', 'zeros']
+__all__: list[str] = ['Act', 'BinaryOp', 'CUDAGraph', 'DType', 'DeviceError', 'ReduceOp', 'ScalarKind', 'Tensor', 'UnaryOp', 'activation_backward', 'activation_forward', 'adam_step', 'adaptive_avg_pool2d_backward', 'adaptive_avg_pool2d_forward', 'add', 'add_', 'avg_pool2d_backward', 'avg_pool2d_forward', 'batch_norm_backward', 'batch_norm_forward_eval', 'batch_norm_forward_train', 'binary', 'binary_', 'binary_scalar', 'binary_scalar_', 'blas_config', 'blas_core_name', 'blas_num_threads', 'blas_preferred_core', 'bmm', 'broadcast_shapes', 'concat', 'conv2d_backward', 'conv2d_forward', 'copy_into', 'count_correct', 'cpu_empty_cache', 'cpu_memory_stats', 'cross_entropy_backward', 'cross_entropy_forward', 'cublas_path', 'cublas_soname', 'cuda_compiled', 'cuda_device_count', 'cuda_device_name', 'cuda_empty_cache', 'cuda_host_sync_count', 'cuda_is_available', 'cuda_memory_stats', 'cuda_reset_peak_memory_stats', 'cuda_status', 'cuda_synchronize', 'cuda_version', 'dropout_backward', 'dropout_forward', 'empty', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'get_allow_tf32', 'get_num_threads', 'get_rng_offset', 'im2col', 'index_put_', 'index_select', 'isfinite_all', 'keep_or_undo_', 'linear_backward', 'linear_forward', 'load_blas', 'log_softmax_forward', 'manual_seed', 'max_pool2d_backward', 'max_pool2d_forward', 'mse_backward', 'mse_forward', 'nonfinite_flag', 'openmp', 'openmp_library', 'parse_device', 'prelu_backward', 'prelu_forward', 'quiet_idle_threads', 'quiet_idle_threads_active', 'reduce', 'reduce_with_indices', 'result_type', 'rmsprop_step', 'scale_', 'set_allow_tf32', 'set_cublas_paths', 'set_num_threads', 'set_rng_offset', 'sgd_step', 'softmax_backward', 'softmax_forward', 'split', 'sum_all', 'unary', 'unary_', 'zeros']
+class DeviceError(RuntimeError):
+    pass
+class DType:
+    """
+    Members:
+    
+      float32
+    
+      float64
+    
+      int64
+    
+      bool
+    """
+    __members__: typing.ClassVar[dict[str, DType]]
+    bool: typing.ClassVar[DType]
+    float32: typing.ClassVar[DType]
+    float64: typing.ClassVar[DType]
+    int64: typing.ClassVar[DType]
+    @typing.overload
+    def __eq__(self, other: DType) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: DType) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    @typing.overload
+    def __repr__(self) -> str:
+        ...
+    @typing.overload
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __str__(self) -> str:
+        ...
+    @typing.overload
+    def __str__(self) -> str:
+        ...
+    @property
+    def itemsize(self) -> int:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def numpy(self) -> numpy.dtype[typing.Any]:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class Tensor:
+    __array_priority__: typing.ClassVar[int] = 1000
+    _explicit_only: typing.ClassVar[bool] = False
+    _grad_fn = None
+    _out_index: typing.ClassVar[int] = 0
+    _param = None
+    _pass_id = None
+    _rg: typing.ClassVar[bool] = False
+    grad = None
+    def __abs__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __add__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __and__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __array__(self, dtype: typing.Any = None, copy: typing.Any = None) -> numpy.ndarray:
+        ...
+    def __bool__(self):
+        ...
+    def __contains__(self, element):
+        ...
+    def __dlpack__(self, **kwargs) -> typing_extensions.CapsuleType:
+        ...
+    def __dlpack_device__(self) -> tuple[int, int]:
+        ...
+    def __eq__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __float__(self):
+        ...
+    def __floordiv__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __format__(self, spec):
+        ...
+    def __ge__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __getitem__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __gt__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __hash__(self):
+        """
+        Return hash(self).
+        """
+    def __iadd__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __iand__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __ifloordiv__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __imod__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __imul__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __index__(self):
+        ...
+    def __int__(self):
+        ...
+    def __invert__(self):
+        ...
+    def __ior__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __ipow__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __isub__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __iter__(self):
+        ...
+    def __itruediv__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __ixor__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __le__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __len__(self) -> int:
+        ...
+    def __lt__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __matmul__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __mod__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __mul__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __ne__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __neg__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __or__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __pos__(self):
+        ...
+    def __pow__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __radd__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __rand__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __rfloordiv__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __rmatmul__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __rmod__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __rmul__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __ror__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __rpow__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __rsub__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __rtruediv__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __rxor__(self, other: typing.Any) -> typing.Any:
+        ...
+    def __setitem__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __sub__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __truediv__(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def __xor__(self, other: typing.Any) -> typing.Any:
+        ...
+    def _data_ptr(self) -> int:
+        ...
+    def _same_storage(self, arg0: Tensor) -> bool:
+        ...
+    def abs(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def abs_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def add(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def add_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def all(self, dim = None, keepdim = False):
+        ...
+    def any(self, dim = None, keepdim = False):
+        ...
+    def argmax(self, dim = None, keepdim = False):
+        ...
+    def argmin(self, dim = None, keepdim = False):
+        ...
+    def as_strided(self, size: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], storage_offset: typing.Any = None) -> Tensor:
+        ...
+    def backward(self, gradient: typing.Any | None = None, retain_graph: bool = False, inputs: typing.Any | None = None) -> None:
+        """
+        Sums d self / d leaf into every leaf's ``.grad`` (an nn.Parameter's own ``.grad`` for a
+            parameter). ``gradient``: d loss / d self, default 1 for a one-element tensor. Without
+            ``retain_graph`` the graph's saved tensors are released.
+        """
+    def bitwise_not(self):
+        ...
+    def bool(self):
+        ...
+    def broadcast_to(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def clamp(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def clamp_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def clip(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def clip_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def clone(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        clone(self: pycnn._core.Tensor) -> pycnn._core.Tensor
+        """
+    def contiguous(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        contiguous(self: pycnn._core.Tensor) -> pycnn._core.Tensor
+        """
+    def copy_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        copy_(self: pycnn._core.Tensor, arg0: pycnn._core.Tensor) -> pycnn._core.Tensor
+        """
+    def cpu(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        cpu(self: pycnn._core.Tensor) -> pycnn._core.Tensor
+        """
+    def cuda(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        cuda(self: pycnn._core.Tensor, index: typing.SupportsInt | typing.SupportsIndex = 0) -> pycnn._core.Tensor
+        """
+    def detach(self):
+        """
+        A new tensor object sharing this one's storage (the autograd layer cuts the tape here).
+        """
+    def dim(self) -> int:
+        ...
+    def div(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def div_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def divide(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def double(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        double(self: pycnn._core.Tensor) -> pycnn._core.Tensor
+        """
+    def eq(self, other):
+        ...
+    def exp(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def exp_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def expand(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def expand_as(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def fill_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def flatten(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def float(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        float(self: pycnn._core.Tensor) -> pycnn._core.Tensor
+        """
+    def floor_divide(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        Python's //: the quotient rounded toward -inf (an int64 // int64 stays int64), as torch.
+        """
+    def floor_divide_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def ge(self, other):
+        ...
+    def gt(self, other):
+        ...
+    def is_contiguous(self) -> bool:
+        ...
+    def is_floating_point(self):
+        ...
+    def item(self):
+        ...
+    def le(self, other):
+        ...
+    def log(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def log_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def logical_not(self):
+        ...
+    def long(self) -> Tensor:
+        ...
+    def lt(self, other):
+        ...
+    def matmul(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        torch.matmul: 1-D (dot), 2-D and batched operands, batch dims broadcast.
+        """
+    def max(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        max() -> 0-d tensor; max(dim, keepdim=False) -> (values, indices); max(other) -> maximum.
+        """
+    def maximum(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def mean(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def min(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def minimum(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def mul(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def mul_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def multiply(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def ne(self, other):
+        ...
+    def neg(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def neg_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def negative(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def numel(self) -> int:
+        ...
+    def numpy(self) -> numpy.ndarray:
+        ...
+    def permute(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def pow(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def pow_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def remainder(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        Python's %: the remainder has the divisor's sign, as torch.remainder.
+        """
+    def remainder_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """
+        Makes this leaf tensor record the ops that use it (in place); returns self.
+        """
+    def reshape(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def reshape_as(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def retain_grad(self) -> None:
+        """
+        Makes backward also fill this non-leaf tensor's ``.grad`` (a leaf's is filled anyway), as torch.
+        """
+    def size(self, dim: typing.Any = None) -> typing.Any:
+        ...
+    def sqrt(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def sqrt_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def squeeze(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def stride(self, dim = None):
+        ...
+    def sub(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def sub_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def subtract(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def sum(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def t(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def to(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        """
+        torch's forms: to(dtype), to(device), to(device, dtype), to(other) (other's device and dtype),
+            to(device=..., dtype=...); copy=True always gives a new tensor.
+        """
+    def tolist(self):
+        ...
+    def transpose(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def true_divide(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def type_as(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def unsqueeze(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def view(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def view_as(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    def zero_(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    @property
+    def T(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    @property
+    def _offset(self) -> int:
+        ...
+    @property
+    def _strides(self) -> tuple:
+        ...
+    @property
+    def device(self) -> str:
+        ...
+    @property
+    def dtype(self) -> DType:
+        ...
+    @property
+    def grad_fn(self):
+        """
+        The node that made this tensor (None for a leaf).
+        """
+    @property
+    def is_cuda(self) -> bool:
+        ...
+    @property
+    def is_leaf(self):
+        """
+        True for a tensor not made by a recorded op.
+        """
+    @property
+    def mT(self, *args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        ...
+    @property
+    def ndim(self) -> int:
+        ...
+    @property
+    def requires_grad(self) -> bool:
+        """
+        Whether ops on this tensor are recorded for a backward.
+        """
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        ...
+    @property
+    def shape(self) -> tuple:
+        ...
+class Act:
+    """
+    Members:
+    
+      relu
+    
+      leaky_relu
+    
+      elu
+    
+      sigmoid
+    
+      tanh
+    
+      softplus
+    """
+    __members__: typing.ClassVar[dict[str, Act]]
+    elu: typing.ClassVar[Act]
+    leaky_relu: typing.ClassVar[Act]
+    relu: typing.ClassVar[Act]
+    sigmoid: typing.ClassVar[Act]
+    softplus: typing.ClassVar[Act]
+    tanh: typing.ClassVar[Act]
+    @typing.overload
+    def __eq__(self, other: Act) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Act) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class CUDAGraph:
+    def __init__(self, device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        ...
+    def capture_begin(self) -> None:
+        ...
+    def capture_end(self) -> None:
+        ...
+    def pool_bytes(self) -> int:
+        ...
+    def replay(self) -> None:
+        ...
+    def reset(self) -> None:
+        ...
+    @property
+    def captured(self) -> bool:
+        ...
+    @property
+    def capturing(self) -> bool:
+        ...
+    @property
+    def device(self) -> int:
+        ...
 class BinaryOp:
     """
     Members:
@@ -104,24 +643,34 @@ class BinaryOp:
     @property
     def value(self) -> int:
         ...
-class DeviceError(RuntimeError):
-    pass
-class DType:
+class UnaryOp:
     """
     Members:
     
-      float32
+      neg
     
-      float64
+      abs
     
-      int64
+      exp
+    
+      log
+    
+      sqrt
+    
+      clamp
+    
+      bitwise_not
     """
-    __members__: typing.ClassVar[dict[str, DType]]
-    float32: typing.ClassVar[DType]
-    float64: typing.ClassVar[DType]
-    int64: typing.ClassVar[DType]
+    __members__: typing.ClassVar[dict[str, UnaryOp]]
+    abs: typing.ClassVar[UnaryOp]
+    bitwise_not: typing.ClassVar[UnaryOp]
+    clamp: typing.ClassVar[UnaryOp]
+    exp: typing.ClassVar[UnaryOp]
+    log: typing.ClassVar[UnaryOp]
+    neg: typing.ClassVar[UnaryOp]
+    sqrt: typing.ClassVar[UnaryOp]
     @typing.overload
-    def __eq__(self, other: DType) -> bool:
+    def __eq__(self, other: UnaryOp) -> bool:
         ...
     @typing.overload
     def __eq__(self, other: typing.Any) -> bool:
@@ -137,78 +686,7 @@ class DType:
     def __int__(self) -> int:
         ...
     @typing.overload
-    def __ne__(self, other: DType) -> bool:
-        ...
-    @typing.overload
-    def __ne__(self, other: typing.Any) -> bool:
-        ...
-    @typing.overload
-    def __repr__(self) -> str:
-        ...
-    @typing.overload
-    def __repr__(self) -> str:
-        ...
-    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @typing.overload
-    def __str__(self) -> str:
-        ...
-    @typing.overload
-    def __str__(self) -> str:
-        ...
-    @property
-    def itemsize(self) -> int:
-        ...
-    @property
-    def name(self) -> str:
-        ...
-    @property
-    def numpy(self) -> numpy.dtype[typing.Any]:
-        ...
-    @property
-    def value(self) -> int:
-        ...
-class ReduceOp:
-    """
-    Members:
-    
-      sum
-    
-      mean
-    
-      max
-    
-      min
-    
-      argmax
-    
-      argmin
-    """
-    __members__: typing.ClassVar[dict[str, ReduceOp]]
-    argmax: typing.ClassVar[ReduceOp]
-    argmin: typing.ClassVar[ReduceOp]
-    max: typing.ClassVar[ReduceOp]
-    mean: typing.ClassVar[ReduceOp]
-    min: typing.ClassVar[ReduceOp]
-    sum: typing.ClassVar[ReduceOp]
-    @typing.overload
-    def __eq__(self, other: ReduceOp) -> bool:
-        ...
-    @typing.overload
-    def __eq__(self, other: typing.Any) -> bool:
-        ...
-    def __getstate__(self) -> int:
-        ...
-    def __hash__(self) -> int:
-        ...
-    def __index__(self) -> int:
-        ...
-    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def __int__(self) -> int:
-        ...
-    @typing.overload
-    def __ne__(self, other: ReduceOp) -> bool:
+    def __ne__(self, other: UnaryOp) -> bool:
         ...
     @typing.overload
     def __ne__(self, other: typing.Any) -> bool:
@@ -273,93 +751,31 @@ class ScalarKind:
     @property
     def value(self) -> int:
         ...
-class Tensor:
-    def __array__(self, dtype: typing.Any = None, copy: typing.Any = None) -> numpy.ndarray:
-        ...
-    def __dlpack__(self, **kwargs) -> typing_extensions.CapsuleType:
-        ...
-    def __dlpack_device__(self) -> tuple[int, int]:
-        ...
-    def __len__(self) -> int:
-        ...
-    def __repr__(self) -> str:
-        ...
-    def _data_ptr(self) -> int:
-        ...
-    def clone(self) -> Tensor:
-        ...
-    def contiguous(self) -> Tensor:
-        ...
-    def copy_(self, arg0: Tensor) -> Tensor:
-        ...
-    def cpu(self) -> Tensor:
-        ...
-    def cuda(self, index: typing.SupportsInt | typing.SupportsIndex = 0) -> Tensor:
-        ...
-    def dim(self) -> int:
-        ...
-    def double(self) -> Tensor:
-        ...
-    def fill_(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> Tensor:
-        ...
-    def float(self) -> Tensor:
-        ...
-    def is_contiguous(self) -> bool:
-        ...
-    def item(self) -> float:
-        ...
-    def long(self) -> Tensor:
-        ...
-    def numel(self) -> int:
-        ...
-    def numpy(self) -> numpy.ndarray:
-        ...
-    def reshape(self, *args) -> Tensor:
-        ...
-    def size(self, dim: typing.Any = None) -> typing.Any:
-        ...
-    def to(self, device_or_dtype: typing.Any) -> Tensor:
-        ...
-    @property
-    def device(self) -> str:
-        ...
-    @property
-    def dtype(self) -> DType:
-        ...
-    @property
-    def is_cuda(self) -> bool:
-        ...
-    @property
-    def ndim(self) -> int:
-        ...
-    @property
-    def shape(self) -> tuple:
-        ...
-class Act:
+class ReduceOp:
     """
     Members:
     
-      relu
+      sum
     
-      leaky_relu
+      mean
     
-      elu
+      max
     
-      sigmoid
+      min
     
-      tanh
+      argmax
     
-      softplus
+      argmin
     """
-    __members__: typing.ClassVar[dict[str, Act]]
-    elu: typing.ClassVar[Act]
-    leaky_relu: typing.ClassVar[Act]
-    relu: typing.ClassVar[Act]
-    sigmoid: typing.ClassVar[Act]
-    softplus: typing.ClassVar[Act]
-    tanh: typing.ClassVar[Act]
+    __members__: typing.ClassVar[dict[str, ReduceOp]]
+    argmax: typing.ClassVar[ReduceOp]
+    argmin: typing.ClassVar[ReduceOp]
+    max: typing.ClassVar[ReduceOp]
+    mean: typing.ClassVar[ReduceOp]
+    min: typing.ClassVar[ReduceOp]
+    sum: typing.ClassVar[ReduceOp]
     @typing.overload
-    def __eq__(self, other: Act) -> bool:
+    def __eq__(self, other: ReduceOp) -> bool:
         ...
     @typing.overload
     def __eq__(self, other: typing.Any) -> bool:
@@ -375,89 +791,7 @@ class Act:
     def __int__(self) -> int:
         ...
     @typing.overload
-    def __ne__(self, other: Act) -> bool:
-        ...
-    @typing.overload
-    def __ne__(self, other: typing.Any) -> bool:
-        ...
-    def __repr__(self) -> str:
-        ...
-    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def __str__(self) -> str:
-        ...
-    @property
-    def name(self) -> str:
-        ...
-    @property
-    def value(self) -> int:
-        ...
-class CUDAGraph:
-    def __init__(self, device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
-        ...
-    def capture_begin(self) -> None:
-        ...
-    def capture_end(self) -> None:
-        ...
-    def pool_bytes(self) -> int:
-        ...
-    def replay(self) -> None:
-        ...
-    def reset(self) -> None:
-        ...
-    @property
-    def captured(self) -> bool:
-        ...
-    @property
-    def capturing(self) -> bool:
-        ...
-    @property
-    def device(self) -> int:
-        ...
-class UnaryOp:
-    """
-    Members:
-    
-      neg
-    
-      abs
-    
-      exp
-    
-      log
-    
-      sqrt
-    
-      clamp
-    
-      bitwise_not
-    """
-    __members__: typing.ClassVar[dict[str, UnaryOp]]
-    abs: typing.ClassVar[UnaryOp]
-    bitwise_not: typing.ClassVar[UnaryOp]
-    clamp: typing.ClassVar[UnaryOp]
-    exp: typing.ClassVar[UnaryOp]
-    log: typing.ClassVar[UnaryOp]
-    neg: typing.ClassVar[UnaryOp]
-    sqrt: typing.ClassVar[UnaryOp]
-    @typing.overload
-    def __eq__(self, other: UnaryOp) -> bool:
-        ...
-    @typing.overload
-    def __eq__(self, other: typing.Any) -> bool:
-        ...
-    def __getstate__(self) -> int:
-        ...
-    def __hash__(self) -> int:
-        ...
-    def __index__(self) -> int:
-        ...
-    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def __int__(self) -> int:
-        ...
-    @typing.overload
-    def __ne__(self, other: UnaryOp) -> bool:
+    def __ne__(self, other: ReduceOp) -> bool:
         ...
     @typing.overload
     def __ne__(self, other: typing.Any) -> bool:
@@ -478,6 +812,10 @@ def activation_backward(grad_output: Tensor, x: Tensor, kind: Act, alpha: typing
     ...
 def activation_forward(x: Tensor, kind: Act, alpha: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> Tensor:
     ...
+def adam_step(params: collections.abc.Sequence[Tensor], grads: collections.abc.Sequence[Tensor], exp_avgs: collections.abc.Sequence[Tensor], exp_avg_sqs: collections.abc.Sequence[Tensor], max_exp_avg_sqs: collections.abc.Sequence[Tensor], steps: collections.abc.Sequence[Tensor], lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, amsgrad: bool = False, maximize: bool = False, decoupled_weight_decay: bool = False, *, found_inf: Tensor | None = None) -> None:
+    """
+    in-place Adam/AdamW step of one parameter group (steps: one float64 one-element counter per param, advanced on the device); found_inf: a float32 one-element flag on the params' device, non-zero skips the step (read by the kernels, no host sync)
+    """
 def adaptive_avg_pool2d_backward(grad_output: Tensor, input_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> Tensor:
     ...
 def adaptive_avg_pool2d_forward(x: Tensor, output_size: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"]) -> Tensor:
@@ -648,6 +986,10 @@ def reduce_with_indices(x: Tensor, dim: typing.SupportsInt | typing.SupportsInde
     ...
 def result_type(a: Tensor, b: Tensor) -> DType:
     ...
+def rmsprop_step(params: collections.abc.Sequence[Tensor], grads: collections.abc.Sequence[Tensor], square_avgs: collections.abc.Sequence[Tensor], grad_avgs: collections.abc.Sequence[Tensor], momentum_buffers: collections.abc.Sequence[Tensor], steps: collections.abc.Sequence[Tensor], lr: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex = 0.0, momentum: typing.SupportsFloat | typing.SupportsIndex = 0.0, centered: bool = False, maximize: bool = False, *, found_inf: Tensor | None = None) -> None:
+    """
+    in-place RMSprop step of one parameter group (steps: one float64 one-element counter per param, advanced on the device); found_inf: a float32 one-element flag on the params' device, non-zero skips the step (read by the kernels, no host sync)
+    """
 def scale_(t: Tensor, s: typing.SupportsFloat | typing.SupportsIndex) -> None:
     ...
 def set_allow_tf32(arg0: bool) -> None:
