@@ -271,7 +271,9 @@ def _png_bytes():
 # the command line
 # ------------------------------------------------------------------------------------------------
 def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the package under test (the in-place build or the installed one), never a src/ without _core
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pc.__file__)))
+    env = dict(os.environ, PYTHONPATH=pkg_parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", "pycnn", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
 
