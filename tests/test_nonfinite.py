@@ -288,3 +288,39 @@ def test_cuda_graph_replays_never_apply_a_nan_batch():
     assert tr._graph_step.replays >= 4
     for k in good:
         np.testing.assert_array_equal(bad[k], good[k], err_msg=k)
+
+
+# ----------------------------------------------------------------------------- the public guard ops
+def test_public_guard_ops_match_the_core():
+    grads = [T(np.ones(5, np.float32)), T(np.array([1.0, np.inf], np.float32))]
+    assert optim.nonfinite_flag(grads).item() == 1.0
+    assert optim.nonfinite_flag(grads[:1]).item() == 0.0
+    buf, backup = T(np.array([1.0, 2.0])), T(np.array([5.0, 6.0]))
+    optim.keep_or_undo_([buf], [backup], optim.nonfinite_flag(grads[:1]))  # kept: the backup follows
+    np.testing.assert_array_equal(backup.numpy(), [1.0, 2.0])
+    buf.fill_(9.0)
+    optim.keep_or_undo_([buf], [backup], optim.nonfinite_flag(grads))  # undone: the buffer goes back
+    np.testing.assert_array_equal(buf.numpy(), [1.0, 2.0])
+
+
+def test_public_guard_ops_name_the_bad_argument():
+    with pytest.raises(TypeError, match=r"nonfinite_flag: tensors must be a list or tuple of Tensors, got Tensor"):
+        optim.nonfinite_flag(T(np.ones(2)))
+    with pytest.raises(TypeError, match=r"nonfinite_flag: tensors\[1\] must be a Tensor, got ndarray"):
+        optim.nonfinite_flag([T(np.ones(2)), np.ones(2)])
+    with pytest.raises(ValueError, match=r"keep_or_undo_: expected as many backups as tensors, got 0 backups for 1"):
+        optim.keep_or_undo_([T(np.ones(2))], [], T(np.zeros((), np.float32)))
+    with pytest.raises(TypeError, match=r"keep_or_undo_: found_inf must be a Tensor"):
+        optim.keep_or_undo_([T(np.ones(2))], [T(np.ones(2))], 0.0)
+
+
+def test_count_correct_on_the_device_equals_accuracy():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.standard_normal((50, 7)).astype(np.float32), rng.integers(0, 7, 50)
+    n = pc.metrics.count_correct(T(logits), T(labels))
+    assert n.dtype == pc.int64 and tuple(n.shape) == ()
+    assert n.item() == round(pc.metrics.accuracy(logits, labels) * 50)
+    with pytest.raises(TypeError, match=r"count_correct: logits and labels must be pycnn Tensors.*ndarray"):
+        pc.metrics.count_correct(T(logits), labels)
+    with pytest.raises(ValueError, match=r"count_correct: expected labels of shape \(50,\)"):
+        pc.metrics.count_correct(T(logits), T(labels[:3]))

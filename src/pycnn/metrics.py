@@ -1,4 +1,5 @@
-"""Classification metrics on NumPy arrays or pycnn Tensors (computed on the host).
+"""Classification metrics on NumPy arrays or pycnn Tensors (computed on the host), and
+`count_correct`, the on-device count a training loop accumulates without reading back each step.
 
 `accuracy(logits_or_preds, labels)` and `confusion_matrix(preds_or_logits, labels, num_classes)`
 accept either raw scores of shape (N, C) (the arg-max over classes is taken) or predicted class
@@ -10,7 +11,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["accuracy", "confusion_matrix"]
+from . import _core
+from .tensor import Tensor
+
+__all__ = ["accuracy", "confusion_matrix", "count_correct"]
 
 
 def _host(a: Any, what: str, fn: str) -> np.ndarray:
@@ -69,6 +73,17 @@ def accuracy(logits_or_preds: Any, labels: Any) -> float:
     if preds.shape[0] == 0:
         raise ValueError("accuracy: got 0 samples; accuracy is undefined")
     return float(np.count_nonzero(preds == y)) / float(preds.shape[0])
+
+
+def count_correct(logits: Any, labels: Any) -> Any:
+    """How many rows of `logits` (N, C) have their arg-max at `labels` (N,) (int64 class indices),
+    as an int64 () Tensor on the logits' device: nothing is read back to the host, so a loop can
+    add it up every step (`correct.add_(count_correct(logits, y))`) and read it when it logs."""
+    if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):
+        bad = labels if isinstance(logits, Tensor) else logits
+        raise TypeError(f"count_correct: logits and labels must be pycnn Tensors on one device, got "
+                        f"{type(bad).__name__} (use accuracy() for NumPy arrays)")
+    return _core.count_correct(logits, labels)
 
 
 def confusion_matrix(preds_or_logits: Any, labels: Any, num_classes: Optional[int] = None) -> np.ndarray:

@@ -1,14 +1,15 @@
-"""Optimisation: `SGD`, `Adam`, `AdamW`, `RMSprop` (PyTorch's update rules, parameter groups) and
-`lr_scheduler`. A name that is not here raises AttributeError listing the optimisers that are."""
+"""Optimisation: `SGD`, `Adam`, `AdamW`, `RMSprop` (PyTorch's update rules, parameter groups),
+`lr_scheduler`, and the device-side NaN guard (`nonfinite_flag`, `keep_or_undo_`). A name that is not here raises AttributeError listing the optimisers that are."""
 import difflib
 
 from . import lr_scheduler
 from .adam import Adam, AdamW
+from .guard import keep_or_undo_, nonfinite_flag
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler", "nonfinite_flag", "keep_or_undo_"]
 
 _OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop")
 

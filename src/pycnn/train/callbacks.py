@@ -15,6 +15,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from . import checkpoint
+
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint"]
 
 
@@ -184,8 +186,6 @@ class ModelCheckpoint(Callback):
                              f"{sorted(logs)}: {e}") from None
 
     def _save(self, path: str, epoch: Optional[int] = None) -> None:
-        from . import checkpoint
-
         if self.save_training_state and self.trainer is not None:
             checkpoint.save_checkpoint(self.trainer, path, epoch)
         else:

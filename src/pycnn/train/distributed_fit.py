@@ -28,6 +28,7 @@ from .. import _random
 from .. import distributed as dist
 from ..data.loader import DataLoader
 from ..data.sampler import DistributedSampler
+from ..tensor import from_numpy
 from ..nn.parallel import DistributedDataParallel
 from . import fit_data
 from .callbacks import Callback
@@ -185,8 +186,6 @@ def evaluate(trainer: Any, x: Any, y: Any = None, batch_size: int = 256, verbose
 
 def predict(trainer: Any, x: Any, batch_size: int = 256) -> Any:
     """Trainer.predict with each rank predicting every N-th input; every rank returns all outputs."""
-    from ..tensor import from_numpy
-
     _wrap_model(trainer)
     if not fit_data.is_array_like(x):  # a loader: no way to split it here, every rank predicts all of it
         with _distributed_methods(trainer, trainer.model):

@@ -7,8 +7,8 @@ A batch of another shape (the last, partial one) takes the eager path. The graph
 again when something it baked in changes: an optimizer hyper-parameter (a scheduler's new lr),
 or the tensors of the parameters or momentum buffers (a resumed checkpoint, `model.to`).
 
-The captured step includes the NaN guard (`_core.nonfinite_flag` over loss and gradients, read by
-the optimizer's kernels): a replay with a bad batch changes no weight. Warm-up repeats until one
+What is captured is the Trainer's own `TrainStep` (step.py), NaN guard included (its flag over loss
+and gradients is read by the optimizer's kernels): a replay with a bad batch changes no weight. Warm-up repeats until one
 eager step was applied, so that the capture never records an optimizer's first-step path.
 """
 from __future__ import annotations
@@ -17,11 +17,15 @@ from typing import Any, List, Optional, Tuple
 
 from ..runtime import CUDAGraph
 from ..tensor import Tensor
+from .step import TrainStep
 
 
 class GraphStep:
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
+    """`graph_step(x, y) -> (loss, logits, flag)`, like the `TrainStep` it captures and replays."""
+
+    def __init__(self, step: TrainStep, device: str) -> None:
+        self.step = step
+        self.device = device
         self.key: Optional[tuple] = None   # (x shape, x dtype, y shape, y dtype) of the full batch
         self.warm = False
         self.graph: Optional[CUDAGraph] = None
@@ -40,11 +44,11 @@ class GraphStep:
         return (tuple(xt.shape), str(xt.dtype), tuple(yt.shape), str(yt.dtype))
 
     def _params(self) -> List[Any]:
-        return [p for p in self.trainer.model.parameters() if p.requires_grad]
+        return [p for p in self.step.model.parameters() if p.requires_grad]
 
     def _state(self) -> tuple:
         """What the graph baked in besides shapes: hyper-parameters and tensor addresses."""
-        opt = self.trainer.optimizer
+        opt = self.step.optimizer
         # every optimizer's hyper-parameters (SGD's momentum, Adam's betas...) and state tensors
         groups = tuple(tuple((k, repr(v)) for k, v in sorted(g.items()) if k != "params")
                        for g in getattr(opt, "param_groups", ()))
@@ -54,7 +58,7 @@ class GraphStep:
             ptrs.append(p.data._data_ptr())
             st = state[p] if state is not None else {}
             ptrs.append(tuple((k, v._data_ptr()) for k, v in sorted(st.items()) if isinstance(v, Tensor)))
-        ptrs += [t._data_ptr() for t in self.trainer._buffers + self.trainer._backups]  # the buffer guard's
+        ptrs += [t._data_ptr() for t in self.step.buffers + self.step.backups]  # the buffer guard's
         return groups, tuple(ptrs)
 
     def reset(self) -> None:
@@ -65,10 +69,11 @@ class GraphStep:
         self.grads = []
         self.baked = None
 
-    def run(self, xt: Tensor, yt: Tensor, eager_step: Any) -> Tuple[Tensor, Tensor, Tensor]:
+    def __call__(self, xt: Tensor, yt: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """One training step on (xt, yt) (already on the device): (loss, logits, non-finite flag).
         After a replay loss and flag are copies the caller may keep, while logits is the graph's own
         output tensor, overwritten by the next replay (the Trainer uses it at once)."""
+        eager_step = self.step
         key = self.batch_key(xt, yt)
         if self.key is None:
             self.key = key
@@ -76,8 +81,7 @@ class GraphStep:
             return eager_step(xt, yt)
         if not self.warm:
             out = eager_step(xt, yt)
-            gate = self.trainer._bad if self.trainer._bad is not None else out[2]
-            self.warm = gate.item() == 0.0  # one host read per warm-up: was the step applied?
+            self.warm = self.step.applied(out[2])  # one host read per warm-up
             return out
         if self.graph is not None and self.baked != self._state():
             # Something the graph baked in changed (a scheduler's lr, loaded parameters or optimizer
@@ -97,22 +101,22 @@ class GraphStep:
         return self.loss.clone(), self.logits, self.flag.clone()
 
     def _capture(self, xt: Tensor, yt: Tensor) -> None:
-        t = self.trainer
+        step = self.step
         self.static_x = xt.clone()
         self.static_y = yt.clone()
-        g = CUDAGraph(t.device)
+        g = CUDAGraph(self.device)
         try:
             g.capture_begin()
             try:
-                # the Trainer's own step, NaN guard included (the optimizer reads the flag on the device)
-                loss, logits, flag = t._eager_step(self.static_x, self.static_y)
+                # the eager path's own step, NaN guard included (the optimizer reads the flag on the device)
+                loss, logits, flag = step(self.static_x, self.static_y)
             except BaseException:
                 g.reset()
                 raise
             g.capture_end()
         except Exception as e:
-            t._clear_caches()
-            t.model.zero_grad()
+            step.clear_caches()
+            step.model.zero_grad()
             raise RuntimeError(f"Trainer(cuda_graph=True): capturing the training step failed: {e}. Use "
                                "cuda_graph=False for this model (a layer that reads values back to the host "
                                "in training, such as BatchNorm(momentum=None)'s cumulative average, cannot "

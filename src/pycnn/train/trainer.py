@@ -1,25 +1,19 @@
 """`Trainer`: Keras's training loop (`fit`, `evaluate`, `predict`) around a pycnn model.
 
-One training step is the explicit pycnn sequence
+The Trainer owns the loop: data to batches on the device, epochs, logging, callbacks,
+validation, checkpoints. One training step (forward, loss, backward, the NaN-guarded optimizer
+step) is `step.TrainStep`, called directly or through a CUDA graph (`graph_step.GraphStep`); its
+loss and correct predictions are added up on the device (`step.EpochSums`) and read back only at
+logging points (every `log_every` steps and at the end of an epoch), so a CUDA step never waits for
+the host.
 
-    logits = model(x); loss = crit(logits, y)
-    optimizer.zero_grad(); model.backward(crit.backward()); optimizer.step()
-
-The running loss (in float64, so that large finite losses never overflow the sum) and the number of
-correct predictions are accumulated in tensors on the model's device (`_core.add_`,
-`_core.count_correct`) and read back only at logging points (every `log_every` steps and at the
-end of an epoch), so a CUDA step never waits for the host.
-
-A NaN never reaches the weights: each step computes a device flag over the loss and the gradients
-(`_core.nonfinite_flag`) that the optimizer's kernels read (`step(found_inf=flag)`, no host sync)
-and skip the whole update on. With on_nonfinite="raise" the flag is sticky (every later step of
-the fit is skipped too), and the next logging point raises FloatingPointError naming the first
-bad batch, with the weights and optimizer state of before it. With "skip" the flag is read after
-each step and the bad batch is counted.
+With on_nonfinite="raise" the guard's flag is sticky (every later step of the fit is skipped too),
+and the next logging point raises FloatingPointError naming the first bad batch, with the weights
+and optimizer state of before it. With "skip" the flag is read after each step and the bad batch
+is counted.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sys
@@ -29,26 +23,25 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import _core
 from .._args import is_int
-from ..tensor import Tensor, _NUMPY_OF, float32, float64, int64
+from ..optim.guard import nonfinite_flag
+from ..optim.lr_scheduler import ReduceLROnPlateau
+from ..tensor import Tensor, _NUMPY_OF, cat, float32, float64, from_numpy, int64, zeros
 from . import checkpoint, distributed_fit, fit_data
-from .step import backward_for_step
 from .callbacks import Callback
 from .fit_data import host_array as _host_array, is_array_like as _is_array_like  # noqa: F401
 from .graph_step import GraphStep
 from .history import History
+from .step import EpochSums, TrainStep
 
 __all__ = ["Trainer"]
 
 _METRIC_ALIASES = {"accuracy": "accuracy", "acc": "accuracy"}
 
 
-def _keyword_names(fn: Any) -> Tuple[str, ...]:
-    try:
-        return tuple(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return ()
+def _device_of(device: Any) -> str:
+    """The canonical name of a device ('cuda' -> 'cuda:0'); a bad name raises the core's error."""
+    return zeros((), device=str(device)).device
 
 
 class Trainer:
@@ -101,27 +94,21 @@ class Trainer:
                                  "(use pycnn.metrics on predict() outputs for others)")
             if key not in names:
                 names.append(key)
-        self.model = model
-        self.optimizer = optimizer
-        self.loss = loss
+        self._step = TrainStep(model, loss, optimizer, sticky=on_nonfinite == "raise")
         self.metrics = tuple(names)
         self.scheduler = scheduler
         if device is not None:
-            dev = _core.parse_device(str(device))
+            dev = _device_of(device)
             model.to(dev)
             self.device = dev
         else:
-            self.device = _core.parse_device(str(getattr(model, "device", "cpu")))
+            self.device = _device_of(getattr(model, "device", "cpu"))
         self.stop_training = False
         self.history: Optional[History] = None
         if not isinstance(cuda_graph, bool):
             raise TypeError(f"Trainer: cuda_graph must be a bool, got {type(cuda_graph).__name__}")
         self.cuda_graph = cuda_graph
         self._graph_step: Optional[GraphStep] = None
-        self._bad: Optional[Tensor] = None  # raise mode's sticky flag (a fixed tensor: graphs bake it in)
-        self._buffers: List[Tensor] = []  # the model's buffers, guarded like the weights (_back_up_buffers)
-        self._backups: List[Tensor] = []
-        self._step_takes_flag = "found_inf" in _keyword_names(getattr(optimizer, "step"))
         if cuda_graph:
             if not str(self.device).startswith("cuda"):
                 raise ValueError(f"Trainer: cuda_graph=True needs a CUDA device, but the model is on "
@@ -129,7 +116,12 @@ class Trainer:
             if on_nonfinite == "skip":
                 raise ValueError("Trainer: cuda_graph=True needs on_nonfinite='raise': skipping a bad batch "
                                  "means reading its loss on the host at every step")
-            self._graph_step = GraphStep(self)
+            self._graph_step = GraphStep(self._step, self.device)
+
+    # the step's parts, replaceable (pc.distributed wraps the model in DistributedDataParallel)
+    model = property(lambda self: self._step.model, lambda self, m: setattr(self._step, "model", m))
+    optimizer = property(lambda self: self._step.optimizer, lambda self, o: setattr(self._step, "optimizer", o))
+    loss = property(lambda self: self._step.loss, lambda self, c: setattr(self._step, "loss", c))
 
     # ------------------------------------------------------------------ conversions
     @property
@@ -148,7 +140,7 @@ class Trainer:
             if arr.dtype.kind not in "fiub":
                 raise TypeError(f"Trainer: batch has dtype {arr.dtype}; expected numbers")
             arr = np.ascontiguousarray(arr, dtype=_NUMPY_OF[dtype])
-            t = _core.from_numpy(arr)
+            t = from_numpy(arr)
         return t.to(self.device) if t.device != self.device else t
 
     def _to_input(self, xb: Any) -> Tensor:
@@ -177,35 +169,19 @@ class Trainer:
         return fit_data.inputs_loader(x, batch_size, who)
 
     def _clear_caches(self) -> None:
-        for m in (self.model, self.loss):
-            mods = m.modules() if callable(getattr(m, "modules", None)) else [m]
-            for sub in mods:
-                clear = getattr(sub, "_clear_cache", None)
-                if callable(clear):
-                    clear()
+        self._step.clear_caches()
 
-    # ------------------------------------------------------------------ accumulation helpers
-    def _add_loss(self, acc: Optional[Tensor], loss_t: Tensor, batch: int) -> Tensor:
-        if not isinstance(loss_t, Tensor):
-            raise TypeError(f"Trainer: the loss returned {type(loss_t).__name__}; expected a Tensor")
-        if loss_t.numel() != 1:  # reduction="none": one value per sample
-            loss_t, alpha = _core.sum_all(loss_t), 1.0
-        else:
-            alpha = 1.0 if getattr(self.loss, "reduction", "mean") == "sum" else float(batch)
-            if loss_t.dim() != 0:
-                loss_t = loss_t.reshape(())
-        if acc is None:  # float64: a float32 sum of large finite losses would overflow to inf
-            acc = _core.zeros([], float64, loss_t.device)
-        _core.add_(acc, loss_t if loss_t.dtype == float64 else loss_t.to(float64), alpha)
-        return acc
+    def _sums(self) -> EpochSums:
+        return EpochSums(self.device, getattr(self.loss, "reduction", "mean"), "accuracy" in self.metrics)
 
     def _check_finite(self, window: List[Tuple[int, Tensor, Tensor]], epoch: int, who: str) -> None:
         """Raise mode, at a logging point: one host read of the sticky flag."""
-        if self._bad is None or self._bad.item() == 0.0:
+        bad = self._step.bad
+        if bad is None or bad.item() == 0.0:
             return
         bad_batch, loss_t = next(((b, t) for b, t, flag in window if flag.item() != 0.0), (-1, None))
         where = f"at epoch {epoch + 1}, batch {bad_batch + 1}" if bad_batch >= 0 else f"in epoch {epoch + 1}"
-        if loss_t is not None and not _core.isfinite_all(loss_t):
+        if loss_t is not None and nonfinite_flag([loss_t]).item() != 0.0:
             value = float(loss_t.numpy().reshape(-1)[0]) if loss_t.numel() == 1 else float("nan")
             what = f"the loss became {value}"
         else:
@@ -291,9 +267,7 @@ class Trainer:
         self.history = history
         self.stop_training = False
         self.stop_reason: Optional[str] = None  # set by the callback that stops training (EarlyStopping)
-        if self._bad is not None:
-            self._bad.fill_(0.0)
-        self._back_up_buffers()
+        self._step.begin_fit()
         was_training = bool(getattr(self.model, "training", True))
         train_logs: Dict[str, float] = {}
         for cb in cbs:
@@ -385,8 +359,6 @@ class Trainer:
         sch = self.scheduler
         if sch is None:
             return
-        from ..optim.lr_scheduler import ReduceLROnPlateau
-
         if isinstance(sch, ReduceLROnPlateau):
             sch.step(logs.get("val_loss", logs["loss"]))
         else:
@@ -403,12 +375,9 @@ class Trainer:
         return (", " if bar else " - ").join(parts)
 
     def _train_epoch(self, loader: Iterable[Any], epoch: int, bar: Any) -> Dict[str, float]:
-        model = self.model
-        track_acc = "accuracy" in self.metrics
-        model.train()
-        loss_sum: Optional[Tensor] = None
-        correct = _core.zeros([], int64, self.device) if track_acc else None
-        seen = 0
+        self.model.train()
+        run = self._graph_step if self._graph_step is not None else self._step
+        sums = self._sums()
         window: List[Tuple[int, Tensor, Tensor]] = []
         t0 = time.perf_counter()
         pending = 0
@@ -420,10 +389,7 @@ class Trainer:
             yt = self._to_target(yb)
             n = int(xt.shape[0])
             try:
-                if self._graph_step is not None:
-                    loss_t, logits, flag = self._graph_step.run(xt, yt, self._eager_step)
-                else:
-                    loss_t, logits, flag = self._eager_step(xt, yt)
+                loss_t, logits, flag = run(xt, yt)
             except ValueError as e:
                 if n == 1 and "more than 1 value per channel" in str(e):
                     raise ValueError(f"{e}. {who}: batch {b + 1} of epoch {epoch + 1} holds a single sample (the "
@@ -433,10 +399,7 @@ class Trainer:
             if self.on_nonfinite == "skip" and flag.item() != 0.0:
                 skipped += 1
                 continue
-            loss_sum = self._add_loss(loss_sum, loss_t, n)
-            if track_acc:
-                _core.add_(correct, _core.count_correct(logits, yt))
-            seen += n
+            sums.add(loss_t, logits, yt, n)
             if self.on_nonfinite == "raise":
                 window.append((b, loss_t, flag))
             pending += 1
@@ -445,76 +408,30 @@ class Trainer:
                 window.clear()
                 if bar is not None:
                     bar.update(pending)
-                    bar.set_postfix_str(self._progress(loss_sum, correct, seen, t0), refresh=False)
+                    bar.set_postfix_str(self._progress(sums, t0), refresh=False)
                 pending = 0
-        if seen == 0:
+        if sums.seen == 0:
             raise ValueError(f"{who}: the training data produced no batches"
                              + (f" with a finite loss ({skipped} skipped)" if skipped else ""))
         self._check_finite(window, epoch, who)
         if bar is not None and pending:
             bar.update(pending)
-        self._last_rate = seen / max(time.perf_counter() - t0, 1e-9)
-        logs = {"loss": loss_sum.item() / seen}
+        self._last_rate = sums.seen / max(time.perf_counter() - t0, 1e-9)
+        logs = {"loss": sums.mean_loss()}
         if self.on_nonfinite == "skip":
             logs["skipped_batches"] = float(skipped)
-        if track_acc:
-            logs["accuracy"] = correct.item() / seen
+        acc = sums.accuracy()
+        if acc is not None:
+            logs["accuracy"] = acc
         return logs
 
-    def _eager_step(self, xt: Tensor, yt: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """forward, loss, backward, guarded optimizer step: (loss, logits, the step's non-finite flag)."""
-        model, crit, opt = self.model, self.loss, self.optimizer
-        logits = model(xt)
-        loss_t = crit(logits, yt)
-        opt.zero_grad()
-        model.zero_grad()
-        backward_for_step(model, crit, loss_t)
-        return loss_t, logits, self._guarded_step(loss_t)
-
-    def _guarded_step(self, loss_t: Tensor) -> Tensor:
-        """opt.step() unless the loss or a gradient is NaN/Inf; returns this step's flag (device)."""
-        opt = self.optimizer
-        groups = getattr(opt, "param_groups", None)
-        params = [p for g in groups for p in g["params"]] if groups else list(self.model.parameters())
-        flag = _core.nonfinite_flag([loss_t] + [p.grad for p in params if p.grad is not None])
-        gate = flag
-        if self.on_nonfinite == "raise":
-            # sticky: after a bad step every later one is skipped too, so that the error raised at the
-            # next logging point leaves the weights of before the bad batch
-            if self._bad is None or self._bad.device != flag.device:
-                self._bad = _core.zeros([], float32, flag.device)
-            _core.add_(self._bad, flag, 1.0)
-            gate = self._bad
-        if self._step_takes_flag:
-            opt.step(found_inf=gate)
-        elif gate.item() == 0.0:  # an optimizer without found_inf: the host decides (a sync per step)
-            opt.step()
-        if self._buffers:  # what the forward changed outside the optimizer (BatchNorm's statistics)
-            _core.keep_or_undo_(self._buffers, self._backups, gate)
-        return flag
-
-    def _back_up_buffers(self) -> None:
-        """At the start of fit: the model's buffers and their backups, which the guarded step keeps
-        in step (or restores from) on the device. Backups are reused while the buffers keep their
-        shapes: a captured CUDA graph holds their addresses."""
-        bufs = [b for b in self.model.buffers() if isinstance(b, Tensor) and b.dtype in (float32, float64, int64)] \
-            if callable(getattr(self.model, "buffers", None)) else []
-        old = self._backups
-        same = len(old) == len(bufs) and all(
-            tuple(o.shape) == tuple(b.shape) and o.dtype == b.dtype and o.device == b.device for o, b in zip(old, bufs))
-        if same:
-            for o, b in zip(old, bufs):
-                o.copy_(b)
-        else:
-            self._backups = [b.clone() for b in bufs]
-        self._buffers = bufs
-
     @staticmethod
-    def _progress(loss_sum: Tensor, correct: Optional[Tensor], seen: int, t0: float) -> str:
-        s = f"loss={loss_sum.item() / seen:.4f}"
-        if correct is not None:
-            s += f", accuracy={correct.item() / seen:.4f}"
-        rate = seen / max(time.perf_counter() - t0, 1e-9)
+    def _progress(sums: EpochSums, t0: float) -> str:
+        s = f"loss={sums.mean_loss():.4f}"
+        acc = sums.accuracy()
+        if acc is not None:
+            s += f", accuracy={acc:.4f}"
+        rate = sums.seen / max(time.perf_counter() - t0, 1e-9)
         return s + f", {rate:.0f} samples/s"
 
     # ------------------------------------------------------------------ evaluation
@@ -522,28 +439,21 @@ class Trainer:
         model, crit = self.model, self.loss
         was_training = bool(getattr(model, "training", False))
         model.eval()
-        track_acc = "accuracy" in self.metrics
-        loss_sum: Optional[Tensor] = None
-        correct = _core.zeros([], int64, self.device) if track_acc else None
-        seen = 0
+        sums = self._sums()
         try:
             for batch in loader:
                 xb, yb = self._split_batch(batch, who)
                 xt = self._to_input(xb)
                 yt = self._to_target(yb)
                 logits = model(xt)
-                loss_sum = self._add_loss(loss_sum, crit(logits, yt), int(xt.shape[0]))
-                if track_acc:
-                    _core.add_(correct, _core.count_correct(logits, yt))
-                seen += int(xt.shape[0])
+                sums.add(crit(logits, yt), logits, yt, int(xt.shape[0]))
         finally:
             model.train(was_training)
             self._clear_caches()
-        if seen == 0:
+        if sums.seen == 0:
             raise ValueError(f"{who}: the data produced no batches")
-        loss = loss_sum.item() / seen
-        acc = correct.item() / seen if track_acc else math.nan
-        return loss, acc
+        acc = sums.accuracy()
+        return sums.mean_loss(), (acc if acc is not None else math.nan)
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0) -> Dict[str, float]:
         """Loss (and metrics) over a whole data set in eval mode: {"loss": ..., "accuracy": ...}."""
@@ -574,7 +484,7 @@ class Trainer:
             self._clear_caches()
         if not outs:
             raise ValueError("predict: got no inputs")
-        out = outs[0] if len(outs) == 1 else _core.concat(outs, 0)
+        out = outs[0] if len(outs) == 1 else cat(outs, 0)
         return out.cpu() if out.device != "cpu" else out
 
     def __repr__(self) -> str:
