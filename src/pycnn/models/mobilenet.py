@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .. import nn
+from ._init import init_conv_bn_
 
 __all__ = ["MobileNetV1", "mobilenet_v1"]
 
@@ -59,12 +60,7 @@ class MobileNetV1(nn.Sequential):
             ("flatten", nn.Flatten()),
             ("classifier", nn.Linear(c, num_classes)),
         ]))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_(self)
 
 
 def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0) -> MobileNetV1:

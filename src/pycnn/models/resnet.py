@@ -9,11 +9,11 @@ name.  11,689,512 parameters for 1000 classes.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-from .. import functional as F
 from .. import nn
 from ..tensor import Tensor
+from ._init import init_conv_bn_
 
 __all__ = ["BasicBlock", "ResNet", "resnet18"]
 
@@ -26,19 +26,19 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(nn.Residual):
     """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut = downsample or identity.
 
-    The attributes (conv1, bn1, relu, conv2, bn2, downsample) are torchvision's, so the parameter
-    names match; forward and backward are those of ``nn.Residual(block, shortcut)`` followed by a
-    ReLU (``self.relu`` again, as in torchvision: a module may run several times in one pass).
+    An ``nn.Residual`` whose branches are its own layers under torchvision's names (conv1, bn1, relu,
+    conv2, bn2, downsample), so the parameter names match; the sum is followed by ``self.relu``
+    again, as in torchvision (a module may run several times in one pass).
     """
 
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
                  downsample: Optional[nn.Module] = None) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not Residual's: the branches are the layers below, not `block`/`shortcut`
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU()
@@ -48,33 +48,21 @@ class BasicBlock(nn.Module):
         self.stride = stride
         self._cached = False
 
-    _cache_attrs = ("_cached",)
+    def _branches(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return out, (x if self.downsample is None else self.downsample(x))
 
-    def _clear_cache(self) -> None:
-        self._cached = False
+    def _branches_backward(self, g: Tensor) -> Tuple[Tensor, Tensor]:
+        gb = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(g)))))
+        return gb, (g if self.downsample is None else self.downsample.backward(g))
 
     def forward(self, x: Any) -> Tensor:
-        x = self._input(x)
-        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-        identity = x if self.downsample is None else self.downsample(x)
-        if tuple(out.shape) != tuple(identity.shape):
-            raise ValueError(f"{self._name()}: the block's output {tuple(out.shape)} and the shortcut's "
-                             f"{tuple(identity.shape)} differ (input {tuple(x.shape)}); give a downsample")
-        self._cached = True
-        return self.relu(self._call_core(F.add, out, identity))  # self.relu's second use, as torchvision
+        return self.relu(super().forward(x))  # self.relu's second use, as torchvision
 
     def backward(self, grad_output: Any) -> Tensor:
-        if not self._cached:
+        if not self._cached:  # checked before self.relu's backward, so that the error names this block
             raise self._no_cache()
-        self._cached = False
-        g = self.relu.backward(self._input(grad_output))  # uses backward in reverse: the second first
-        gb = self.bn2.backward(g)
-        gb = self.conv2.backward(gb)
-        gb = self.relu.backward(gb)
-        gb = self.bn1.backward(gb)
-        gb = self.conv1.backward(gb)
-        gs = g if self.downsample is None else self.downsample.backward(g)
-        return self._call_core(F.add, gb, gs)
+        return super().backward(self.relu.backward(self._input(grad_output)))  # the second use first
 
 
 class ResNet(nn.Sequential):
@@ -97,13 +85,7 @@ class ResNet(nn.Sequential):
             ("flatten", nn.Flatten()),
             ("fc", nn.Linear(512 * BasicBlock.expansion, num_classes)),
         ]))
-        # torchvision's initialisation
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_(self)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, BasicBlock):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import operator
 from collections import OrderedDict
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -146,7 +146,11 @@ class Sequential(Module):
 
 class Residual(Module):
     """y = block(x) + shortcut(x), the shortcut being the identity when None (ResNet).
-    backward = block.backward(g) + shortcut.backward(g) (or + g)."""
+    backward = block.backward(g) + shortcut.backward(g) (or + g).
+
+    A block that keeps its layers under names of its own (ResNet's BasicBlock, with torchvision's)
+    subclasses Residual and overrides the pair ``_branches`` / ``_branches_backward``; the shape
+    check, the cache and the sum stay here."""
 
     def __init__(self, block: Module, shortcut: Optional[Module] = None) -> None:
         super().__init__()
@@ -160,15 +164,19 @@ class Residual(Module):
 
     _cache_attrs = ("_cached",)
 
-    def _clear_cache(self) -> None:
-        self._cached = False
+    def _branches(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """(block(x), shortcut(x))."""
+        return self.block(x), (x if self.shortcut is None else self.shortcut(x))
+
+    def _branches_backward(self, g: Tensor) -> Tuple[Tensor, Tensor]:
+        """The input gradients of the two branches, in the reverse order of ``_branches``."""
+        return self.block.backward(g), (g if self.shortcut is None else self.shortcut.backward(g))
 
     def forward(self, x: Any) -> Tensor:
         x = self._input(x)
-        y = self.block(x)
-        s = x if self.shortcut is None else self.shortcut(x)
+        y, s = self._branches(x)
         if tuple(y.shape) != tuple(s.shape):
-            raise ValueError(f"Residual: the block's output {tuple(y.shape)} and the shortcut's output "
+            raise ValueError(f"{type(self).__name__}: the block's output {tuple(y.shape)} and the shortcut's output "
                              f"{tuple(s.shape)} must have the same shape (input {tuple(x.shape)}); "
                              "use a projection shortcut")
         self._cached = True
@@ -178,9 +186,7 @@ class Residual(Module):
         if not self._cached:
             raise self._no_cache()
         self._cached = False
-        g = self._input(grad_output)
-        gb = self.block.backward(g)
-        gs = g if self.shortcut is None else self.shortcut.backward(g)
+        gb, gs = self._branches_backward(self._input(grad_output))
         return self._call_core(F.add, gb, gs)
 
 
@@ -206,9 +212,6 @@ class Concat(Module):
         self._sizes: Optional[list] = None
 
     _cache_attrs = ("_sizes", "_d")
-
-    def _clear_cache(self) -> None:
-        self._sizes = None
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
