@@ -357,6 +357,21 @@ def test_cross_entropy():
         F.cross_entropy(T(logits), np.array([0, 1]))
 
 
+def test_cross_entropy_forward_returns_what_its_backward_reads():
+    r = rng(25)
+    logits = r.standard_normal((5, 4))
+    labels = np.array([0, 3, 1, 1, 2], dtype=np.int32)
+    for reduction, n in (("mean", 1.0), ("sum", 5.0)):
+        loss, probs, lab, scale = F.cross_entropy_forward(T(logits), labels, reduction)
+        assert loss.item() == pytest.approx(n * ref.cross_entropy(logits, labels), rel=1e-12)
+        assert scale == n and lab.dtype == pc.int64 and N(lab).tolist() == labels.tolist()
+        close(probs, ref.softmax(logits, dim=1))
+        close(pc._core.cross_entropy_backward(probs, lab, 2.5 * scale),
+              F.cross_entropy_backward(T(logits), labels, grad=2.5, reduction=reduction))
+    with pytest.raises(ValueError, match="cross_entropy"):
+        F.cross_entropy_forward(T(logits), labels, reduction="max")
+
+
 def test_mse_loss():
     r = rng(24)
     x, t = r.standard_normal((3, 4)), r.standard_normal((3, 4))

@@ -12,14 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import _core
-from ._args import (  # one definition each; functional's private spellings kept as aliases
-    is_int as _is_int, tensor_arg as _tensor, optional_tensor_arg as _opt_tensor, labels as _labels, pair as _pair,
-    same_padding, conv_padding as _conv_padding, conv_args as _conv_args,
-    pool_args as _pool_args, shape4 as _shape4, adaptive_size as _adaptive_size, number as _number,
-    softplus_beta as _softplus_args, reduction as _reduction, target_like as _target_like,
-    probability as _probability, momentum as _momentum, eps as _eps,
-)
+from . import _args, _core
+from ._args import same_padding  # one of functional's public ops (see __all__)
 from .tensor import Tensor
 
 __all__ = [
@@ -31,7 +25,7 @@ __all__ = [
     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "softplus", "softplus_backward",
     "prelu", "prelu_backward",
     "softmax", "softmax_backward", "log_softmax",
-    "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
+    "cross_entropy", "cross_entropy_forward", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
     "dropout", "dropout_backward",
     "batch_norm", "batch_norm_train", "batch_norm_eval", "batch_norm_backward",
     "add", "concat", "split",
@@ -57,8 +51,9 @@ def conv2d(x: Any, w: Any, b: Any = None, stride: Any = 1, padding: Any = 0, dil
     padding: int, (ph, pw), (top, bottom, left, right), "valid" or "same" (stride 1 only; total
     dilation*(k-1) per axis with the odd pixel on the bottom/right).
     """
-    x, w, b = _tensor(x, "conv2d", "input"), _tensor(w, "conv2d", "weight"), _opt_tensor(b, "conv2d", "bias")
-    st, pad, dil, g = _conv_args("conv2d", w.shape, stride, padding, dilation, groups)
+    x, w = _args.tensor_arg(x, "conv2d", "input"), _args.tensor_arg(w, "conv2d", "weight")
+    b = _args.optional_tensor_arg(b, "conv2d", "bias")
+    st, pad, dil, g = _args.conv_args("conv2d", w.shape, stride, padding, dilation, groups)
     return _core.conv2d_forward(x, w, b, st, pad, dil, g)
 
 
@@ -66,18 +61,19 @@ def conv2d_backward(grad_output: Any, x: Any, w: Any, stride: Any = 1, padding: 
                     groups: int = 1, need_dx: bool = True, need_dw: bool = True, need_db: bool = True):
     """Gradients of conv2d: (dx, dw, db), an entry None where it was not asked for."""
     fn = "conv2d_backward"
-    dy, x, w = _tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"), _tensor(w, fn, "weight")
-    st, pad, dil, g = _conv_args(fn, w.shape, stride, padding, dilation, groups)
+    dy = _args.tensor_arg(grad_output, fn, "grad_output")
+    x, w = _args.tensor_arg(x, fn, "input"), _args.tensor_arg(w, fn, "weight")
+    st, pad, dil, g = _args.conv_args(fn, w.shape, stride, padding, dilation, groups)
     return tuple(_core.conv2d_backward(dy, x, w, st, pad, dil, g, bool(need_dx), bool(need_dw), bool(need_db)))
 
 
 def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> Tensor:
     """The (N, C*kh*kw, OH*OW) column matrix (torch.nn.functional.unfold's layout)."""
-    x = _tensor(x, "im2col", "input")
-    k = _pair(kernel_size, "im2col", "kernel_size", 1)
-    st = _pair(stride, "im2col", "stride", 1)
-    dil = _pair(dilation, "im2col", "dilation", 1)
-    pad = _conv_padding(padding, k, dil, st, "im2col")
+    x = _args.tensor_arg(x, "im2col", "input")
+    k = _args.pair(kernel_size, "im2col", "kernel_size", 1)
+    st = _args.pair(stride, "im2col", "stride", 1)
+    dil = _args.pair(dilation, "im2col", "dilation", 1)
+    pad = _args.conv_padding(padding, k, dil, st, "im2col")
     return _core.im2col(x, k, st, pad, dil)
 
 
@@ -87,8 +83,8 @@ def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation
 def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, return_indices: bool = False):
     """Max pooling (-inf padding, ties to the first maximum). With return_indices, (y, indices),
     indices int64 = h*W + w in each input plane (PyTorch's layout)."""
-    x = _tensor(x, "max_pool2d", "input")
-    k, st, pad = _pool_args("max_pool2d", kernel_size, stride, padding)
+    x = _args.tensor_arg(x, "max_pool2d", "input")
+    k, st, pad = _args.pool_args("max_pool2d", kernel_size, stride, padding)
     y, idx = _core.max_pool2d_forward(x, k, st, pad)
     return (y, idx) if return_indices else y
 
@@ -98,34 +94,36 @@ def max_pool2d_backward(grad_output: Any, indices: Any, input_shape: Sequence[in
     """d/dx of max_pool2d from its indices. kernel_size/stride/padding (optional, as passed to
     max_pool2d) let the CUDA kernel run one thread per input element instead of one per plane."""
     fn = "max_pool2d_backward"
-    geom = _pool_args(fn, kernel_size, stride, padding) if kernel_size is not None else (None, None, None)
-    return _core.max_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _tensor(indices, fn, "indices"),
-                                     _shape4(input_shape, fn), *geom)
+    geom = _args.pool_args(fn, kernel_size, stride, padding) if kernel_size is not None else (None, None, None)
+    return _core.max_pool2d_backward(_args.tensor_arg(grad_output, fn, "grad_output"),
+                                     _args.tensor_arg(indices, fn, "indices"), _args.shape4(input_shape, fn), *geom)
 
 
 def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
     """Average pooling, count_include_pad=True, ceil_mode=False (PyTorch's defaults)."""
-    x = _tensor(x, "avg_pool2d", "input")
-    k, st, pad = _pool_args("avg_pool2d", kernel_size, stride, padding)
+    x = _args.tensor_arg(x, "avg_pool2d", "input")
+    k, st, pad = _args.pool_args("avg_pool2d", kernel_size, stride, padding)
     return _core.avg_pool2d_forward(x, k, st, pad)
 
 
 def avg_pool2d_backward(grad_output: Any, input_shape: Sequence[int], kernel_size: Any, stride: Any = None,
                         padding: Any = 0) -> Tensor:
     fn = "avg_pool2d_backward"
-    k, st, pad = _pool_args(fn, kernel_size, stride, padding)
-    return _core.avg_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _shape4(input_shape, fn), k, st, pad)
+    k, st, pad = _args.pool_args(fn, kernel_size, stride, padding)
+    return _core.avg_pool2d_backward(_args.tensor_arg(grad_output, fn, "grad_output"), _args.shape4(input_shape, fn),
+                                     k, st, pad)
 
 
 def adaptive_avg_pool2d(x: Any, output_size: Any) -> Tensor:
     """Adaptive average pooling to `output_size` (int or pair; None keeps that input size)."""
-    x = _tensor(x, "adaptive_avg_pool2d", "input")
-    return _core.adaptive_avg_pool2d_forward(x, _adaptive_size(output_size, x.shape, "adaptive_avg_pool2d"))
+    x = _args.tensor_arg(x, "adaptive_avg_pool2d", "input")
+    return _core.adaptive_avg_pool2d_forward(x, _args.adaptive_size(output_size, x.shape, "adaptive_avg_pool2d"))
 
 
 def adaptive_avg_pool2d_backward(grad_output: Any, input_shape: Sequence[int]) -> Tensor:
     fn = "adaptive_avg_pool2d_backward"
-    return _core.adaptive_avg_pool2d_backward(_tensor(grad_output, fn, "grad_output"), _shape4(input_shape, fn))
+    return _core.adaptive_avg_pool2d_backward(_args.tensor_arg(grad_output, fn, "grad_output"),
+                                              _args.shape4(input_shape, fn))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,27 +131,29 @@ def adaptive_avg_pool2d_backward(grad_output: Any, input_shape: Sequence[int]) -
 # ----------------------------------------------------------------------------------------------
 def linear(x: Any, w: Any, b: Any = None) -> Tensor:
     """y = x @ w.T + b; x (N, in), w (out, in), b (out,)."""
-    return _core.linear_forward(_tensor(x, "linear", "input"), _tensor(w, "linear", "weight"),
-                                _opt_tensor(b, "linear", "bias"))
+    return _core.linear_forward(_args.tensor_arg(x, "linear", "input"), _args.tensor_arg(w, "linear", "weight"),
+                                _args.optional_tensor_arg(b, "linear", "bias"))
 
 
 def linear_backward(grad_output: Any, x: Any, w: Any, need_dx: bool = True, need_dw: bool = True,
                     need_db: bool = True):
     """(dx, dw, db) of linear; an entry None where it was not asked for."""
     fn = "linear_backward"
-    return tuple(_core.linear_backward(_tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"),
-                                       _tensor(w, fn, "weight"), bool(need_dx), bool(need_dw), bool(need_db)))
+    return tuple(_core.linear_backward(_args.tensor_arg(grad_output, fn, "grad_output"),
+                                       _args.tensor_arg(x, fn, "input"), _args.tensor_arg(w, fn, "weight"),
+                                       bool(need_dx), bool(need_dw), bool(need_db)))
 
 
 # ----------------------------------------------------------------------------------------------
 # activations
 # ----------------------------------------------------------------------------------------------
 def _act(x: Any, kind: Any, alpha: float, fn: str) -> Tensor:
-    return _core.activation_forward(_tensor(x, fn, "input"), kind, alpha)
+    return _core.activation_forward(_args.tensor_arg(x, fn, "input"), kind, alpha)
 
 
 def _act_backward(grad_output: Any, x: Any, kind: Any, alpha: float, fn: str) -> Tensor:
-    return _core.activation_backward(_tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"), kind, alpha)
+    return _core.activation_backward(_args.tensor_arg(grad_output, fn, "grad_output"),
+                                     _args.tensor_arg(x, fn, "input"), kind, alpha)
 
 
 def relu(x: Any) -> Tensor:
@@ -165,20 +165,20 @@ def relu_backward(grad_output: Any, x: Any) -> Tensor:
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Tensor:
-    return _act(x, _core.Act.leaky_relu, _number(negative_slope, "leaky_relu", "negative_slope"), "leaky_relu")
+    return _act(x, _core.Act.leaky_relu, _args.number(negative_slope, "leaky_relu", "negative_slope"), "leaky_relu")
 
 
 def leaky_relu_backward(grad_output: Any, x: Any, negative_slope: float = 0.01) -> Tensor:
     fn = "leaky_relu_backward"
-    return _act_backward(grad_output, x, _core.Act.leaky_relu, _number(negative_slope, fn, "negative_slope"), fn)
+    return _act_backward(grad_output, x, _core.Act.leaky_relu, _args.number(negative_slope, fn, "negative_slope"), fn)
 
 
 def elu(x: Any, alpha: float = 1.0) -> Tensor:
-    return _act(x, _core.Act.elu, _number(alpha, "elu", "alpha"), "elu")
+    return _act(x, _core.Act.elu, _args.number(alpha, "elu", "alpha"), "elu")
 
 
 def elu_backward(grad_output: Any, x: Any, alpha: float = 1.0) -> Tensor:
-    return _act_backward(grad_output, x, _core.Act.elu, _number(alpha, "elu_backward", "alpha"), "elu_backward")
+    return _act_backward(grad_output, x, _core.Act.elu, _args.number(alpha, "elu_backward", "alpha"), "elu_backward")
 
 
 def sigmoid(x: Any) -> Tensor:
@@ -201,24 +201,24 @@ def tanh_backward(grad_output: Any, x: Any) -> Tensor:
 
 def softplus(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta*x)) / beta, and x where beta*x > threshold."""
-    return _act(x, _core.Act.softplus, _softplus_args(beta, threshold, "softplus"), "softplus")
+    return _act(x, _core.Act.softplus, _args.softplus_beta(beta, threshold, "softplus"), "softplus")
 
 
 def softplus_backward(grad_output: Any, x: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     fn = "softplus_backward"
-    return _act_backward(grad_output, x, _core.Act.softplus, _softplus_args(beta, threshold, fn), fn)
+    return _act_backward(grad_output, x, _core.Act.softplus, _args.softplus_beta(beta, threshold, fn), fn)
 
 
 def prelu(x: Any, weight: Any) -> Tensor:
     """x where x > 0, weight*x elsewhere; weight (1,) or (C,) over dim 1."""
-    return _core.prelu_forward(_tensor(x, "prelu", "input"), _tensor(weight, "prelu", "weight"))
+    return _core.prelu_forward(_args.tensor_arg(x, "prelu", "input"), _args.tensor_arg(weight, "prelu", "weight"))
 
 
 def prelu_backward(grad_output: Any, x: Any, weight: Any):
     """(dx, dweight)."""
     fn = "prelu_backward"
-    return tuple(_core.prelu_backward(_tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"),
-                                      _tensor(weight, fn, "weight")))
+    return tuple(_core.prelu_backward(_args.tensor_arg(grad_output, fn, "grad_output"),
+                                      _args.tensor_arg(x, fn, "input"), _args.tensor_arg(weight, fn, "weight")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def prelu_backward(grad_output: Any, x: Any, weight: Any):
 def _as_rows(x: Tensor, dim: Any, fn: str) -> tuple[Tensor, tuple[int, ...]]:
     """View x as (rows, C) with the softmax dim last; only the last dim (or dim 1 of a 2-D input) is
     supported (the core has no transpose)."""
-    if not _is_int(dim):
+    if not _args.is_int(dim):
         raise TypeError(f"{fn}: dim must be an int, got {dim!r}")
     nd = len(x.shape)
     if nd == 0:
@@ -245,7 +245,7 @@ def _as_rows(x: Tensor, dim: Any, fn: str) -> tuple[Tensor, tuple[int, ...]]:
 
 def softmax(x: Any, dim: int = 1) -> Tensor:
     """Softmax over `dim` (the last dimension: dim 1 of (N, C))."""
-    x = _tensor(x, "softmax", "input")
+    x = _args.tensor_arg(x, "softmax", "input")
     rows, shape = _as_rows(x, dim, "softmax")
     y = _core.softmax_forward(rows)
     return y if len(shape) == 2 else y.reshape(*shape)
@@ -254,7 +254,7 @@ def softmax(x: Any, dim: int = 1) -> Tensor:
 def softmax_backward(grad_output: Any, y: Any, dim: int = 1) -> Tensor:
     """dx = y * (g - sum(g * y)); `y` is softmax's OUTPUT."""
     fn = "softmax_backward"
-    g, y = _tensor(grad_output, fn, "grad_output"), _tensor(y, fn, "output")
+    g, y = _args.tensor_arg(grad_output, fn, "grad_output"), _args.tensor_arg(y, fn, "output")
     yr, shape = _as_rows(y, dim, fn)
     gr = g if len(shape) == 2 else g.reshape(-1, shape[-1])
     dx = _core.softmax_backward(gr, yr)
@@ -262,19 +262,22 @@ def softmax_backward(grad_output: Any, y: Any, dim: int = 1) -> Tensor:
 
 
 def log_softmax(x: Any, dim: int = 1) -> Tensor:
-    x = _tensor(x, "log_softmax", "input")
+    x = _args.tensor_arg(x, "log_softmax", "input")
     rows, shape = _as_rows(x, dim, "log_softmax")
     y = _core.log_softmax_forward(rows)
     return y if len(shape) == 2 else y.reshape(*shape)
 
 
-def _cross_entropy(logits: Any, target: Any, reduction: str, fn: str):
-    """(loss, probs, labels, scale): the fused forward; scale = N for 'sum', 1 for 'mean'."""
-    logits = _tensor(logits, fn, "input")
-    labels = _labels(target, fn, logits.device)
+def cross_entropy_forward(input: Any, target: Any, reduction: str = "mean"):
+    """cross_entropy with what its backward reads: (loss, probs, labels, scale), scale being N for
+    'sum' and 1 for 'mean'; d loss / d logits is ``_core.cross_entropy_backward(probs, labels, g * scale)``
+    (CrossEntropyLoss and the autograd rule use it so as not to compute the softmax twice)."""
+    fn = "cross_entropy"
+    logits = _args.tensor_arg(input, fn, "input")
+    labels = _args.labels(target, fn, logits.device)
     loss, probs = _core.cross_entropy_forward(logits, labels)
     scale = 1.0
-    if _reduction(reduction, fn) == "sum":
+    if _args.reduction(reduction, fn) == "sum":
         scale = float(logits.shape[0])
         _core.scale_(loss, scale)
     return loss, probs, labels, scale
@@ -283,35 +286,35 @@ def _cross_entropy(logits: Any, target: Any, reduction: str, fn: str):
 def cross_entropy(input: Any, target: Any, reduction: str = "mean") -> Tensor:
     """Fused log-softmax + negative log-likelihood of raw logits (N, C) and int64 labels (N,);
     a tensor of shape ()."""
-    return _cross_entropy(input, target, reduction, "cross_entropy")[0]
+    return cross_entropy_forward(input, target, reduction)[0]
 
 
 def cross_entropy_backward(input: Any, target: Any, grad: float = 1.0, reduction: str = "mean") -> Tensor:
     """d cross_entropy / d logits times `grad` (recomputes the softmax)."""
     fn = "cross_entropy_backward"
-    logits = _tensor(input, fn, "input")
-    labels = _labels(target, fn, logits.device)
+    logits = _args.tensor_arg(input, fn, "input")
+    labels = _args.labels(target, fn, logits.device)
     _loss, probs = _core.cross_entropy_forward(logits, labels)
-    scale = float(logits.shape[0]) if _reduction(reduction, fn) == "sum" else 1.0
-    return _core.cross_entropy_backward(probs, labels, _number(grad, fn, "grad") * scale)
+    scale = float(logits.shape[0]) if _args.reduction(reduction, fn) == "sum" else 1.0
+    return _core.cross_entropy_backward(probs, labels, _args.number(grad, fn, "grad") * scale)
 
 
 def mse_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
     """mean((input - target)^2) (or the sum); a tensor of shape ()."""
-    x = _tensor(input, "mse_loss", "input")
-    t = _target_like(target, x, "mse_loss")
+    x = _args.tensor_arg(input, "mse_loss", "input")
+    t = _args.target_like(target, x, "mse_loss")
     loss = _core.mse_forward(x, t)
-    if _reduction(reduction, "mse_loss") == "sum":
+    if _args.reduction(reduction, "mse_loss") == "sum":
         _core.scale_(loss, float(x.numel()))
     return loss
 
 
 def mse_loss_backward(input: Any, target: Any, grad: float = 1.0, reduction: str = "mean") -> Tensor:
     fn = "mse_loss_backward"
-    x = _tensor(input, fn, "input")
-    t = _target_like(target, x, fn)
-    scale = float(x.numel()) if _reduction(reduction, fn) == "sum" else 1.0
-    return _core.mse_backward(x, t, _number(grad, fn, "grad") * scale)
+    x = _args.tensor_arg(input, fn, "input")
+    t = _args.target_like(target, x, fn)
+    scale = float(x.numel()) if _args.reduction(reduction, fn) == "sum" else 1.0
+    return _core.mse_backward(x, t, _args.number(grad, fn, "grad") * scale)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,8 +323,8 @@ def mse_loss_backward(input: Any, target: Any, grad: float = 1.0, reduction: str
 def dropout(x: Any, p: float = 0.5, training: bool = True, return_mask: bool = False):
     """Inverted dropout: zeroes elements with probability p and scales the rest by 1/(1-p).
     Identity when not training (the mask is then None). With return_mask, (y, mask)."""
-    x = _tensor(x, "dropout", "input")
-    p = _probability(p, "dropout")
+    x = _args.tensor_arg(x, "dropout", "input")
+    p = _args.probability(p, "dropout")
     if not training:
         return (x, None) if return_mask else x
     y, mask = _core.dropout_forward(x, p)
@@ -330,7 +333,7 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, return_mask: bool = F
 
 def dropout_backward(grad_output: Any, mask: Any) -> Tensor:
     fn = "dropout_backward"
-    return _core.dropout_backward(_tensor(grad_output, fn, "grad_output"), _tensor(mask, fn, "mask"))
+    return _core.dropout_backward(_args.tensor_arg(grad_output, fn, "grad_output"), _args.tensor_arg(mask, fn, "mask"))
 
 
 def batch_norm_train(x: Any, weight: Any = None, bias: Any = None, running_mean: Any = None,
@@ -339,17 +342,18 @@ def batch_norm_train(x: Any, weight: Any = None, bias: Any = None, running_mean:
     running statistics in place (unbiased variance) when they are given."""
     fn = "batch_norm"
     return tuple(_core.batch_norm_forward_train(
-        _tensor(x, fn, "input"), _opt_tensor(weight, fn, "weight"), _opt_tensor(bias, fn, "bias"),
-        _opt_tensor(running_mean, fn, "running_mean"), _opt_tensor(running_var, fn, "running_var"),
-        _momentum(momentum, fn), _eps(eps, fn)))
+        _args.tensor_arg(x, fn, "input"), _args.optional_tensor_arg(weight, fn, "weight"),
+        _args.optional_tensor_arg(bias, fn, "bias"), _args.optional_tensor_arg(running_mean, fn, "running_mean"),
+        _args.optional_tensor_arg(running_var, fn, "running_var"), _args.momentum(momentum, fn), _args.eps(eps, fn)))
 
 
 def batch_norm_eval(x: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
                     eps: float = 1e-5) -> Tensor:
     fn = "batch_norm"
     return _core.batch_norm_forward_eval(
-        _tensor(x, fn, "input"), _opt_tensor(weight, fn, "weight"), _opt_tensor(bias, fn, "bias"),
-        _tensor(running_mean, fn, "running_mean"), _tensor(running_var, fn, "running_var"), _eps(eps, fn))
+        _args.tensor_arg(x, fn, "input"), _args.optional_tensor_arg(weight, fn, "weight"),
+        _args.optional_tensor_arg(bias, fn, "bias"), _args.tensor_arg(running_mean, fn, "running_mean"),
+        _args.tensor_arg(running_var, fn, "running_var"), _args.eps(eps, fn))
 
 
 def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
@@ -367,8 +371,9 @@ def batch_norm_backward(grad_output: Any, x: Any, weight: Any, save_mean: Any, s
     """Training-mode gradients: (dx, dweight, dbias)."""
     fn = "batch_norm_backward"
     return tuple(_core.batch_norm_backward(
-        _tensor(grad_output, fn, "grad_output"), _tensor(x, fn, "input"), _opt_tensor(weight, fn, "weight"),
-        _tensor(save_mean, fn, "save_mean"), _tensor(save_invstd, fn, "save_invstd")))
+        _args.tensor_arg(grad_output, fn, "grad_output"), _args.tensor_arg(x, fn, "input"),
+        _args.optional_tensor_arg(weight, fn, "weight"), _args.tensor_arg(save_mean, fn, "save_mean"),
+        _args.tensor_arg(save_invstd, fn, "save_invstd")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,16 +381,16 @@ def batch_norm_backward(grad_output: Any, x: Any, weight: Any, save_mean: Any, s
 # ----------------------------------------------------------------------------------------------
 def add(a: Any, b: Any) -> Tensor:
     """a + b (same shape, dtype and device)."""
-    return _core.add(_tensor(a, "add", "a"), _tensor(b, "add", "b"))
+    return _core.add(_args.tensor_arg(a, "add", "a"), _args.tensor_arg(b, "add", "b"))
 
 
 def concat(tensors: Sequence[Any], dim: int = 1) -> Tensor:
-    if not _is_int(dim):
+    if not _args.is_int(dim):
         raise TypeError(f"concat: dim must be an int, got {dim!r}")
-    return _core.concat([_tensor(t, "concat", "tensors") for t in tensors], int(dim))
+    return _core.concat([_args.tensor_arg(t, "concat", "tensors") for t in tensors], int(dim))
 
 
 def split(x: Any, sizes: Sequence[int], dim: int = 1) -> list:
-    if not _is_int(dim):
+    if not _args.is_int(dim):
         raise TypeError(f"split: dim must be an int, got {dim!r}")
-    return list(_core.split(_tensor(x, "split", "input"), [int(s) for s in sizes], int(dim)))
+    return list(_core.split(_args.tensor_arg(x, "split", "input"), [int(s) for s in sizes], int(dim)))

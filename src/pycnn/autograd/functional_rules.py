@@ -151,7 +151,7 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, x, target, reduction="mean"):
-        loss, probs, labels, scale = F._cross_entropy(x, target, reduction, "cross_entropy")
+        loss, probs, labels, scale = F.cross_entropy_forward(x, target, reduction)
         ctx.save_for_backward(probs, labels)
         ctx.scale = scale
         return loss

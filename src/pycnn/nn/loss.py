@@ -51,8 +51,7 @@ class CrossEntropyLoss(_Loss):
         if tuple(labels.shape) != (logits.shape[0],):
             raise ValueError(f"{self._name()}: expected labels of shape ({logits.shape[0]},) for logits "
                              f"{tuple(logits.shape)}, got {tuple(labels.shape)}")
-        loss, probs, labels, scale = self._call_core(F._cross_entropy, logits, labels, self.reduction,
-                                                     "cross_entropy")
+        loss, probs, labels, scale = self._call_core(F.cross_entropy_forward, logits, labels, self.reduction)
         self._cache = (probs, labels, scale, getattr(logits, "_pass_id", None))
         return loss
 
