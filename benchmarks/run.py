@@ -10,45 +10,14 @@ PATH.md); --memory runs benchmarks.memory afterwards.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "results"
+if __name__ == "__main__":  # `python benchmarks/run.py`: the checkout's root is not on the path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def _ensure_paths() -> None:
-    """Lets `python benchmarks/run.py` find the checkout's pycnn and the benchmarks package."""
-    if importlib.util.find_spec("benchmarks") is None and str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    if importlib.util.find_spec("pycnn") is None and str(ROOT / "src") not in sys.path:
-        sys.path.insert(0, str(ROOT / "src"))  # the in-place build of tools/dev_build.sh
-
-
-# The package's names that benchmarks/memory.py, gpu.py and the tests import from here, loaded on
-# first use: importing this module must not load pycnn (and NumPy) before set_thread_env has run.
-_FROM_PACKAGE = {"pycnn_lenet5": "cases", "pycnn_sgd": "cases", "rel_err": "cases", "host_tag": "machine",
-                 "machine_info": "machine"}
-
-
-def __getattr__(name: str):
-    if name in _FROM_PACKAGE:
-        _ensure_paths()
-        return getattr(importlib.import_module(f"pycnn.bench.{_FROM_PACKAGE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def set_thread_env(n: int) -> None:
-    """Thread counts for every runtime that reads the environment at load time (OpenMP of pycnn
-    and torch, NumPy's and pycnn's OpenBLAS, torch's MKL). Must run before NumPy is imported to
-    take effect on NumPy's BLAS."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
+from benchmarks.checkout import RESULTS, set_thread_env, use_checkout  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -58,7 +27,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     threads = pre.parse_known_args(argv)[0].threads
     if threads >= 1:
         set_thread_env(threads)  # before pycnn and NumPy load (the full parser lives in pycnn.bench)
-    _ensure_paths()
+    use_checkout()
     from pycnn.bench import run as bench
 
     parser = bench.build_parser("python -m benchmarks")
@@ -73,5 +42,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    _ensure_paths()
     sys.exit(main())

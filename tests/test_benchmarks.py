@@ -14,11 +14,10 @@ import pytest
 import pycnn as pc
 from pycnn import functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pycnn.bench import numpy_peer as npp
+from pycnn.bench.harness import rel_err
 
-from benchmarks import numpy_peer as npp  # noqa: E402
-from benchmarks.run import rel_err  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RTOL = 1e-4
 PKG_PARENT = str(Path(pc.__file__).resolve().parents[1])  # the pycnn under test: installed, or src/
@@ -94,10 +93,8 @@ def test_linear_relu_softmax_ce_peer_agrees():
 
 def test_lenet_step_peer_agrees():
     """One LeNet-5 step from pycnn's initial weights: logits, gradients and updated weights."""
-    from benchmarks.run import pycnn_lenet5, pycnn_sgd
-
     pc.manual_seed(0)
-    model, _ = pycnn_lenet5(pc)
+    model = pc.models.lenet5(num_classes=10)
     params0 = [np.array(p.numpy(), dtype=np.float32, copy=True) for p in model.parameters()]
     assert [p.shape for p in params0] == [tuple(s) for s in npp.LeNet5.SHAPES]
     rng = np.random.default_rng(3)
@@ -105,7 +102,7 @@ def test_lenet_step_peer_agrees():
     y = rng.integers(0, 10, size=4).astype(np.int64)
     ref = npp.lenet_step_outputs(params0, x, y, lr=0.01, momentum=0.9)
 
-    opt, _ = pycnn_sgd(pc, model.parameters(), lr=0.01, momentum=0.9)
+    opt = pc.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     crit = pc.nn.CrossEntropyLoss()
     logits = model(pc.from_numpy(x))
     loss = crit(logits, y)

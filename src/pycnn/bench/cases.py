@@ -1,64 +1,16 @@
-"""The benchmark cases: pycnn, the NumPy peer (numpy_peer.py) and PyTorch on the same inputs, with
-the agreement check every case passes before anything is timed."""
+"""The CPU suite's cases: pycnn, the NumPy peer (numpy_peer.py) and PyTorch on the same inputs,
+each with the agreement check (harness.compare) it passes before anything is timed; and the pieces
+the other benchmarks build on (the conv shapes and inputs, LeNet-5 in torch, the SGD settings)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-IMPLS = ("pycnn", "numpy", "torch")  # the order of every table and of the interleaved timing rounds
-
-
-# ----------------------------------------------------------------------------------------------
-# agreement checks
-# ----------------------------------------------------------------------------------------------
-class Mismatch(AssertionError):
-    pass
-
-
-def _np(a: Any):
-    import numpy as np
-
-    if hasattr(a, "detach"):  # torch
-        return a.detach().numpy()
-    return np.asarray(a)
-
-
-def rel_err(a: Any, b: Any) -> float:
-    """max |a - b| / max |b| (0 when both are 0)."""
-    import numpy as np
-
-    a, b = _np(a).astype(np.float64), _np(b).astype(np.float64)
-    if a.shape != b.shape:
-        raise Mismatch(f"shape {a.shape} vs {b.shape}")
-    scale = float(np.max(np.abs(b))) if b.size else 0.0
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    return diff / scale if scale > 0 else diff
-
-
-def compare(case: str, what: str, results: Dict[str, Any], rtol: float) -> Dict[str, float]:
-    """Every implementation's `what` against pycnn's; raises Mismatch above rtol."""
-    ref = results["pycnn"]
-    errs = {}
-    for impl, val in results.items():
-        if impl == "pycnn":
-            continue
-        e = rel_err(val, ref)
-        errs[f"{impl}:{what}"] = e
-        if not e <= rtol:  # also catches NaN
-            raise Mismatch(f"{case}: {impl} differs from pycnn in {what}: max rel err {e:.3g} > {rtol:g}")
-    return errs
-
-
-# ----------------------------------------------------------------------------------------------
-# cases
-# ----------------------------------------------------------------------------------------------
-class Impl:
-    """fn(): one call of the timed work; reset(): optional, run (untimed) before every sample."""
-
-    def __init__(self, fn: Callable[[], Any], reset: Optional[Callable[[], None]] = None):
-        self.fn, self.reset = fn, reset
+from .harness import Impl, Mismatch, as_numpy, compare
 
 
 class Case:
+    """build(env) -> ({impl name: Impl}, {check: error}): inputs made and outputs compared."""
+
     def __init__(self, name: str, desc: str, build: Callable[[Dict[str, Any]], Tuple[Dict[str, Impl], Dict[str, float]]],
                  flops: Optional[float] = None):
         self.name, self.desc, self.build, self.flops = name, desc, build, flops
@@ -78,12 +30,27 @@ LENET_MACS_PER_SAMPLE = 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 400 * 120 + 120 
 SGD_LR, SGD_MOMENTUM = 0.01, 0.9
 
 
-def conv_macs(xs, ws, stride, pad) -> int:
+def conv_out_shape(xs, ws, stride, pad) -> Tuple[int, int, int, int]:
     n, c, h, w = xs
     o, kh, kw = ws
-    oh = (h + 2 * pad - kh) // stride + 1
-    ow = (w + 2 * pad - kw) // stride + 1
-    return n * o * oh * ow * c * kh * kw
+    return n, o, (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+
+
+def conv_macs(xs, ws, stride, pad) -> int:
+    n, o, oh, ow = conv_out_shape(xs, ws, stride, pad)
+    return n * o * oh * ow * xs[1] * ws[1] * ws[2]
+
+
+def conv_inputs(xs, ws, stride, pad):
+    """x, w (scaled by 1/sqrt(fan-in)), b and dy of a conv case, float32, seed 0 (CPU and GPU)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs, dtype=np.float32)
+    w = (rng.standard_normal((ws[0], xs[1], ws[1], ws[2]), dtype=np.float32) / np.sqrt(xs[1] * ws[1] * ws[2])).astype(np.float32)
+    b = rng.standard_normal(ws[0], dtype=np.float32) * np.float32(0.1)
+    dy = rng.standard_normal(conv_out_shape(xs, ws, stride, pad), dtype=np.float32)
+    return x, w, b, dy
 
 
 def _conv_case(name, xs, ws, stride, pad, backward: bool) -> Case:
@@ -92,17 +59,10 @@ def _conv_case(name, xs, ws, stride, pad, backward: bool) -> Case:
             + (" fwd+bwd (dx, dw, db)" if backward else " fwd"))
 
     def build(env):
-        import numpy as np
-
         from . import numpy_peer as npp
 
         pc, F, torch = env["pc"], env["F"], env.get("torch")
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(xs, dtype=np.float32)
-        w = (rng.standard_normal((ws[0], xs[1], ws[1], ws[2]), dtype=np.float32) / np.sqrt(xs[1] * ws[1] * ws[2])).astype(np.float32)
-        b = rng.standard_normal(ws[0], dtype=np.float32) * np.float32(0.1)
-        y_np, _ = npp.conv2d_forward(x, w, b, stride, pad)
-        dy = rng.standard_normal(y_np.shape, dtype=np.float32)
+        x, w, b, dy = conv_inputs(xs, ws, stride, pad)
         px, pw, pb, pdy = (pc.from_numpy(a) for a in (x, w, b, dy))
         st, pd = (stride, stride), (pad, pad, pad, pad)
 
@@ -188,27 +148,17 @@ def _pool_case(name, xs) -> Case:
 
 
 # --- LeNet-5 ----------------------------------------------------------------------------------
-def pycnn_lenet5(pc: Any):
-    """(pc.models.lenet5 for 10 classes, where it comes from) for the reports."""
-    from pycnn import models
-
-    return models.lenet5(num_classes=10), "pc.models.lenet5"
-
-
-def pycnn_sgd(pc: Any, params, lr=SGD_LR, momentum=SGD_MOMENTUM):
-    from pycnn import optim
-
-    return optim.SGD(params, lr=lr, momentum=momentum), "pc.optim.SGD"
-
-
-def torch_lenet5(torch: Any, params):
+def torch_lenet5(torch: Any, params=None):
+    """pc.models.lenet5's layers in torch.nn; `params` (NumPy arrays in pycnn's parameter order)
+    copied in when given, else torch's own initialisation."""
     tnn = torch.nn
     m = tnn.Sequential(
         tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
         tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
         tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10),
     )
-    load_torch_params(torch, m, params)
+    if params is not None:
+        load_torch_params(torch, m, params)
     return m
 
 
@@ -227,10 +177,10 @@ def _lenet_case(batch: int) -> Case:
         from . import numpy_peer as npp
 
         pc, torch = env["pc"], env.get("torch")
-        from pycnn import nn
+        from pycnn import models, nn, optim
 
         pc.manual_seed(0)
-        model, env["lenet_source"] = pycnn_lenet5(pc)
+        model = models.lenet5(num_classes=10)
         params0 = [np.array(p.numpy(), dtype=np.float32, copy=True) for p in model.parameters()]
         shapes = [tuple(p.shape) for p in params0]
         if shapes != [tuple(s) for s in npp.LeNet5.SHAPES]:
@@ -246,7 +196,7 @@ def _lenet_case(batch: int) -> Case:
             for p, a in zip(model.parameters(), params0):
                 p.copy_(a)
             model.zero_grad()
-            state["opt"], env["sgd_source"] = pycnn_sgd(pc, model.parameters())
+            state["opt"] = optim.SGD(model.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
 
         def pc_step():
             logits = model(px)
@@ -297,7 +247,7 @@ def _lenet_case(batch: int) -> Case:
         for k, im in impls.items():
             im.reset()
             logits, loss = im.fn()
-            o = {"logits": _np(logits).copy(), "loss": np.float32(_np(loss))}
+            o = {"logits": as_numpy(logits).copy(), "loss": np.float32(as_numpy(loss))}
             if k == "pycnn":
                 o["grads"] = [np.array(p.grad.numpy(), copy=True) for p in model.parameters()]
             elif k == "numpy":

@@ -1,7 +1,9 @@
-"""The benchmark report: the markdown table (also printed) from the JSON report."""
+"""The CPU suite's report: the markdown table (also printed) from the JSON report."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
+
+from .harness import busy, cpu_line
 
 
 def _fmt(v: Optional[float], nd: int = 3) -> str:
@@ -23,17 +25,15 @@ def markdown(report: Dict[str, Any]) -> str:
     lines = [
         f"# pycnn CPU benchmark, {m['date'][:10]}",
         "",
-        f"- CPU: {cpu.get('model')} (family {cpu.get('family')}, model {cpu.get('model_number')}), "
-        f"{cpu.get('usable_cpus')} usable cores, AVX2 {'yes' if cpu.get('avx2') else 'no'}, "
-        f"AVX-512 usable: {'yes' if cpu.get('avx512_usable') else 'no'}"
-        + (", virtualised" if cpu.get("hypervisor") else ""),
+        f"- CPU: {cpu_line(cpu)}",
         f"- Threads: {m['threads']} (pycnn, NumPy's BLAS, PyTorch); precision {m['precision']}",
         f"- pycnn {m['versions']['pycnn']} (BLAS: {m['pycnn_build_info'].get('blas')}, core "
         f"**{m['pycnn_blas_core']}**, OpenMP {m['pycnn_build_info'].get('openmp')}), NumPy {m['versions']['numpy']} "
         f"({(m.get('numpy_blas') or {}).get('name')} {(m.get('numpy_blas') or {}).get('version')}), PyTorch {tv}"
         + (f" (oneDNN {'on' if m['torch']['mkldnn'] else 'off'}, CPU capability {m['torch']['cpu_capability']})"
            if m.get("torch") else ""),
-        f"- LeNet-5 model: {report.get('lenet_source', '-')}; optimizer: {report.get('sgd_source', '-')}",
+        "- LeNet-5: pc.models.lenet5, the same layers in torch.nn with its weights, numpy_peer.LeNet5; "
+        "optimizer: SGD (pc.optim, torch.optim, numpy_peer)",
         f"- Timing: median of {report['settings']['repeats']} interleaved samples after warm-up, each sample "
         f">= {report['settings']['min_time_s'] * 1e3:.0f} ms of back-to-back calls after "
         f"{report['settings']['cooldown_s'] * 1e3:.0f} ms idle"
@@ -42,7 +42,7 @@ def markdown(report: Dict[str, Any]) -> str:
         f"{(m.get('loadavg') or ['?'])[0]} on {cpu.get('usable_cpus')} cores"
         + ((" -- other work was running: the benchmark ran at real-time priority (below), expect run-to-run "
             "noise of ~10-20%" if _realtime(m) else " -- the machine was busy: treat the timings with suspicion")
-           if _busy(report) else " (idle machine)"),
+           if busy(report.get("loadavg_start"), m.get("loadavg"), m["threads"]) else " (idle machine)"),
         f"- Scheduling: {m.get('scheduler')}"
         + (" (real-time: other processes could not preempt the benchmark, except in the kernel's 5% RT throttle)"
            if _realtime(m) else ""),
@@ -78,13 +78,6 @@ def markdown(report: Dict[str, Any]) -> str:
 
 def _realtime(meta: Dict[str, Any]) -> bool:
     return any(p in str(meta.get("scheduler")) for p in ("SCHED_FIFO", "SCHED_RR"))
-
-
-def _busy(report: Dict[str, Any]) -> bool:
-    """Others were running: load above ~1 before we started, or above our own threads at the end."""
-    start = (report.get("loadavg_start") or [0])[0]
-    end = (report["meta"].get("loadavg") or [0])[0]
-    return start > 1.0 or end > report["meta"]["threads"] + 1.0
 
 
 def print_table(report: Dict[str, Any]) -> None:

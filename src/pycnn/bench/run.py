@@ -12,75 +12,15 @@ printed; --json PATH also writes the full report to PATH and the table to PATH.m
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import gc
-import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .cases import IMPLS, SGD_LR, SGD_MOMENTUM, Impl, Mismatch, all_cases, select_cases
-from .machine import host_tag, load_average, machine_info
+from .cases import SGD_LR, SGD_MOMENTUM, all_cases, select_cases
+from .harness import Impl, Mismatch, dated_stem, load_average, machine_info, measure, report_paths, write_report
 from .report import markdown, print_table
-
-
-# ----------------------------------------------------------------------------------------------
-# timing
-# ----------------------------------------------------------------------------------------------
-def measure(impls: Dict[str, Impl], repeats: int, warmup: int, min_time: float,
-            budget: float = float("inf"), cooldown: float = 0.0) -> Dict[str, Dict[str, Any]]:
-    """Median seconds per call of each implementation. `budget` (seconds) caps the rounds of a
-    slow case (never below 3), so that a loaded or slow machine still finishes.
-
-    `cooldown` seconds of sleep before every sample: the thread pools of the implementation that
-    ran before (OpenBLAS workers spin ~0.1 s after a call, OpenMP workers spin too) would
-    otherwise still occupy the cores while the next implementation starts, which penalises
-    whichever implementation follows another thread pool in the rotation."""
-    order = [k for k in IMPLS if k in impls]
-    inner: Dict[str, int] = {}
-    per_call: Dict[str, float] = {}
-    for k in order:  # warm-up, and calls per sample so that a sample lasts >= min_time
-        im = impls[k]
-        if im.reset:
-            im.reset()
-        best = float("inf")
-        for _ in range(max(1, warmup)):
-            t0 = time.perf_counter()
-            im.fn()
-            best = min(best, time.perf_counter() - t0)
-        inner[k] = max(1, int(min_time / max(best, 1e-7) + 0.5))
-        per_call[k] = best
-    round_s = sum(inner[k] * per_call[k] for k in order)
-    if budget / max(round_s, 1e-9) < repeats:
-        repeats = max(min(3, repeats), int(budget / max(round_s, 1e-9)))
-    samples: Dict[str, List[float]] = {k: [] for k in order}
-    gc.collect()
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            for k in order:  # interleaved: pycnn, numpy, torch, pycnn, ...
-                im = impls[k]
-                if im.reset:
-                    im.reset()
-                n = inner[k]
-                fn = im.fn
-                if cooldown > 0:
-                    time.sleep(cooldown)
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    fn()
-                samples[k].append((time.perf_counter() - t0) / n)
-    finally:
-        if gc_was:
-            gc.enable()
-    return {k: {"ms": 1e3 * statistics.median(samples[k]), "min_ms": 1e3 * min(samples[k]),
-                "samples_ms": [round(1e3 * s, 5) for s in samples[k]], "calls_per_sample": inner[k],
-                "rounds": repeats}
-            for k in order}
 
 
 def blas_peak(env: Dict[str, Any], repeats: int) -> Dict[str, Any]:
@@ -216,8 +156,6 @@ def run(args: argparse.Namespace, results_dir: Optional[Path] = None) -> int:
         "meta": machine_info(args.threads, torch),
         "settings": {"repeats": repeats, "warmup": warmup, "min_time_s": min_time, "case_budget_s": budget, "cooldown_s": cooldown, "quick": bool(args.quick),
                      "rtol": args.rtol, "cases": args.cases, "sgd": {"lr": SGD_LR, "momentum": SGD_MOMENTUM}},
-        "lenet_source": env.get("lenet_source"),
-        "sgd_source": env.get("sgd_source"),
         "worst_check_error": worst,
         "loadavg_start": load_start,
         "blas_peak": peak,
@@ -226,17 +164,9 @@ def run(args: argparse.Namespace, results_dir: Optional[Path] = None) -> int:
     }
     md = markdown(report)
     print_table(report)
-    paths = None
-    if args.json:
-        jpath = Path(args.json)
-        paths = (jpath, jpath.with_suffix(".md") if jpath.suffix == ".json" else Path(str(jpath) + ".md"))
-    elif results_dir is not None:
-        stem = f"cpu-{_dt.date.today().isoformat()}-{host_tag()}-t{args.threads}"
-        paths = (results_dir / f"{stem}.json", results_dir / f"{stem}.md")
+    paths = report_paths(args.json, results_dir, dated_stem("cpu", args.threads))
     if paths:
-        paths[0].parent.mkdir(parents=True, exist_ok=True)
-        paths[0].write_text(json.dumps(report, indent=1, default=float) + "\n")
-        paths[1].write_text(md)
+        write_report(report, md, paths)
         print(f"wrote {paths[0]} and {paths[1]} ({report['wall_s']:.0f} s)", file=sys.stderr)
     else:
         print(f"({report['wall_s']:.0f} s; --json PATH keeps the full report)", file=sys.stderr)
