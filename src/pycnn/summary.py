@@ -106,16 +106,20 @@ class ModelSummary:
 # ------------------------------------------------------------------------------------------------
 # layer geometry
 # ------------------------------------------------------------------------------------------------
-def _kernel(module: Any, in_shape: Sequence[int], out_shape: Sequence[int]) -> Optional[Tuple[Pair, Pair, Pair, Pair]]:
-    """(kernel, stride, dilation, (pad top, pad left)) of a layer that slides a window, as the layer
-    reports it (``_summary_geometry``: Conv2d, the pools); None for a layer that keeps the spatial
-    size; a layer that resamples without saying how counts as a window of the size ratio."""
+def _kernel(module: Any, in_shape: Sequence[int],
+            out_shape: Sequence[int]) -> Optional[Tuple[Pair, Pair, Pair, Pair, bool]]:
+    """(kernel, stride, dilation, (pad top, pad left), pools globally) of a layer that slides a
+    window, as the layer reports it (``_summary_geometry``: Conv2d, the pools; the fifth entry, which
+    a layer may leave out, says that the window is the whole input, as global average pooling's);
+    None for a layer that keeps the spatial size; a layer that resamples without saying how counts
+    as a window of the size ratio."""
     geometry = getattr(module, "_summary_geometry", None)
     if geometry is not None:
-        return geometry(tuple(in_shape), tuple(out_shape))
+        geo = tuple(geometry(tuple(in_shape), tuple(out_shape)))
+        return geo if len(geo) == 5 else geo + (False,)
     if tuple(in_shape[2:4]) != tuple(out_shape[2:4]):
         s = (max(1, in_shape[2] // max(1, out_shape[2])), max(1, in_shape[3] // max(1, out_shape[3])))
-        return s, s, (1, 1), (0, 0)
+        return s, s, (1, 1), (0, 0), False
     return None
 
 
@@ -252,6 +256,7 @@ def summary(model: Any, input_size: Any, dtype: Any = None, device: Optional[str
     counters: List[int] = [0]  # rows so far at each depth
     rf_of: Dict[int, _Geo] = {id(x): ((1, 1), (1, 1), (0, 0))}
     keep: List[Any] = [x]  # keeps traced tensors alive so that their ids stay unique
+    global_pools: set = set()  # ids of the rows of layers whose window is the whole input
     leaf_out_bytes = [0]
 
     def lookup_rf(t: Any) -> Optional[_Geo]:
@@ -306,7 +311,9 @@ def summary(model: Any, input_size: Any, dtype: Any = None, device: Optional[str
                 if geo is None:
                     rf = rf_in
                 else:
-                    k, s, d, p = geo
+                    k, s, d, p, pools_globally = geo
+                    if pools_globally:
+                        global_pools.add(id(row))
                     rf = ((r[0] + (k[0] - 1) * d[0] * j[0], r[1] + (k[1] - 1) * d[1] * j[1]),
                           (j[0] * s[0], j[1] * s[1]),
                           (o[0] - p[0] * j[0], o[1] - p[1] * j[1]))
@@ -363,8 +370,7 @@ def summary(model: Any, input_size: Any, dtype: Any = None, device: Optional[str
 
     last_rf = None
     for r in rows:
-        if (not r.is_container and r.receptive_field is not None
-                and not (r.type.startswith("Adaptive") and r.output_shape and r.output_shape[2:] == (1, 1))):
+        if not r.is_container and r.receptive_field is not None and id(r) not in global_pools:
             last_rf = r.receptive_field
     return ModelSummary(model_name=type(model).__name__, input_size=shape, rows=rows, total_params=total,
                         trainable_params=trainable, total_mult_adds=sum(r.mult_adds for r in rows),

@@ -115,9 +115,11 @@ class AdaptiveAvgPool2d(Module):
         self._cache = None
 
     def _summary_geometry(self, in_shape: tuple, out_shape: tuple) -> tuple:
-        """The widest bin (kernel) and the bin spacing (stride) of this input: pc.summary's receptive field."""
+        """The widest bin (kernel) and the bin spacing (stride) of this input, and whether the pooling
+        is global (a 1×1 output): pc.summary's receptive field, which ends before global pooling."""
         (h, w), (oh, ow) = in_shape[2:4], out_shape[2:4]
-        return (math.ceil(h / oh), math.ceil(w / ow)), (max(1, h // oh), max(1, w // ow)), (1, 1), (0, 0)
+        kernel, stride = (math.ceil(h / oh), math.ceil(w / ow)), (max(1, h // oh), max(1, w // ow))
+        return kernel, stride, (1, 1), (0, 0), (oh, ow) == (1, 1)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
