@@ -263,7 +263,7 @@ def _converters() -> Tuple[Tuple[type, Callable[[_Graph, Any, str], str]], ...]:
 def _convert(g: _Graph, m: Any, x: str) -> str:
     for cls, fn in _converters():
         if isinstance(m, cls):
-            for attr in ("forward", "_fwd"):  # a subclass that computes something else is not cls
+            for attr in ("forward", "_fwd", "_op"):  # a subclass that computes something else is not cls
                 if getattr(type(m), attr, None) is not getattr(cls, attr, None):
                     raise NotImplementedError(
                         f"onnx.export: {g.name(m)} ({type(m).__name__}) overrides {cls.__name__}.{attr}, so it "

@@ -1,7 +1,7 @@
 """Activations: ReLU, LeakyReLU, PReLU, ELU, Sigmoid, Tanh, Softplus, Softmax."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
 from .. import _args, functional as F
 from ..tensor import Tensor, full
@@ -12,17 +12,26 @@ __all__ = ["ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "
 
 
 class _Elementwise(Module):
-    """f(x) elementwise; backward needs the input x (cached by forward)."""
+    """f(x) elementwise: forward ``F.<_op>(x, *numbers)``, backward ``F.<_op>_backward(g, x, *numbers)``,
+    the numbers being the layer's attributes named in ``_numbers`` (in that order; also its repr).
+    Backward needs the input x (cached by forward). A subclass computing something else overrides
+    _fwd and _bwd."""
+
+    _op = ""
+    _numbers: Tuple[str, ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
         self._cache = None
 
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self._numbers)
+
     def _fwd(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        return getattr(F, self._op)(x, *[getattr(self, name) for name in self._numbers])
 
     def _bwd(self, g: Tensor, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        return getattr(F, self._op + "_backward")(g, x, *[getattr(self, name) for name in self._numbers])
 
     def forward(self, x: Any) -> Tensor:
         x = self._input(x)
@@ -40,78 +49,45 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
+    _op = "relu"
+
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
 
-    def _fwd(self, x):
-        return F.relu(x)
-
-    def _bwd(self, g, x):
-        return F.relu_backward(g, x)
-
 
 class LeakyReLU(_Elementwise):
+    _op, _numbers = "leaky_relu", ("negative_slope",)
+
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
         self.negative_slope = _args.number(negative_slope, "LeakyReLU", "negative_slope")
 
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
-
-    def _fwd(self, x):
-        return F.leaky_relu(x, self.negative_slope)
-
-    def _bwd(self, g, x):
-        return F.leaky_relu_backward(g, x, self.negative_slope)
-
 
 class ELU(_Elementwise):
+    _op, _numbers = "elu", ("alpha",)
+
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         self.alpha = _args.number(alpha, "ELU", "alpha")
 
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
-
-    def _fwd(self, x):
-        return F.elu(x, self.alpha)
-
-    def _bwd(self, g, x):
-        return F.elu_backward(g, x, self.alpha)
-
 
 class Sigmoid(_Elementwise):
-    def _fwd(self, x):
-        return F.sigmoid(x)
-
-    def _bwd(self, g, x):
-        return F.sigmoid_backward(g, x)
+    _op = "sigmoid"
 
 
 class Tanh(_Elementwise):
-    def _fwd(self, x):
-        return F.tanh(x)
-
-    def _bwd(self, g, x):
-        return F.tanh_backward(g, x)
+    _op = "tanh"
 
 
 class Softplus(_Elementwise):
     """log(1 + exp(beta*x)) / beta (x itself where beta*x > threshold; only 20 is supported)."""
 
+    _op, _numbers = "softplus", ("beta", "threshold")
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
         self.beta = _args.softplus_beta(beta, threshold, "Softplus")
         self.threshold = float(threshold)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
-
-    def _fwd(self, x):
-        return F.softplus(x, self.beta, self.threshold)
-
-    def _bwd(self, g, x):
-        return F.softplus_backward(g, x, self.beta, self.threshold)
 
 
 class PReLU(Module):
