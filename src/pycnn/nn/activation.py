@@ -90,7 +90,7 @@ class Softplus(_Elementwise):
         self.threshold = float(threshold)
 
 
-class PReLU(Module):
+class PReLU(_Elementwise):
     """x where x > 0, a*x elsewhere, with a learnable slope: one shared (num_parameters=1) or one
     per channel (num_parameters=C, dim 1 of the input), initialised to `init`."""
 
@@ -106,7 +106,6 @@ class PReLU(Module):
         self.weight = Parameter(full((self.num_parameters,), self.init, dtype=dt))
         if device is not None:
             self.to(device)
-        self._cache = None
 
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"
@@ -116,16 +115,13 @@ class PReLU(Module):
         if self.num_parameters > 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
             raise ValueError(f"{self._name()}: expected input of shape (N, {self.num_parameters}, ...), "
                              f"got {tuple(x.shape)}")
-        y = self._call_core(F.prelu, x, self.weight.data)
-        self._cache = x
-        return y
+        return super().forward(x)
 
-    def backward(self, grad_output: Any) -> Tensor:
-        x = self._cache
-        if x is None:
-            raise self._no_cache()
-        dx, dw = self._call_core(F.prelu_backward, self._input(grad_output), x, self.weight.data)
-        self._cache = None
+    def _fwd(self, x: Tensor) -> Tensor:
+        return F.prelu(x, self.weight.data)
+
+    def _bwd(self, g: Tensor, x: Tensor) -> Tensor:
+        dx, dw = F.prelu_backward(g, x, self.weight.data)
         self._accumulate(self.weight, dw)
         return dx
 
