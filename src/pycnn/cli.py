@@ -28,38 +28,19 @@ from typing import Any, Dict, Optional, Sequence
 DEFAULTS = {"epochs": 12, "batch_size": 32, "lr": 0.03, "momentum": 0.9, "seed": 0}
 
 
-def _positive_int(name: str):
-    def parse(s: str) -> int:
+def _bounded(name: str, kind: type, minimum: int, strict: bool = False):
+    """An argparse type: a whole number (kind int) or a finite number (kind float), >= minimum
+    (> minimum when strict); the error names the option."""
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(s: str) -> Any:
         try:
-            v = int(s)
+            v = kind(s)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {s!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {v}")
-        return v
-    return parse
-
-
-def _nonnegative_int(name: str):
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a whole number, got {s!r}") from None
-        if v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {v}")
-        return v
-    return parse
-
-
-def _float(name: str, positive: bool):
-    def parse(s: str) -> float:
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {s!r}") from None
-        if not math.isfinite(v) or (v <= 0 if positive else v < 0):
-            raise argparse.ArgumentTypeError(f"{name} must be {'> 0' if positive else '>= 0'}, got {s}")
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {s!r}") from None
+        if not math.isfinite(v) or (v <= minimum if strict else v < minimum):
+            shown = v if kind is int else s
+            raise argparse.ArgumentTypeError(f"{name} must be {'>' if strict else '>='} {minimum}, got {shown}")
         return v
     return parse
 
@@ -82,18 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train LeNet-5 on the MNIST sample shipped with pycnn (4,000 training / "
                                    "1,000 test digits) with SGD + momentum and a cosine learning-rate schedule, "
                                    "then print the test accuracy and the time taken.")
-    t.add_argument("--epochs", type=_positive_int("--epochs"), default=DEFAULTS["epochs"],
+    t.add_argument("--epochs", type=_bounded("--epochs", int, 1), default=DEFAULTS["epochs"],
                    help="passes over the training set (default: %(default)s)")
-    t.add_argument("--batch-size", type=_positive_int("--batch-size"), default=DEFAULTS["batch_size"],
+    t.add_argument("--batch-size", type=_bounded("--batch-size", int, 1), default=DEFAULTS["batch_size"],
                    help="mini-batch size (default: %(default)s)")
-    t.add_argument("--lr", type=_float("--lr", positive=True), default=DEFAULTS["lr"],
+    t.add_argument("--lr", type=_bounded("--lr", float, 0, strict=True), default=DEFAULTS["lr"],
                    help="initial learning rate, annealed to 0 along a cosine (default: %(default)s)")
-    t.add_argument("--momentum", type=_float("--momentum", positive=False), default=DEFAULTS["momentum"],
+    t.add_argument("--momentum", type=_bounded("--momentum", float, 0), default=DEFAULTS["momentum"],
                    help="SGD momentum (default: %(default)s)")
-    t.add_argument("--seed", type=_nonnegative_int("--seed"), default=DEFAULTS["seed"],
+    t.add_argument("--seed", type=_bounded("--seed", int, 0), default=DEFAULTS["seed"],
                    help="random seed for initialisation and shuffling (default: %(default)s)")
     t.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    t.add_argument("--threads", type=_positive_int("--threads"), default=None,
+    t.add_argument("--threads", type=_bounded("--threads", int, 1), default=None,
                    help="CPU threads for OpenMP and BLAS (default: pycnn's default)")
     t.add_argument("--save", metavar="PATH", default=None, help="save the trained weights (safetensors) to PATH")
     t.add_argument("--plot", metavar="PATH", default=None,
@@ -102,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write an HTML page explaining the trained model on a test digit (pc.viz.report); "
                         "needs matplotlib")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bars; print only the results")
-    t.add_argument("--limit", type=_positive_int("--limit"), default=None, help=argparse.SUPPRESS)
+    t.add_argument("--limit", type=_bounded("--limit", int, 1), default=None, help=argparse.SUPPRESS)
     parser.set_defaults(train_parser=t)
     sub.add_parser("info", help="print build information (version, CUDA, BLAS, OpenMP, threads)")
     # listed for --help; main() hands `bench ...` to pycnn.bench's own parser before this one runs
@@ -158,6 +139,13 @@ def _cmd_info() -> int:
     return 0
 
 
+def _require_folder(parser: argparse.ArgumentParser, option: str, path: str) -> None:
+    """Exits with a usage error unless the folder that `path` is to be written into exists."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        parser.error(f"{option} {path}: folder {folder!r} does not exist")
+
+
 def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import pycnn as pc
 
@@ -175,17 +163,13 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if args.device != "cpu" and int(args.device.split(":")[1]) >= pc.cuda.device_count():
         parser.error(f"--device {args.device}: only {pc.cuda.device_count()} CUDA device(s)")
     if args.save is not None:
-        folder = os.path.dirname(os.path.abspath(args.save))
-        if not os.path.isdir(folder):
-            parser.error(f"--save {args.save}: folder {folder!r} does not exist")
+        _require_folder(parser, "--save", args.save)
         try:
             from pycnn import io as _io  # noqa: F401
         except ImportError as e:  # pragma: no cover - io ships with pycnn
             parser.error(f"--save: saving needs pycnn.io, which failed to import ({e})")
     if args.plot is not None:
-        folder = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(folder):
-            parser.error(f"--plot {args.plot}: folder {folder!r} does not exist")
+        _require_folder(parser, "--plot", args.plot)
         try:
             import matplotlib
             from matplotlib.backend_bases import FigureCanvasBase
@@ -199,9 +183,7 @@ def _cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             parser.error(f"--plot {args.plot}: unknown image type '.{ext}'; use one of "
                          + ", ".join("." + f for f in sorted(FigureCanvasBase.get_supported_filetypes())))
     if args.report is not None:
-        folder = os.path.dirname(os.path.abspath(args.report))
-        if not os.path.isdir(folder):
-            parser.error(f"--report {args.report}: folder {folder!r} does not exist")
+        _require_folder(parser, "--report", args.report)
         if os.path.splitext(args.report)[1].lower() not in (".html", ".htm"):
             parser.error(f"--report {args.report}: the report is an HTML page; give a name ending in .html")
         try:
