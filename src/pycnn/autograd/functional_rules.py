@@ -120,13 +120,18 @@ class PReLU(Function):
         return _f("prelu_backward")(g, x, w)
 
 
+def _over_dim_saving_output(ctx, name: str, x, dim):
+    """softmax / log_softmax forward: both backwards read the output and the dim."""
+    y = _f(name)(x, dim)
+    ctx.save_for_backward(y)
+    ctx.dim = dim
+    return y
+
+
 class Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim=1):
-        y = _f("softmax")(x, dim)
-        ctx.save_for_backward(y)
-        ctx.dim = dim
-        return y
+        return _over_dim_saving_output(ctx, "softmax", x, dim)
 
     @staticmethod
     def backward(ctx, g):
@@ -137,10 +142,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, dim=1):
-        y = _f("log_softmax")(x, dim)
-        ctx.save_for_backward(y)
-        ctx.dim = dim
-        return y
+        return _over_dim_saving_output(ctx, "log_softmax", x, dim)
 
     @staticmethod
     def backward(ctx, g):
