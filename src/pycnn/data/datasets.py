@@ -78,7 +78,8 @@ def _find_file(dirs: Sequence[str], names: Sequence[str], what: str) -> str:
 
 
 class _ArrayDataset:
-    """Shared ``__len__`` / ``__getitem__`` for datasets holding ``.data`` and ``.targets`` arrays.
+    """Shared ``__init__`` / ``__len__`` / ``__getitem__`` for datasets holding ``.data`` and
+    ``.targets`` arrays, which the subclass's ``_load`` reads from the files under ``root``.
 
     ``transform`` is a batch transform (see ``pycnn.data.transforms``); for a single item it is
     applied to a batch of one, so the same transform objects work per item and per batch.
@@ -86,8 +87,18 @@ class _ArrayDataset:
 
     data: np.ndarray
     targets: np.ndarray
-    transform: Optional[Callable[[np.ndarray], np.ndarray]]
     classes: List[str]
+
+    def __init__(self, root: str, train: bool = True,
+                 transform: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> None:
+        self.root = os.fspath(root)
+        self.train = bool(train)
+        self.transform = transform
+        self._load()
+
+    def _load(self) -> None:
+        """Reads the files of the split into ``data``, ``targets`` and ``classes``."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -156,15 +167,7 @@ class MNIST(_ArrayDataset):
         "5 - five", "6 - six", "7 - seven", "8 - eight", "9 - nine",
     ]
 
-    def __init__(
-        self,
-        root: str,
-        train: bool = True,
-        transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
-    ) -> None:
-        self.root = os.fspath(root)
-        self.train = bool(train)
-        self.transform = transform
+    def _load(self) -> None:
         self.classes = list(self.default_classes)
         images_path, labels_path = self._locate()
         images = _parse_idx(_read_bytes(images_path), images_path, ndim=3)
@@ -263,15 +266,7 @@ class CIFAR10(_ArrayDataset):
     train_files = [f"data_batch_{i}.bin" for i in range(1, 6)]
     test_files = ["test_batch.bin"]
 
-    def __init__(
-        self,
-        root: str,
-        train: bool = True,
-        transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
-    ) -> None:
-        self.root = os.fspath(root)
-        self.train = bool(train)
-        self.transform = transform
+    def _load(self) -> None:
         dirs = self._dirs()
         files = self.train_files if self.train else self.test_files
         paths = [_find_file(dirs, [f], f"CIFAR10 batch {f}") for f in files]
