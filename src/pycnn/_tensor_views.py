@@ -166,14 +166,20 @@ def expand_as(self, other):
 
 
 # ------------------------------------------------------------------------- module functions
-def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
-    """torch.cat: dtypes promote to a common one; all on one device."""
+def _tensor_list(tensors: Sequence[Tensor], fn: str) -> list:
+    """The tensors as a list: TypeError naming `fn` for a non-Tensor, ValueError when there are none."""
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("cat: expected a non-empty sequence of tensors")
+        raise ValueError(f"{fn}: expected a non-empty sequence of tensors")
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
-            raise TypeError(f"cat: expected a sequence of Tensors, got {type(t).__name__} at index {i}")
+            raise TypeError(f"{fn}: expected a sequence of Tensors, got {type(t).__name__} at index {i}")
+    return tensors
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """torch.cat: dtypes promote to a common one; all on one device."""
+    tensors = _tensor_list(tensors, "cat")
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         dtype = _core.result_type(_core.empty([1], dtype, "cpu"), _core.empty([1], t.dtype, "cpu"))
@@ -184,12 +190,8 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """torch.stack: tensors of one shape joined along a new dim."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expected a non-empty sequence of tensors")
+    tensors = _tensor_list(tensors, "stack")
     for i, t in enumerate(tensors):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"stack: expected a sequence of Tensors, got {type(t).__name__} at index {i}")
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: expects each tensor to be equal size, but got {tuple(tensors[0].shape)} at "
                              f"entry 0 and {tuple(t.shape)} at entry {i}")
