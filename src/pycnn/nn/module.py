@@ -20,7 +20,7 @@ from .. import _args, _core
 from .. import autograd as _autograd
 from ..tensor import Tensor, as_tensor, float32, float64, int64
 from ._passes import _explicit, _recording_forward, _restoring_cache
-from .parameter import Parameter, _as_device_or_dtype, _deepcopy_value
+from .parameter import Parameter, _as_device_or_dtype, _deepcopy_value, zero_grads
 
 __all__ = ["Module"]
 
@@ -368,14 +368,8 @@ class Module:
 
     # ---- state --------------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Drops every parameter gradient (grad = None)."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.fill_(0.0)
+        """Drops every parameter gradient (grad = None), or zeroes it with set_to_none=False."""
+        zero_grads(self.parameters(), set_to_none)
 
     def train(self, mode: bool = True) -> "Module":
         if not isinstance(mode, bool):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -152,6 +152,18 @@ class Parameter:
 
     def __getstate__(self):
         raise TypeError("pycnn Parameters cannot be pickled; use pc.save(model, path) (safetensors)")
+
+
+def zero_grads(params: Iterable[Parameter], set_to_none: bool = True) -> None:
+    """Module.zero_grad and Optimizer.zero_grad: every gradient set to None (the default, as in
+    PyTorch >= 2.0) or filled with zeros in place."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.fill_(0.0)
 
 
 def _delegate(name: str) -> Callable:

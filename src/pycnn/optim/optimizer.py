@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _core
 from .._core import Tensor
+from ..nn.parameter import zero_grads
 from ..tensor import _NUMPY_OF, float32
 
 
@@ -133,14 +134,7 @@ class Optimizer:
     # ------------------------------------------------------------------ gradients
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of every parameter (set to None by default, as in PyTorch >= 2.0)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.fill_(0.0)
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure: Any = None, *, found_inf: Any = None) -> Any:
         raise NotImplementedError
