@@ -291,16 +291,22 @@ class Module:
             _core.add_(p.grad, g)
 
     # ---- traversal ----------------------------------------------------------------------------
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[Tuple[str, Parameter]]:
+    def _named_members(self, store: str, prefix: str, recurse: bool,
+                       remove_duplicate: bool) -> Iterator[Tuple[str, Any]]:
+        """(qualified name, value) of each entry of every module's `store` ("_parameters" or
+        "_buffers"), None entries skipped, each object once unless remove_duplicate is False."""
         seen: set = set()
         mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
         for mprefix, m in mods:
-            for name, p in m._parameters.items():
-                if p is None or (remove_duplicate and id(p) in seen):
+            for name, v in getattr(m, store).items():
+                if v is None or (remove_duplicate and id(v) in seen):
                     continue
-                seen.add(id(p))
-                yield (mprefix + "." + name if mprefix else name), p
+                seen.add(id(v))
+                yield (mprefix + "." + name if mprefix else name), v
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[Tuple[str, Parameter]]:
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
@@ -308,14 +314,7 @@ class Module:
 
     def named_buffers(self, prefix: str = "", recurse: bool = True,
                       remove_duplicate: bool = True) -> Iterator[Tuple[str, Tensor]]:
-        seen: set = set()
-        mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
-        for mprefix, m in mods:
-            for name, b in m._buffers.items():
-                if b is None or (remove_duplicate and id(b) in seen):
-                    continue
-                seen.add(id(b))
-                yield (mprefix + "." + name if mprefix else name), b
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
         for _, b in self.named_buffers(recurse=recurse):
