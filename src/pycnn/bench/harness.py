@@ -162,6 +162,25 @@ def busy(loadavg_start: Optional[List[float]], loadavg_end: Optional[List[float]
     return (loadavg_start or [0])[0] > 1.0 or (loadavg_end or [0])[0] > threads + 1.0
 
 
+def set_threads(threads: int, with_torch: bool, without_torch: str) -> Any:
+    """pycnn's threads, and PyTorch's when it is wanted and importable: returns torch or None
+    (printing `without_torch`, what the report then leaves out, when it cannot be imported)."""
+    import sys
+
+    import pycnn as pc
+
+    pc.set_num_threads(threads)
+    if not with_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print(f"PyTorch is not importable: {without_torch}", file=sys.stderr)
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
 # ----------------------------------------------------------------------------------------------
 # agreement checks
 # ----------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .cases import SGD_LR, SGD_MOMENTUM, all_cases, select_cases
-from .harness import Impl, Mismatch, dated_stem, load_average, machine_info, measure, report_paths, write_report
+from .harness import (Impl, Mismatch, dated_stem, load_average, machine_info, measure, report_paths, set_threads,
+                      write_report)
 from .report import markdown, print_table
 
 
@@ -96,16 +97,7 @@ def run(args: argparse.Namespace, results_dir: Optional[Path] = None) -> int:
     import pycnn as pc
     from pycnn import functional as F
 
-    pc.set_num_threads(args.threads)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch  # type: ignore[no-redef]
-
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            torch = None
-            print("PyTorch is not importable: the torch column is left empty", file=sys.stderr)
+    torch = set_threads(args.threads, not args.no_torch, "the torch column is left empty")
 
     repeats = args.repeats or (3 if args.quick else 9)
     min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.05)
