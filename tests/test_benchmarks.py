@@ -142,6 +142,31 @@ def test_quick_run_writes_json(tmp_path):
     assert elapsed < (30 if load < (os.cpu_count() or 1) else 180), f"took {elapsed:.1f} s (load {load:.1f})"
 
 
+def test_fit_benchmark_writes_its_ratios(tmp_path):
+    """`python -m benchmarks.fit` on a small sample: the report's fields and finite positive
+    ratios (the speed itself is the benchmark's business, not the test's)."""
+    import math
+
+    out = tmp_path / "fit.json"
+    p = subprocess.run([sys.executable, "-m", "benchmarks.fit", "--samples", "640", "--rounds", "1", "--cooldown", "0",
+                        "--json", str(out)], cwd=str(ROOT), env=_child_env(), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    report = json.loads(out.read_text())
+    meta = report["meta"]
+    assert meta["threads"] == 2 and meta["precision"].startswith("float32") and meta["cpu"]["model"]
+    assert meta["date"] and report["settings"]["samples"] == 640 and report["settings"]["batch"] == 64
+    impls = {"fit", "bare"} | ({"torch"} if meta["versions"]["torch"] else set())
+    assert set(report["ms_per_epoch"]) == impls
+    assert all(v > 0 for v in report["ms_per_epoch"].values())
+    assert set(report["ratios"]) >= {"fit/bare"} | ({"fit/torch"} if "torch" in impls else set())
+    assert all(math.isfinite(v) and v > 0 for v in report["ratios"].values())
+    assert report["fit_overhead"] == pytest.approx(report["ratios"]["fit/bare"] - 1)
+    assert report["targets"]["fit/bare"]["max"] == 1.05
+    md = out.with_suffix(".md").read_text()
+    assert "| pycnn Trainer.fit |" in md and "| fit/bare |" in md
+
+
 def test_gpu_benchmark_without_gpu_exits_with_a_clear_message():
     if pc.cuda.is_available():
         pytest.skip("a GPU is present: python -m benchmarks.gpu would run the full benchmark")
