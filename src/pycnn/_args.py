@@ -152,6 +152,14 @@ def adaptive_size(output_size: Any, x_shape: Sequence[int], fn: str) -> tuple[in
     return out  # type: ignore[return-value]
 
 
+def positive_int(v: Any, fn: str, name: str) -> int:
+    """A Python int >= 1 (not a bool). ValueError for any other value or kind, as PyTorch's
+    schedulers raise it (the exception the schedulers and the model builders document)."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int, got {v!r}")
+    return v
+
+
 def number(v: Any, fn: str, name: str) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{fn}: {name} must be a number, got {v!r}")

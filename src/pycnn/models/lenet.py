@@ -12,16 +12,15 @@ Layout (28x28 inputs, padded to the paper's 32x32 by the first convolution):
 """
 from __future__ import annotations
 
-from .. import nn
+from .. import _args, nn
 
 __all__ = ["lenet5"]
 
 
 def lenet5(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     """LeNet-5 for (N, in_channels, 28, 28) inputs; returns raw class scores (N, num_classes)."""
-    for name, v in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"lenet5: {name} must be a positive int, got {v!r}")
+    _args.positive_int(num_classes, "lenet5", "num_classes")
+    _args.positive_int(in_channels, "lenet5", "in_channels")
     return nn.Sequential(
         nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),

@@ -11,6 +11,7 @@ from bisect import bisect_right
 from collections import Counter
 from typing import Any, Dict, Iterable, List, Optional
 
+from .. import _args
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "ReduceLROnPlateau"]
@@ -84,9 +85,7 @@ class StepLR(LRScheduler):
     """Multiply each group's lr by `gamma` every `step_size` epochs."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
-        self.step_size = step_size
+        self.step_size = _args.positive_int(step_size, "StepLR", "step_size")
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -143,9 +142,7 @@ class CosineAnnealingLR(LRScheduler):
     past T_max it keeps following the cosine, rising again, as PyTorch's does)."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
-        if isinstance(T_max, bool) or not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive int, got {T_max!r}")
-        self.T_max = T_max
+        self.T_max = _args.positive_int(T_max, "CosineAnnealingLR", "T_max")
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
