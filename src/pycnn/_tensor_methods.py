@@ -121,16 +121,19 @@ def _scalar_tensor(value: Any, device: str) -> Tensor:
 
 
 # --------------------------------------------------------------------------------- arithmetic
+def _times_alpha(other, alpha):
+    """add/sub's ``alpha * other`` (other itself for alpha 1)."""
+    if alpha == 1:
+        return other
+    return mul(other, alpha) if isinstance(other, Tensor) else other * alpha
+
+
 def add(self, other, *, alpha=1):
-    if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
-    return _binary(BinaryOp.add, self, other)
+    return _binary(BinaryOp.add, self, _times_alpha(other, alpha))
 
 
 def sub(self, other, *, alpha=1):
-    if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
-    return _binary(BinaryOp.sub, self, other)
+    return _binary(BinaryOp.sub, self, _times_alpha(other, alpha))
 
 
 def mul(self, other):
@@ -164,15 +167,11 @@ def minimum(self, other):
 
 
 def add_(self, other, *, alpha=1):
-    if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
-    return _binary_inplace(BinaryOp.add, self, other)
+    return _binary_inplace(BinaryOp.add, self, _times_alpha(other, alpha))
 
 
 def sub_(self, other, *, alpha=1):
-    if alpha != 1:
-        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
-    return _binary_inplace(BinaryOp.sub, self, other)
+    return _binary_inplace(BinaryOp.sub, self, _times_alpha(other, alpha))
 
 
 def mul_(self, other):
