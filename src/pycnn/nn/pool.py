@@ -11,6 +11,14 @@ from .module import Module
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
 
+def _nchw_input(layer: Module, x: Any) -> Tensor:
+    """x as a Tensor of shape (N, C, H, W); ValueError naming the layer otherwise."""
+    x = layer._input(x)
+    if x.ndim != 4:
+        raise ValueError(f"{layer._name()}: expected input of shape (N, C, H, W), got {tuple(x.shape)}")
+    return x
+
+
 class _Pool2d(Module):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
         super().__init__()
@@ -36,10 +44,7 @@ class _Pool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def _check(self, x: Any) -> Tensor:
-        x = self._input(x)
-        if x.ndim != 4:
-            raise ValueError(f"{self._name()}: expected input of shape (N, C, H, W), got {tuple(x.shape)}")
-        return x
+        return _nchw_input(self, x)
 
 
 class MaxPool2d(_Pool2d):
@@ -125,9 +130,7 @@ class AdaptiveAvgPool2d(Module):
         return f"output_size={self.output_size}"
 
     def forward(self, x: Any) -> Tensor:
-        x = self._input(x)
-        if x.ndim != 4:
-            raise ValueError(f"{self._name()}: expected input of shape (N, C, H, W), got {tuple(x.shape)}")
+        x = _nchw_input(self, x)
         y = self._call_core(F.adaptive_avg_pool2d, x, self.output_size)
         self._cache = tuple(x.shape)
         return y
