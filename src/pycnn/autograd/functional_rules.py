@@ -120,34 +120,25 @@ class PReLU(Function):
         return _f("prelu_backward")(g, x, w)
 
 
-def _over_dim_saving_output(ctx, name: str, x, dim):
-    """softmax / log_softmax forward: both backwards read the output and the dim."""
-    y = _f(name)(x, dim)
-    ctx.save_for_backward(y)
-    ctx.dim = dim
-    return y
+def _over_dim(cls_name: str, name: str, backward_from_output: Callable) -> type:
+    """softmax / log_softmax over `dim`: the backward reads the output, backward_from_output(g, y, dim)."""
 
-
-class Softmax(Function):
-    @staticmethod
     def forward(ctx, x, dim=1):
-        return _over_dim_saving_output(ctx, "softmax", x, dim)
+        y = _f(name)(x, dim)
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
 
-    @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return (_f("softmax_backward")(g, y, ctx.dim),)
+        return (backward_from_output(g, y, ctx.dim),)
+
+    return type(cls_name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
-class LogSoftmax(Function):
-    @staticmethod
-    def forward(ctx, x, dim=1):
-        return _over_dim_saving_output(ctx, "log_softmax", x, dim)
-
-    @staticmethod
-    def backward(ctx, g):
-        (y,) = ctx.saved_tensors  # dx = g - softmax(x) * sum(g) over the class dim
-        return (g - y.exp() * g.sum(dim=ctx.dim, keepdim=True),)
+Softmax = _over_dim("Softmax", "softmax", lambda g, y, dim: _f("softmax_backward")(g, y, dim))
+# dx = g - softmax(x) * sum(g) over the class dim
+LogSoftmax = _over_dim("LogSoftmax", "log_softmax", lambda g, y, dim: g - y.exp() * g.sum(dim=dim, keepdim=True))
 
 
 class CrossEntropy(Function):
