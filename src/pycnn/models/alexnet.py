@@ -6,9 +6,8 @@ name.  61,100,840 parameters for 1000 classes and 3 input channels.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from .. import nn
+from ._torchvision import features_then_classifier
 
 __all__ = ["AlexNet", "alexnet"]
 
@@ -41,12 +40,7 @@ class AlexNet(nn.Sequential):
             nn.ReLU(),
             nn.Linear(4096, num_classes),
         )
-        super().__init__(OrderedDict([
-            ("features", features),
-            ("avgpool", nn.AdaptiveAvgPool2d((6, 6))),
-            ("flatten", nn.Flatten()),
-            ("classifier", classifier),
-        ]))
+        super().__init__(features_then_classifier(features, (6, 6), classifier))
 
 
 def alexnet(num_classes: int = 1000, in_channels: int = 3) -> AlexNet:

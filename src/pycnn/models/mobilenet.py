@@ -11,10 +11,8 @@ blocks (``features.K.0`` depthwise conv, ``.1`` BN, ``.3`` pointwise conv, ``.4`
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from .. import nn
-from ._init import init_conv_bn_
+from ._torchvision import features_then_classifier, init_conv_bn_
 
 __all__ = ["MobileNetV1", "mobilenet_v1"]
 
@@ -54,12 +52,7 @@ class MobileNetV1(nn.Sequential):
         for cout, stride in _BLOCKS:
             layers.append(_depthwise_separable(c, ch(cout), stride))
             c = ch(cout)
-        super().__init__(OrderedDict([
-            ("features", nn.Sequential(*layers)),
-            ("avgpool", nn.AdaptiveAvgPool2d((1, 1))),
-            ("flatten", nn.Flatten()),
-            ("classifier", nn.Linear(c, num_classes)),
-        ]))
+        super().__init__(features_then_classifier(nn.Sequential(*layers), (1, 1), nn.Linear(c, num_classes)))
         init_conv_bn_(self)
 
 

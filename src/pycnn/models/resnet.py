@@ -13,7 +13,7 @@ from typing import Any, Optional, Tuple
 
 from .. import nn
 from ..tensor import Tensor
-from ._init import init_conv_bn_
+from ._torchvision import init_conv_bn_
 
 __all__ = ["BasicBlock", "ResNet", "resnet18"]
 

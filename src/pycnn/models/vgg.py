@@ -8,10 +8,10 @@ pools), ``avgpool`` (adaptive, 7x7), ``classifier`` (Linear-ReLU-Dropout twice, 
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import List, Union
 
 from .. import nn
+from ._torchvision import features_then_classifier
 
 __all__ = ["VGG", "vgg11", "vgg16", "CONFIGS"]
 
@@ -48,12 +48,7 @@ class VGG(nn.Sequential):
             nn.Dropout(p=dropout),
             nn.Linear(4096, num_classes),
         )
-        super().__init__(OrderedDict([
-            ("features", features),
-            ("avgpool", nn.AdaptiveAvgPool2d((7, 7))),
-            ("flatten", nn.Flatten()),
-            ("classifier", classifier),
-        ]))
+        super().__init__(features_then_classifier(features, (7, 7), classifier))
         if init_weights:
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
