@@ -93,6 +93,18 @@ decltype(auto) dispatch_float(DType t, const char* op, F&& f) {
   throw TypeError(cat(op, ": expected a float32 or float64 tensor, got ", dtype_name(t)));
 }
 
+// Element-type switch over float32, float64 and int64: f(T{}); for bool, TypeError(refusal + "bool").
+template <class F>
+decltype(auto) dispatch_numeric(DType t, const char* refusal, F&& f) {
+  switch (t) {
+    case DType::Float32: return f(float{});
+    case DType::Float64: return f(double{});
+    case DType::Int64: return f(int64_t{});
+    case DType::Bool: break;
+  }
+  throw TypeError(cat(refusal, dtype_name(t)));
+}
+
 bool cuda_compiled();  // true when this build has the CUDA backend
 
 // ---- kernel lists, written once per op (Caffe's INSTANTIATE discipline) ----
@@ -105,6 +117,14 @@ bool cuda_compiled();  // true when this build has the CUDA backend
 #define PYCNN_INSTANTIATE_KERNEL_(name, params) template void name params;
 #define PYCNN_DECLARE_KERNELS(LIST) LIST(PYCNN_DECLARE_KERNEL_, T)
 #define PYCNN_INSTANTIATE_KERNELS(LIST) LIST(PYCNN_INSTANTIATE_KERNEL_, float) LIST(PYCNN_INSTANTIATE_KERNEL_, double)
+// Kernels that also serve int64 tensors (WITH_INT64), or every dtype, bool included (ANY_DTYPE).
+#define PYCNN_INSTANTIATE_KERNELS_WITH_INT64(LIST) \
+  PYCNN_INSTANTIATE_KERNELS(LIST) LIST(PYCNN_INSTANTIATE_KERNEL_, int64_t)
+#define PYCNN_INSTANTIATE_KERNELS_ANY_DTYPE(LIST) \
+  PYCNN_INSTANTIATE_KERNELS_WITH_INT64(LIST) LIST(PYCNN_INSTANTIATE_KERNEL_, bool)
+// A list of kernels with no element type (their parameters do not use T): plain functions.
+#define PYCNN_DECLARE_UNTYPED_KERNEL_(name, params) void name params;
+#define PYCNN_DECLARE_UNTYPED_KERNELS(LIST) LIST(PYCNN_DECLARE_UNTYPED_KERNEL_, void)
 
 }  // namespace pycnn
 

@@ -3,8 +3,10 @@
 // docs/reliability.md ("Fork and threads") says what a user can rely on.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -15,6 +17,26 @@ namespace pycnn::cpu {
 // Below this much work (elements, or multiply-adds) a loop stays on one thread: starting the team
 // costs more than it saves. Every CPU op's `#pragma omp parallel for if (...)` compares with it.
 inline constexpr int64_t kParallelGrain = 1 << 15;
+
+// Sum over i < n of term(i) in double, in fixed blocks of kSumBlock: each block in index order (the
+// blocks shared out over the threads), then the block sums in block order. The partition does not
+// depend on the threads, so the result repeats bit for bit on any thread count.
+inline constexpr int64_t kSumBlock = 1 << 14;
+template <class F>
+double fixed_block_sum(int64_t n, F&& term) {
+  const int64_t nb = (n + kSumBlock - 1) / kSumBlock;
+  std::vector<double> part(static_cast<size_t>(nb));
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t lo = b * kSumBlock, hi = std::min(n, lo + kSumBlock);
+    double s = 0;
+    for (int64_t i = lo; i < hi; ++i) s += term(i);
+    part[b] = s;
+  }
+  double total = 0;
+  for (int64_t b = 0; b < nb; ++b) total += part[b];
+  return total;
+}
 
 // The calling thread's index in its OpenMP team (0 outside a team, and without OpenMP): the slot of
 // per-thread scratch.

@@ -270,4 +270,18 @@ void check_shape(const Tensor& t, const Shape& expected, const char* op, const c
               ", got ", shape_str(t.shape()));
 }
 
+void check_operands(const Tensor& a, const Tensor& b, const char* op, const char* an, const char* bn) {
+  check_defined(a, op, an);
+  check_defined(b, op, bn);
+  check_same_device(a, b, op, an, bn);
+  check_same_dtype(a, b, op, an, bn);
+}
+
+void check_grad_matches(const Tensor& dy, const Tensor& of, const char* op, const char* of_name) {
+  check_defined(dy, op, "grad_output");
+  check_same_device(dy, of, op, "grad_output", of_name);
+  check_same_dtype(dy, of, op, "grad_output", of_name);
+  check_shape(dy, of.shape(), op, "grad_output");
+}
+
 }  // namespace pycnn

@@ -86,5 +86,9 @@ void check_same_device(const Tensor& a, const Tensor& b, const char* op, const c
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op, const char* arg_a, const char* arg_b);
 void check_dim(const Tensor& t, int64_t dim, const char* op, const char* arg, const char* layout);
 void check_shape(const Tensor& t, const Shape& expected, const char* op, const char* arg);
+// Two operands: both defined, on one device, of one dtype (in that order of checks).
+void check_operands(const Tensor& a, const Tensor& b, const char* op, const char* arg_a, const char* arg_b);
+// A backward's grad_output against the tensor `of` whose shape it has: defined, same device, dtype, shape.
+void check_grad_matches(const Tensor& grad_output, const Tensor& of, const char* op, const char* of_name);
 
 }  // namespace pycnn

@@ -24,20 +24,16 @@ const char* cublas_status_name(cublasStatus_t st);
 
 }  // namespace pycnn::cuda
 
-// DeviceError "<file>:<line>: <expr> failed: <cuda error string> (<name>)"
-#define PYCNN_CUDA_CHECK(expr)                                                        \
+// DeviceError "<file>:<line>: <expr> failed: <cuda error string> (<name>)"; `text` is #expr of the caller.
+#define PYCNN_STATUS_CHECK_(Status, ok, thrower, expr, text)                          \
   do {                                                                                \
-    const cudaError_t pycnn_err_ = (expr);                                            \
-    if (pycnn_err_ != cudaSuccess)                                                    \
-      ::pycnn::cuda::throw_cuda_error(pycnn_err_, #expr, __FILE__, __LINE__);         \
+    const Status pycnn_st_ = (expr);                                                  \
+    if (pycnn_st_ != (ok)) thrower(pycnn_st_, text, __FILE__, __LINE__);              \
   } while (0)
-
-#define PYCNN_CUBLAS_CHECK(expr)                                                      \
-  do {                                                                                \
-    const cublasStatus_t pycnn_st_ = (expr);                                          \
-    if (pycnn_st_ != CUBLAS_STATUS_SUCCESS)                                           \
-      ::pycnn::cuda::throw_cublas_error(pycnn_st_, #expr, __FILE__, __LINE__);        \
-  } while (0)
+#define PYCNN_CUDA_CHECK(expr) \
+  PYCNN_STATUS_CHECK_(cudaError_t, cudaSuccess, ::pycnn::cuda::throw_cuda_error, expr, #expr)
+#define PYCNN_CUBLAS_CHECK(expr) \
+  PYCNN_STATUS_CHECK_(cublasStatus_t, CUBLAS_STATUS_SUCCESS, ::pycnn::cuda::throw_cublas_error, expr, #expr)
 
 // After a kernel launch: configuration errors and earlier asynchronous faults.
 #define PYCNN_CUDA_CHECK_LAUNCH() PYCNN_CUDA_CHECK(cudaGetLastError())
@@ -190,19 +186,29 @@ class Exec {
   DeviceContext* ctx_;
 };
 
+// Grid-stride launch over n elements on the device that owns `data`; nothing at all (not even the
+// device lookup, which an empty tensor's null pointer could not answer) when n <= 0.
+template <class Kernel, class... Args>
+void launch_over(const void* data, int64_t n, Kernel kernel, Args... args) {
+  if (n <= 0) return;
+  Exec ex(data);
+  ex.launch(n, kernel, args...);
+}
+
 // Block-stride loop over rows for kernels launched with launch_rows.
 #define PYCNN_ROW_LOOP(r, rows) for (int64_t r = blockIdx.x; r < (rows); r += gridDim.x)
 
-// Deterministic block reduction: each thread passes its partial sum (accumulated in a fixed
-// order over a fixed index set), then a fixed-shape tree in shared memory. blockDim.x must be a
-// power of two, `sh` holds blockDim.x values. Every thread gets the total. No atomics.
-template <class T>
-__device__ inline T block_reduce_sum(T v, T* sh) {
+// Deterministic block reduction: each thread passes its partial value (accumulated in a fixed
+// order over a fixed index set), then a fixed-shape tree in shared memory: sh[t] = combine(sh[t],
+// sh[t + s]). blockDim.x must be a power of two, `sh` holds blockDim.x values. Every thread gets the
+// result. No atomics.
+template <class T, class Combine>
+__device__ inline T block_reduce(T v, T* sh, Combine combine) {
   const int t = threadIdx.x;
   sh[t] = v;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (t < s) sh[t] += sh[t + s];
+    if (t < s) sh[t] = combine(sh[t], sh[t + s]);
     __syncthreads();
   }
   const T total = sh[0];
@@ -210,19 +216,16 @@ __device__ inline T block_reduce_sum(T v, T* sh) {
   return total;
 }
 
+struct SumOf {
+  template <class T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOf {  // b when b > a, else a (a NaN on the right is dropped, one on the left kept)
+  template <class T> __device__ T operator()(T a, T b) const { return b > a ? b : a; }
+};
 template <class T>
-__device__ inline T block_reduce_max(T v, T* sh) {
-  const int t = threadIdx.x;
-  sh[t] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (t < s) sh[t] = sh[t + s] > sh[t] ? sh[t + s] : sh[t];
-    __syncthreads();
-  }
-  const T total = sh[0];
-  __syncthreads();
-  return total;
-}
+__device__ inline T block_reduce_sum(T v, T* sh) { return block_reduce(v, sh, SumOf{}); }
+template <class T>
+__device__ inline T block_reduce_max(T v, T* sh) { return block_reduce(v, sh, MaxOf{}); }
 
 // Shared memory for block reductions of T (avoids the extern-shared type clash of templates).
 template <class T>
