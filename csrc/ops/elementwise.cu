@@ -66,17 +66,6 @@ void cast(const Strided& L, To* out, const From* x, int64_t n) {
   ex.launch(n, cast_kernel<From, To>, L, out, x, n);
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                   \
-  template void binary<T>(BinaryOp, const Strided&, void*, Operand<T>, Operand<T>, int64_t);  \
-  template void unary<T>(UnaryOp, const Strided&, T*, const T*, UnaryParams, int64_t);        \
-  template void cast<T, float>(const Strided&, float*, const T*, int64_t);                    \
-  template void cast<T, double>(const Strided&, double*, const T*, int64_t);                  \
-  template void cast<T, int64_t>(const Strided&, int64_t*, const T*, int64_t);                \
-  template void cast<T, bool>(const Strided&, bool*, const T*, int64_t);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-PYCNN_INSTANTIATE(int64_t)
-PYCNN_INSTANTIATE(bool)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_ELEMENTWISE_KERNELS
 
 }  // namespace pycnn::cuda

@@ -214,25 +214,30 @@ void dispatch_unary_op(UnaryOp op, F&& f) {
 // Element-type switch over every dtype.
 template <class F>
 decltype(auto) dispatch_any(DType t, F&& f) {
-  switch (t) {
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-    case DType::Int64: return f(int64_t{});
-    case DType::Bool: return f(bool{});
-  }
-  throw TypeError("internal: unknown dtype");
+  if (t == DType::Bool) return f(bool{});
+  return dispatch_numeric(t, "internal: unknown dtype ", f);
 }
 
-// n = product of L.size; out is bool* for comparisons, T* otherwise.
-namespace cpu {
-template <class T> void binary(BinaryOp op, const Strided& L, void* out, Operand<T> a, Operand<T> b, int64_t n);
-template <class T> void unary(UnaryOp op, const Strided& L, T* out, const T* x, UnaryParams p, int64_t n);
-template <class From, class To> void cast(const Strided& L, To* out, const From* x, int64_t n);
-}  // namespace cpu
-namespace cuda {
-template <class T> void binary(BinaryOp op, const Strided& L, void* out, Operand<T> a, Operand<T> b, int64_t n);
-template <class T> void unary(UnaryOp op, const Strided& L, T* out, const T* x, UnaryParams p, int64_t n);
-template <class From, class To> void cast(const Strided& L, To* out, const From* x, int64_t n);
-}  // namespace cuda
+// The kernels, CPU (elementwise.cpp) and CUDA (elementwise.cu) alike, for every dtype (see
+// PYCNN_DECLARE_KERNELS in common.h). n = product of L.size; out is bool* for comparisons, T* otherwise.
+// cast<From, To> converts between any two dtypes (PYCNN_INSTANTIATE_ELEMENTWISE_KERNELS instantiates all).
+#define PYCNN_ELEMENTWISE_KERNELS(X, T)                                                                                \
+  X(binary, (BinaryOp op, const Strided& L, void* out, Operand<T> a, Operand<T> b, int64_t n))                         \
+  X(unary, (UnaryOp op, const Strided& L, T* out, const T* x, UnaryParams p, int64_t n))
+#define PYCNN_DECLARE_ELEMENTWISE_KERNELS                                                                              \
+  PYCNN_DECLARE_KERNELS(PYCNN_ELEMENTWISE_KERNELS)                                                                     \
+  template <class From, class To> void cast(const Strided& L, To* out, const From* x, int64_t n);
+namespace cpu { PYCNN_DECLARE_ELEMENTWISE_KERNELS }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_ELEMENTWISE_KERNELS }  // namespace cuda
+
+#define PYCNN_INSTANTIATE_CASTS_FROM_(From)                                                                           \
+  template void cast<From, float>(const Strided&, float*, const From*, int64_t);                                       \
+  template void cast<From, double>(const Strided&, double*, const From*, int64_t);                                     \
+  template void cast<From, int64_t>(const Strided&, int64_t*, const From*, int64_t);                                   \
+  template void cast<From, bool>(const Strided&, bool*, const From*, int64_t);
+#define PYCNN_INSTANTIATE_ELEMENTWISE_KERNELS                                                                          \
+  PYCNN_INSTANTIATE_KERNELS_ANY_DTYPE(PYCNN_ELEMENTWISE_KERNELS)                                                       \
+  PYCNN_INSTANTIATE_CASTS_FROM_(float) PYCNN_INSTANTIATE_CASTS_FROM_(double)                                           \
+  PYCNN_INSTANTIATE_CASTS_FROM_(int64_t) PYCNN_INSTANTIATE_CASTS_FROM_(bool)
 
 }  // namespace pycnn

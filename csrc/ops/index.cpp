@@ -109,14 +109,8 @@ void move_rows(const T* src, int64_t src_n, const int64_t* src_rows, T* dst, int
     for (int64_t i = 0; i < inner; ++i) d[i] = s[i];
   }
 }
-#define PYCNN_INSTANTIATE(T)                                                                              \
-  template void move_rows<T>(const T*, int64_t, const int64_t*, T*, int64_t, const int64_t*, int64_t, int64_t, \
-                             int64_t);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-PYCNN_INSTANTIATE(int64_t)
-PYCNN_INSTANTIATE(bool)
-#undef PYCNN_INSTANTIATE
+
+PYCNN_INSTANTIATE_KERNELS_ANY_DTYPE(PYCNN_INDEX_KERNELS)
 }  // namespace cpu
 
 }  // namespace pycnn

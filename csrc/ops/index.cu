@@ -27,13 +27,6 @@ void move_rows(const T* src, int64_t src_n, const int64_t* src_rows, T* dst, int
   ex.launch(total, move_rows_kernel<T>, src, src_n, src_rows, dst, dst_n, dst_rows, k, inner, total);
 }
 
-#define PYCNN_INSTANTIATE(T)                                                                              \
-  template void move_rows<T>(const T*, int64_t, const int64_t*, T*, int64_t, const int64_t*, int64_t, int64_t, \
-                             int64_t);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-PYCNN_INSTANTIATE(int64_t)
-PYCNN_INSTANTIATE(bool)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS_ANY_DTYPE(PYCNN_INDEX_KERNELS)
 
 }  // namespace pycnn::cuda

@@ -20,17 +20,13 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
 // x[..., index, ...] = values, values broadcast to x's shape with dim resized to len(index).
 void index_put_(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& values);
 
-// dst[(o * dst_n + dst_rows[j]) * inner + i] = src[(o * src_n + src_rows[j]) * inner + i]
+// The kernel, CPU (index.cpp) and CUDA (index.cu) alike, for every dtype (see PYCNN_DECLARE_KERNELS in common.h).
+// move_rows: dst[(o * dst_n + dst_rows[j]) * inner + i] = src[(o * src_n + src_rows[j]) * inner + i]
 // for o < outer, j < k, i < inner; a null rows pointer means row j itself.
-namespace cpu {
-template <class T>
-void move_rows(const T* src, int64_t src_n, const int64_t* src_rows, T* dst, int64_t dst_n, const int64_t* dst_rows,
-               int64_t outer, int64_t k, int64_t inner);
-}
-namespace cuda {
-template <class T>
-void move_rows(const T* src, int64_t src_n, const int64_t* src_rows, T* dst, int64_t dst_n, const int64_t* dst_rows,
-               int64_t outer, int64_t k, int64_t inner);
-}
+#define PYCNN_INDEX_KERNELS(X, T)                                                                                      \
+  X(move_rows, (const T* src, int64_t src_n, const int64_t* src_rows, T* dst, int64_t dst_n, const int64_t* dst_rows,  \
+                int64_t outer, int64_t k, int64_t inner))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_INDEX_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_INDEX_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

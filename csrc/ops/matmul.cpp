@@ -24,10 +24,7 @@ std::pair<Tensor, GemmOperand> gemm_operand(const Tensor& t) {
 
 MatmulDims check_bmm(const Tensor& a, const Tensor& b) {
   const char* op = "matmul";
-  check_defined(a, op, "self");
-  check_defined(b, op, "other");
-  check_same_device(a, b, op, "self", "other");
-  check_same_dtype(a, b, op, "self", "other");
+  check_operands(a, b, op, "self", "other");
   check_dim(a, 3, op, "self", "(batch, M, K)");
   check_dim(b, 3, op, "other", "(batch, K, N)");
   PYCNN_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), ValueError, op, ": shapes ", shape_str(a.shape()),
@@ -56,8 +53,7 @@ void bmm(const T* a, GemmOperand ga, const T* b, GemmOperand gb, T* out, MatmulD
     blas::gemm<T>(ga.trans, gb.trans, d.M, d.N, d.K, T(1), a + i * ga.batch_stride, ga.ld, b + i * gb.batch_stride,
                   gb.ld, T(0), out + i * d.M * d.N, d.N);
 }
-template void bmm<float>(const float*, GemmOperand, const float*, GemmOperand, float*, MatmulDims);
-template void bmm<double>(const double*, GemmOperand, const double*, GemmOperand, double*, MatmulDims);
+PYCNN_INSTANTIATE_KERNELS(PYCNN_MATMUL_KERNELS)
 }  // namespace cpu
 
 }  // namespace pycnn

@@ -11,7 +11,6 @@ void bmm(const T* a, GemmOperand ga, const T* b, GemmOperand gb, T* out, MatmulD
   gemm_strided_batched<T>(ga.trans, gb.trans, d.M, d.N, d.K, T(1), a, ga.ld, ga.batch_stride, b, gb.ld,
                           gb.batch_stride, T(0), out, d.N, d.M * d.N, d.batch);
 }
-template void bmm<float>(const float*, GemmOperand, const float*, GemmOperand, float*, MatmulDims);
-template void bmm<double>(const double*, GemmOperand, const double*, GemmOperand, double*, MatmulDims);
+PYCNN_INSTANTIATE_KERNELS(PYCNN_MATMUL_KERNELS)
 
 }  // namespace pycnn::cuda

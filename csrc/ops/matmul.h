@@ -24,13 +24,10 @@ struct GemmOperand {
   int64_t ld, batch_stride;
 };
 
-namespace cpu {
-template <class T>
-void bmm(const T* a, GemmOperand ga, const T* b, GemmOperand gb, T* out, MatmulDims d);
-}
-namespace cuda {
-template <class T>
-void bmm(const T* a, GemmOperand ga, const T* b, GemmOperand gb, T* out, MatmulDims d);
-}
+// The kernel, CPU (matmul.cpp) and CUDA (matmul.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_MATMUL_KERNELS(X, T)                                                                                     \
+  X(bmm, (const T* a, GemmOperand ga, const T* b, GemmOperand gb, T* out, MatmulDims d))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_MATMUL_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_MATMUL_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -4,22 +4,11 @@
 #include <limits>
 #include <type_traits>
 
-#define PYCNN_COMMA ,  // a template argument list inside PYCNN_ON_DEVICE
-
 namespace pycnn {
 
 namespace {
-// float32, float64, int64 (check_reduce refuses bool for max/min/arg*)
-template <class F>
-void dispatch_any_numeric(DType t, F&& f) {
-  switch (t) {
-    case DType::Float32: f(float{}); return;
-    case DType::Float64: f(double{}); return;
-    case DType::Int64: f(int64_t{}); return;
-    case DType::Bool: break;
-  }
-  throw TypeError(cat("internal: reduce of ", dtype_name(t)));
-}
+// dispatch_numeric's message for bool (check_reduce has refused it for max/min/arg*; sums run it apart)
+constexpr const char* kNoBool = "internal: reduce of ";
 
 ReduceShape around(const Shape& s, int64_t dim) {
   ReduceShape r{1, s[dim], 1};
@@ -69,7 +58,7 @@ Tensor reduce(const Tensor& x_, int64_t dim_, ReduceOp op, bool keepdim) {
   if (op == ReduceOp::Argmax || op == ReduceOp::Argmin) {
     Tensor idx = Tensor::empty(shape, DType::Int64, x.device());
     if (idx.numel() == 0) return idx;
-    dispatch_any_numeric(x.dtype(), [&](auto t) {
+    dispatch_numeric(x.dtype(), kNoBool, [&](auto t) {
       using T = decltype(t);
       PYCNN_ON_DEVICE(x.device(), reduce_extreme<T>, x.data<T>(), static_cast<T*>(nullptr), idx.data<int64_t>(), s,
                       op == ReduceOp::Argmax);
@@ -80,17 +69,12 @@ Tensor reduce(const Tensor& x_, int64_t dim_, ReduceOp op, bool keepdim) {
   Tensor out = Tensor::empty(shape, out_t, x.device());
   if (out.numel() == 0) return out;
   const bool mean = op == ReduceOp::Mean;
-  auto run = [&](auto in, auto res) {
+  auto run = [&](auto in) {
     using T = decltype(in);
-    using Out = decltype(res);
-    PYCNN_ON_DEVICE(x.device(), reduce_sum<T PYCNN_COMMA Out>, x.data<T>(), out.data<Out>(), s, mean);
+    PYCNN_ON_DEVICE(x.device(), reduce_sum<T>, x.data<T>(), out.data<ReduceSumOut<T>>(), s, mean);
   };
-  switch (x.dtype()) {
-    case DType::Float32: run(float{}, float{}); break;
-    case DType::Float64: run(double{}, double{}); break;
-    case DType::Int64: run(int64_t{}, int64_t{}); break;
-    case DType::Bool: run(bool{}, int64_t{}); break;
-  }
+  if (x.dtype() == DType::Bool) run(bool{});
+  else dispatch_numeric(x.dtype(), kNoBool, run);
   return out;
 }
 
@@ -102,7 +86,7 @@ std::pair<Tensor, Tensor> reduce_with_indices(const Tensor& x_, int64_t dim_, bo
   Tensor values = Tensor::empty(shape, x.dtype(), x.device());
   Tensor idx = Tensor::empty(shape, DType::Int64, x.device());
   if (idx.numel() == 0) return {values, idx};
-  dispatch_any_numeric(x.dtype(), [&](auto t) {
+  dispatch_numeric(x.dtype(), kNoBool, [&](auto t) {
     using T = decltype(t);
     PYCNN_ON_DEVICE(x.device(), reduce_extreme<T>, x.data<T>(), values.data<T>(), idx.data<int64_t>(), s, is_max);
   });
@@ -118,8 +102,9 @@ namespace cpu {
 constexpr int64_t kBlock = 256;
 constexpr int kLanes = 8;  // running sums of a contiguous row (inner == 1), combined in a fixed tree
 
-template <class T, class Out>
-void reduce_sum(const T* x, Out* out, ReduceShape s, bool mean) {
+template <class T>
+void reduce_sum(const T* x, ReduceSumOut<T>* out, ReduceShape s, bool mean) {
+  using Out = ReduceSumOut<T>;
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
   const int64_t blocks = (s.inner + kBlock - 1) / kBlock, tasks = s.outer * blocks;
 #pragma omp parallel for if (tasks * s.n > kParallelGrain && tasks > 1)
@@ -172,13 +157,8 @@ void reduce_extreme(const T* x, T* values, int64_t* indices, ReduceShape s, bool
   }
 }
 
-template void reduce_sum<float, float>(const float*, float*, ReduceShape, bool);
-template void reduce_sum<double, double>(const double*, double*, ReduceShape, bool);
-template void reduce_sum<int64_t, int64_t>(const int64_t*, int64_t*, ReduceShape, bool);
-template void reduce_sum<bool, int64_t>(const bool*, int64_t*, ReduceShape, bool);
-template void reduce_extreme<float>(const float*, float*, int64_t*, ReduceShape, bool);
-template void reduce_extreme<double>(const double*, double*, int64_t*, ReduceShape, bool);
-template void reduce_extreme<int64_t>(const int64_t*, int64_t*, int64_t*, ReduceShape, bool);
+PYCNN_INSTANTIATE_KERNELS_ANY_DTYPE(PYCNN_REDUCE_SUM_KERNELS)
+PYCNN_INSTANTIATE_KERNELS_WITH_INT64(PYCNN_REDUCE_EXTREME_KERNELS)
 }  // namespace cpu
 
 }  // namespace pycnn

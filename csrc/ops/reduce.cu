@@ -68,8 +68,9 @@ __global__ void extreme_kernel(const T* x, T* values, int64_t* indices, ReduceSh
 
 }  // namespace
 
-template <class T, class Out>
-void reduce_sum(const T* x, Out* out, ReduceShape s, bool mean) {
+template <class T>
+void reduce_sum(const T* x, ReduceSumOut<T>* out, ReduceShape s, bool mean) {
+  using Out = ReduceSumOut<T>;
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
   Exec ex(out);
   const int threads = reduce_threads(s.n);
@@ -84,12 +85,7 @@ void reduce_extreme(const T* x, T* values, int64_t* indices, ReduceShape s, bool
                  indices, s, is_max);
 }
 
-template void reduce_sum<float, float>(const float*, float*, ReduceShape, bool);
-template void reduce_sum<double, double>(const double*, double*, ReduceShape, bool);
-template void reduce_sum<int64_t, int64_t>(const int64_t*, int64_t*, ReduceShape, bool);
-template void reduce_sum<bool, int64_t>(const bool*, int64_t*, ReduceShape, bool);
-template void reduce_extreme<float>(const float*, float*, int64_t*, ReduceShape, bool);
-template void reduce_extreme<double>(const double*, double*, int64_t*, ReduceShape, bool);
-template void reduce_extreme<int64_t>(const int64_t*, int64_t*, int64_t*, ReduceShape, bool);
+PYCNN_INSTANTIATE_KERNELS_ANY_DTYPE(PYCNN_REDUCE_SUM_KERNELS)
+PYCNN_INSTANTIATE_KERNELS_WITH_INT64(PYCNN_REDUCE_EXTREME_KERNELS)
 
 }  // namespace pycnn::cuda

@@ -7,6 +7,8 @@
 // tree): no atomics, results repeat bit for bit. Float sums accumulate in double.
 #pragma once
 
+#include <type_traits>
+
 #include "../tensor.h"
 
 namespace pycnn {
@@ -27,16 +29,19 @@ Tensor reduce(const Tensor& x, int64_t dim, ReduceOp op, bool keepdim);
 // max/min along dim with their indices: {values, indices}.
 std::pair<Tensor, Tensor> reduce_with_indices(const Tensor& x, int64_t dim, bool is_max, bool keepdim);
 
-// Sum accumulates in double for floats and int64 for integers; mean divides by n.
-namespace cpu {
-template <class T, class Out> void reduce_sum(const T* x, Out* out, ReduceShape s, bool mean);
-// values or indices may be null.
-template <class T> void reduce_extreme(const T* x, T* values, int64_t* indices, ReduceShape s, bool is_max);
-}  // namespace cpu
-namespace cuda {
-template <class T, class Out> void reduce_sum(const T* x, Out* out, ReduceShape s, bool mean);
-template <class T> void reduce_extreme(const T* x, T* values, int64_t* indices, ReduceShape s, bool is_max);
-}  // namespace cuda
+// The element type of a sum of T: int64 for bool, else T.
+template <class T>
+using ReduceSumOut = std::conditional_t<std::is_same_v<T, bool>, int64_t, T>;
+
+// The kernels, CPU (reduce.cpp) and CUDA (reduce.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+// reduce_sum (every dtype) accumulates in double for floats and int64 for integers; mean divides by n.
+// reduce_extreme (float32, float64, int64): values or indices may be null.
+#define PYCNN_REDUCE_SUM_KERNELS(X, T) X(reduce_sum, (const T* x, ReduceSumOut<T>* out, ReduceShape s, bool mean))
+#define PYCNN_REDUCE_EXTREME_KERNELS(X, T)                                                                             \
+  X(reduce_extreme, (const T* x, T* values, int64_t* indices, ReduceShape s, bool is_max))
+#define PYCNN_REDUCE_KERNELS(X, T) PYCNN_REDUCE_SUM_KERNELS(X, T) PYCNN_REDUCE_EXTREME_KERNELS(X, T)
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_REDUCE_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_REDUCE_KERNELS) }  // namespace cuda
 
 // True when v should replace the current extreme `best` (a NaN beats any number; ties keep the first).
 template <class T>

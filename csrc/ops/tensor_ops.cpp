@@ -10,23 +10,11 @@
 namespace pycnn {
 
 namespace {
-// Element-type switch over every dtype (float32, float64, int64).
-template <class F>
-decltype(auto) dispatch_all(DType t, F&& f) {
-  switch (t) {
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-    case DType::Int64: return f(int64_t{});
-    case DType::Bool: break;
-  }
-  throw TypeError(cat("expected a float32, float64 or int64 tensor, got ", dtype_name(t)));
-}
+// dispatch_numeric's refusal of bool tensors
+constexpr const char* kNumericOnly = "expected a float32, float64 or int64 tensor, got ";
 
 void check_alike(const Tensor& a, const Tensor& b, const char* op, const char* an, const char* bn) {
-  check_defined(a, op, an);
-  check_defined(b, op, bn);
-  check_same_device(a, b, op, an, bn);
-  check_same_dtype(a, b, op, an, bn);
+  check_operands(a, b, op, an, bn);
   PYCNN_CHECK(a.shape() == b.shape(), ValueError, op, ": expected ", bn, " of shape ", shape_str(a.shape()),
               " (the shape of ", an, "), got ", shape_str(b.shape()), "; no broadcasting, reshape first");
 }
@@ -71,7 +59,7 @@ Tensor add(const Tensor& a_, const Tensor& b_) {
   check_alike(a_, b_, "add", "a", "b");
   const Tensor a = a_.contiguous(), b = b_.contiguous();
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
-  dispatch_all(a.dtype(), [&](auto t) {
+  dispatch_numeric(a.dtype(), kNumericOnly, [&](auto t) {
     using T = decltype(t);
     PYCNN_ON_DEVICE(a.device(), add<T>, a.data<T>(), b.data<T>(), out.data<T>(), a.numel());
   });
@@ -84,7 +72,7 @@ void add_(const Tensor& dst, const Tensor& src_, double alpha) {
   PYCNN_CHECK(dst.dtype() != DType::Int64 || alpha == std::floor(alpha), ValueError,
               "add_: alpha must be a whole number for int64 tensors, got ", alpha);
   const Tensor src = src_.contiguous();
-  dispatch_all(dst.dtype(), [&](auto t) {
+  dispatch_numeric(dst.dtype(), kNumericOnly, [&](auto t) {
     using T = decltype(t);
     PYCNN_ON_DEVICE(dst.device(), add_<T>, dst.data<T>(), src.data<T>(), dst.numel(), static_cast<T>(alpha));
   });
@@ -127,7 +115,7 @@ Tensor concat(const std::vector<Tensor>& ts, int64_t dim_) {
     const int64_t cols = t_.size(dim) * inner;
     if (cols > 0 && outer > 0) {
       const Tensor t = t_.contiguous();
-      dispatch_all(t.dtype(), [&](auto tag) {
+      dispatch_numeric(t.dtype(), kNumericOnly, [&](auto tag) {
         using T = decltype(tag);
         PYCNN_ON_DEVICE(t.device(), copy_rows<T>, t.data<T>(), cols, out.data<T>() + offset, dst_stride, outer, cols);
       });
@@ -161,7 +149,7 @@ std::vector<Tensor> split(const Tensor& x_, const std::vector<int64_t>& sizes, i
     Tensor out = Tensor::empty(shape, x.dtype(), x.device());
     const int64_t cols = s * inner;
     if (cols > 0 && outer > 0) {
-      dispatch_all(x.dtype(), [&](auto tag) {
+      dispatch_numeric(x.dtype(), kNumericOnly, [&](auto tag) {
         using T = decltype(tag);
         PYCNN_ON_DEVICE(x.device(), copy_rows<T>, x.data<T>() + offset, src_stride, out.data<T>(), cols, outer, cols);
       });
@@ -251,7 +239,7 @@ void keep_or_undo_(const std::vector<Tensor>& tensors, const std::vector<Tensor>
   const float* flag = flag_t.data<float>();
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
-    dispatch_all(t.dtype(), [&](auto z) {
+    dispatch_numeric(t.dtype(), kNumericOnly, [&](auto z) {
       using T = decltype(z);
       PYCNN_ON_DEVICE(t.device(), keep_or_undo<T>, t.data<T>(), backups[i].data<T>(), t.numel(), flag);
     });
@@ -259,8 +247,6 @@ void keep_or_undo_(const std::vector<Tensor>& tensors, const std::vector<Tensor>
 }
 
 namespace cpu {
-
-constexpr int64_t kBlock = 1 << 14;  // fixed reduction blocks: results do not depend on the threads
 
 template <class T>
 void add(const T* a, const T* b, T* out, int64_t n) {
@@ -293,18 +279,7 @@ void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int
 
 template <class T>
 void sum_all(const T* x, T* out, int64_t n) {
-  const int64_t nb = (n + kBlock - 1) / kBlock;
-  std::vector<double> part(static_cast<size_t>(nb));
-#pragma omp parallel for if (n > kParallelGrain)
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
-    double s = 0;
-    for (int64_t i = lo; i < hi; ++i) s += static_cast<double>(x[i]);
-    part[b] = s;
-  }
-  double total = 0;
-  for (int64_t b = 0; b < nb; ++b) total += part[b];
-  out[0] = static_cast<T>(total);
+  out[0] = static_cast<T>(fixed_block_sum(n, [&](int64_t i) { return static_cast<double>(x[i]); }));
 }
 
 template <class T>
@@ -340,12 +315,12 @@ bool any_nonfinite(const T* x, int64_t n) {
 template <class T>
 void isfinite_all(const T* x, int64_t n, bool* result) {
   constexpr int64_t kGrain = 1 << 20;  // a memory-bound pass: threads pay off on large tensors only
-  const int64_t nb = (n + kBlock - 1) / kBlock;
+  const int64_t nb = (n + kSumBlock - 1) / kSumBlock;
   std::vector<char> bad(static_cast<size_t>(nb));
 #pragma omp parallel for if (n > kGrain)
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * kBlock;
-    bad[b] = any_nonfinite(x + lo, std::min(n, lo + kBlock) - lo);
+    const int64_t lo = b * kSumBlock;
+    bad[b] = any_nonfinite(x + lo, std::min(n, lo + kSumBlock) - lo);
   }
   *result = std::none_of(bad.begin(), bad.end(), [](char v) { return v != 0; });
 }
@@ -365,24 +340,8 @@ void keep_or_undo(T* t, T* backup, int64_t n, const float* flag) {
     std::copy(t, t + n, backup);
 }
 
-#define PYCNN_INSTANTIATE_ALL(T)                                                     \
-  template void add<T>(const T*, const T*, T*, int64_t);                             \
-  template void add_<T>(T*, const T*, int64_t, T);                                   \
-  template void copy_rows<T>(const T*, int64_t, T*, int64_t, int64_t, int64_t);    \
-  template void keep_or_undo<T>(T*, T*, int64_t, const float*);
-#define PYCNN_INSTANTIATE_FLOAT(T)                                                   \
-  template void scale_<T>(T*, int64_t, T);                                           \
-  template void sum_all<T>(const T*, T*, int64_t);                                   \
-  template void count_correct<T>(const T*, const int64_t*, int64_t*, int64_t, int64_t); \
-  template void isfinite_all<T>(const T*, int64_t, bool*);                          \
-  template void mark_nonfinite<T>(const T*, int64_t, float*);
-PYCNN_INSTANTIATE_ALL(float)
-PYCNN_INSTANTIATE_ALL(double)
-PYCNN_INSTANTIATE_ALL(int64_t)
-PYCNN_INSTANTIATE_FLOAT(float)
-PYCNN_INSTANTIATE_FLOAT(double)
-#undef PYCNN_INSTANTIATE_ALL
-#undef PYCNN_INSTANTIATE_FLOAT
+PYCNN_INSTANTIATE_KERNELS_WITH_INT64(PYCNN_TENSOR_OPS_KERNELS_WITH_INT64)
+PYCNN_INSTANTIATE_KERNELS(PYCNN_TENSOR_OPS_KERNELS_FLOAT)
 
 }  // namespace cpu
 }  // namespace pycnn

@@ -159,23 +159,7 @@ void keep_or_undo(T* t, T* backup, int64_t n, const float* flag) {
   ex.launch(n, keep_or_undo_kernel<T>, t, backup, n, flag);
 }
 
-#define PYCNN_INSTANTIATE_ALL(T)                                                     \
-  template void add<T>(const T*, const T*, T*, int64_t);                             \
-  template void add_<T>(T*, const T*, int64_t, T);                                   \
-  template void copy_rows<T>(const T*, int64_t, T*, int64_t, int64_t, int64_t);    \
-  template void keep_or_undo<T>(T*, T*, int64_t, const float*);
-#define PYCNN_INSTANTIATE_FLOAT(T)                                                   \
-  template void scale_<T>(T*, int64_t, T);                                           \
-  template void sum_all<T>(const T*, T*, int64_t);                                   \
-  template void count_correct<T>(const T*, const int64_t*, int64_t*, int64_t, int64_t); \
-  template void isfinite_all<T>(const T*, int64_t, bool*);                          \
-  template void mark_nonfinite<T>(const T*, int64_t, float*);
-PYCNN_INSTANTIATE_ALL(float)
-PYCNN_INSTANTIATE_ALL(double)
-PYCNN_INSTANTIATE_ALL(int64_t)
-PYCNN_INSTANTIATE_FLOAT(float)
-PYCNN_INSTANTIATE_FLOAT(double)
-#undef PYCNN_INSTANTIATE_ALL
-#undef PYCNN_INSTANTIATE_FLOAT
+PYCNN_INSTANTIATE_KERNELS_WITH_INT64(PYCNN_TENSOR_OPS_KERNELS_WITH_INT64)
+PYCNN_INSTANTIATE_KERNELS(PYCNN_TENSOR_OPS_KERNELS_FLOAT)
 
 }  // namespace pycnn::cuda

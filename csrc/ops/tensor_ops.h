@@ -27,32 +27,24 @@ Tensor nonfinite_flag(const std::vector<Tensor>& tensors);
 // The Trainer's guard for what a forward changes outside the optimizer (BatchNorm's statistics).
 void keep_or_undo_(const std::vector<Tensor>& tensors, const std::vector<Tensor>& backups, const Tensor& found_inf);
 
-// add, add_, copy_rows and keep_or_undo exist for float, double and int64_t; the rest for float and double.
-namespace cpu {
-template <class T> void add(const T* a, const T* b, T* out, int64_t n);
-template <class T> void add_(T* dst, const T* src, int64_t n, T alpha);
-template <class T> void scale_(T* t, int64_t n, T s);
-// dst[r * dst_stride + j] = src[r * src_stride + j] for r < rows, j < cols
-template <class T>
-void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
-template <class T> void sum_all(const T* x, T* out, int64_t n);
-template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
-template <class T> void isfinite_all(const T* x, int64_t n, bool* result);  // result points to host memory
-template <class T> void mark_nonfinite(const T* x, int64_t n, float* flag);  // *flag = 1 when x has NaN/Inf
-template <class T> void keep_or_undo(T* t, T* backup, int64_t n, const float* flag);
-}  // namespace cpu
-
-namespace cuda {
-template <class T> void add(const T* a, const T* b, T* out, int64_t n);
-template <class T> void add_(T* dst, const T* src, int64_t n, T alpha);
-template <class T> void scale_(T* t, int64_t n, T s);
-template <class T>
-void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols);
-template <class T> void sum_all(const T* x, T* out, int64_t n);
-template <class T> void count_correct(const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c);
-template <class T> void isfinite_all(const T* x, int64_t n, bool* result);
-template <class T> void mark_nonfinite(const T* x, int64_t n, float* flag);  // flag in device memory
-template <class T> void keep_or_undo(T* t, T* backup, int64_t n, const float* flag);
-}  // namespace cuda
+// The kernels, CPU (tensor_ops.cpp) and CUDA (tensor_ops.cu) alike (see PYCNN_DECLARE_KERNELS in common.h):
+// the first list for float, double and int64_t, the second for float and double.
+// copy_rows: dst[r * dst_stride + j] = src[r * src_stride + j] for r < rows, j < cols.
+// isfinite_all: `result` points to host memory. mark_nonfinite: *flag = 1 when x has NaN/Inf (flag in
+// the memory of the kernel's device).
+#define PYCNN_TENSOR_OPS_KERNELS_WITH_INT64(X, T)                                                                      \
+  X(add, (const T* a, const T* b, T* out, int64_t n))                                                                  \
+  X(add_, (T* dst, const T* src, int64_t n, T alpha))                                                                  \
+  X(copy_rows, (const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols))             \
+  X(keep_or_undo, (T* t, T* backup, int64_t n, const float* flag))
+#define PYCNN_TENSOR_OPS_KERNELS_FLOAT(X, T)                                                                           \
+  X(scale_, (T* t, int64_t n, T s))                                                                                    \
+  X(sum_all, (const T* x, T* out, int64_t n))                                                                          \
+  X(count_correct, (const T* logits, const int64_t* labels, int64_t* out, int64_t n, int64_t c))                       \
+  X(isfinite_all, (const T* x, int64_t n, bool* result))                                                               \
+  X(mark_nonfinite, (const T* x, int64_t n, float* flag))
+#define PYCNN_TENSOR_OPS_KERNELS(X, T) PYCNN_TENSOR_OPS_KERNELS_WITH_INT64(X, T) PYCNN_TENSOR_OPS_KERNELS_FLOAT(X, T)
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_TENSOR_OPS_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_TENSOR_OPS_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn
