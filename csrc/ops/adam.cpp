@@ -2,9 +2,7 @@
 
 namespace pycnn {
 
-namespace {
 constexpr const char* kOp = "adam";
-}  // namespace
 
 void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
@@ -17,23 +15,16 @@ void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gra
   PYCNN_CHECK(h.beta2 >= 0.0 && h.beta2 < 1.0, ValueError, kOp, ": Invalid beta parameter at index 1: ", h.beta2);
   PYCNN_CHECK(h.weight_decay >= 0.0, ValueError, kOp, ": Invalid weight_decay value: ", h.weight_decay);
   std::vector<NamedBuffers> required = {{"exp_avgs", &exp_avgs}, {"exp_avg_sqs", &exp_avg_sqs}};
-  if (h.amsgrad) required.push_back({"max_exp_avg_sqs", &max_exp_avg_sqs});
-  else
-    PYCNN_CHECK(max_exp_avg_sqs.empty(), ValueError, kOp, ": expected no max_exp_avg_sqs (amsgrad=False), got ",
-                max_exp_avg_sqs.size());
+  require_if(h.amsgrad, kOp, "max_exp_avg_sqs", max_exp_avg_sqs, "amsgrad=False", required);
   check_optimizer_group(kOp, params, grads, required, steps, found_inf);
 
   const float* skip = found_inf_data(found_inf);
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Tensor& p = params[i];
-    const Tensor g = grads[i].contiguous();
-    dispatch_float(p.dtype(), kOp, [&](auto t) {
-      using T = decltype(t);
-      T* vmax = h.amsgrad ? max_exp_avg_sqs[i].data<T>() : nullptr;
-      PYCNN_ON_DEVICE(p.device(), adam_step<T>, p.data<T>(), g.data<T>(), exp_avgs[i].data<T>(),
-                      exp_avg_sqs[i].data<T>(), vmax, steps[i].data<double>(), p.numel(), h, skip);
-    });
-  }
+  for_each_param(kOp, params, grads, [&](auto t, size_t i, const Tensor& p, const Tensor& g) {
+    using T = decltype(t);
+    PYCNN_ON_DEVICE(p.device(), adam_step<T>, p.data<T>(), g.data<T>(), exp_avgs[i].data<T>(),
+                    exp_avg_sqs[i].data<T>(), h.amsgrad ? max_exp_avg_sqs[i].data<T>() : nullptr,
+                    steps[i].data<double>(), p.numel(), h, skip);
+  });
 }
 
 namespace cpu {
@@ -60,11 +51,7 @@ void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_av
   *step = t;
 }
 
-#define PYCNN_INSTANTIATE(T) \
-  template void adam_step<T>(T*, const T*, T*, T*, T*, double*, int64_t, const AdamHyper&, const float*);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_ADAM_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

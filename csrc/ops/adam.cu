@@ -33,10 +33,6 @@ void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_av
   advance_step(step, found_inf);
 }
 
-#define PYCNN_INSTANTIATE(T) \
-  template void adam_step<T>(T*, const T*, T*, T*, T*, double*, int64_t, const AdamHyper&, const float*);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_ADAM_KERNELS)
 
 }  // namespace pycnn::cuda

@@ -86,16 +86,11 @@ PYCNN_HD inline T adam_update(T p, T grad, T& exp_avg, T& exp_avg_sq, T& max_exp
 
 // One tensor of the group; max_exp_avg_sq is null unless amsgrad; step and found_inf (may be null)
 // live in the memory of the kernel's device.
-namespace cpu {
-template <class T>
-void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, double* step, int64_t n,
-               const AdamHyper& h, const float* found_inf);
-}  // namespace cpu
-
-namespace cuda {
-template <class T>
-void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, double* step, int64_t n,
-               const AdamHyper& h, const float* found_inf);
-}  // namespace cuda
+// The kernel, CPU (adam.cpp) and CUDA (adam.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_ADAM_KERNELS(X, T)                                                                                       \
+  X(adam_step, (T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, double* step, int64_t n,        \
+                const AdamHyper& h, const float* found_inf))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_ADAM_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_ADAM_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -25,17 +25,31 @@ void check_optimizer_group(const char* op, const std::vector<Tensor>& params, co
   check_count(op, "grads", grads.size(), n);
   check_count(op, "steps", steps.size(), n);
   for (const auto& [name, list] : required) check_count(op, name, list->size(), n);
-  if (found_inf) {
-    PYCNN_CHECK(found_inf->defined(), ValueError, op, ": found_inf is missing");
-    PYCNN_CHECK(found_inf->dtype() == DType::Float32 && found_inf->numel() == 1, ValueError, op,
-                ": expected found_inf a one-element float32 tensor (from _core.nonfinite_flag), got dtype ",
-                dtype_name(found_inf->dtype()), " and shape ", shape_str(found_inf->shape()));
-    if (n > 0)
-      PYCNN_CHECK(found_inf->device() == params[0].device(), DeviceError, op, ": found_inf is on ",
-                  found_inf->device().str(), " but params[0] is on ", params[0].device().str(),
-                  "; the flag must live on the parameters' device (it is read by the kernels)");
-  }
-  for (size_t i = 0; i < n; ++i) {
+  check_found_inf(op, found_inf, params);
+  check_group_members(op, params, grads, required, &steps);
+}
+
+void check_found_inf(const char* op, const Tensor* found_inf, const std::vector<Tensor>& params) {
+  if (!found_inf) return;
+  PYCNN_CHECK(found_inf->defined(), ValueError, op, ": found_inf is missing");
+  PYCNN_CHECK(found_inf->dtype() == DType::Float32 && found_inf->numel() == 1, ValueError, op,
+              ": expected found_inf a one-element float32 tensor (from _core.nonfinite_flag), got dtype ",
+              dtype_name(found_inf->dtype()), " and shape ", shape_str(found_inf->shape()));
+  if (!params.empty())
+    PYCNN_CHECK(found_inf->device() == params[0].device(), DeviceError, op, ": found_inf is on ",
+                found_inf->device().str(), " but params[0] is on ", params[0].device().str(),
+                "; the flag must live on the parameters' device (it is read by the kernels)");
+}
+
+void require_if(bool used, const char* op, const char* name, const std::vector<Tensor>& list,
+                const char* unused_because, std::vector<NamedBuffers>& required) {
+  if (used) required.push_back({name, &list});
+  else PYCNN_CHECK(list.empty(), ValueError, op, ": expected no ", name, " (", unused_because, "), got ", list.size());
+}
+
+void check_group_members(const char* op, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                         const std::vector<NamedBuffers>& required, const std::vector<Tensor>* steps) {
+  for (size_t i = 0; i < params.size(); ++i) {
     const Tensor& p = params[i];
     const std::string parg = cat("params[", i, "]");
     PYCNN_CHECK(p.defined(), ValueError, op, ": ", parg, " is missing");
@@ -51,7 +65,8 @@ void check_optimizer_group(const char* op, const std::vector<Tensor>& params, co
       PYCNN_CHECK((*list)[i].is_contiguous(), ValueError, op, ": ", name, "[", i,
                   "] must be contiguous (it is updated in place)");
     }
-    const Tensor& s = steps[i];
+    if (!steps) continue;
+    const Tensor& s = (*steps)[i];
     const std::string sarg = cat("steps[", i, "]");
     PYCNN_CHECK(s.defined(), ValueError, op, ": ", sarg, " is missing");
     PYCNN_CHECK(s.dtype() == DType::Float64 && s.numel() == 1, ValueError, op, ": expected ", sarg,

@@ -2,13 +2,7 @@
 
 namespace pycnn {
 
-namespace {
 constexpr const char* kOp = "rmsprop";
-
-void check_unused(const std::vector<Tensor>& list, const char* name, const char* why) {
-  PYCNN_CHECK(list.empty(), ValueError, kOp, ": expected no ", name, " (", why, "), got ", list.size());
-}
-}  // namespace
 
 void rmsprop_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                   const std::vector<Tensor>& square_avgs, const std::vector<Tensor>& grad_avgs,
@@ -22,24 +16,18 @@ void rmsprop_step(const std::vector<Tensor>& params, const std::vector<Tensor>& 
   PYCNN_CHECK(h.alpha >= 0.0, ValueError, kOp, ": Invalid alpha value: ", h.alpha);
   const bool use_buf = h.momentum > 0.0;
   std::vector<NamedBuffers> required = {{"square_avgs", &square_avgs}};
-  if (h.centered) required.push_back({"grad_avgs", &grad_avgs});
-  else check_unused(grad_avgs, "grad_avgs", "centered=False");
-  if (use_buf) required.push_back({"momentum_buffers", &momentum_buffers});
-  else check_unused(momentum_buffers, "momentum_buffers", "momentum=0");
+  require_if(h.centered, kOp, "grad_avgs", grad_avgs, "centered=False", required);
+  require_if(use_buf, kOp, "momentum_buffers", momentum_buffers, "momentum=0", required);
   check_optimizer_group(kOp, params, grads, required, steps, found_inf);
 
   const float* skip = found_inf_data(found_inf);
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Tensor& p = params[i];
-    const Tensor g = grads[i].contiguous();
-    dispatch_float(p.dtype(), kOp, [&](auto t) {
-      using T = decltype(t);
-      T* grad_avg = h.centered ? grad_avgs[i].data<T>() : nullptr;
-      T* buf = use_buf ? momentum_buffers[i].data<T>() : nullptr;
-      PYCNN_ON_DEVICE(p.device(), rmsprop_step<T>, p.data<T>(), g.data<T>(), square_avgs[i].data<T>(), grad_avg,
-                      buf, steps[i].data<double>(), p.numel(), h, skip);
-    });
-  }
+  for_each_param(kOp, params, grads, [&](auto t, size_t i, const Tensor& p, const Tensor& g) {
+    using T = decltype(t);
+    T* grad_avg = h.centered ? grad_avgs[i].data<T>() : nullptr;
+    T* buf = use_buf ? momentum_buffers[i].data<T>() : nullptr;
+    PYCNN_ON_DEVICE(p.device(), rmsprop_step<T>, p.data<T>(), g.data<T>(), square_avgs[i].data<T>(), grad_avg, buf,
+                    steps[i].data<double>(), p.numel(), h, skip);
+  });
 }
 
 namespace cpu {
@@ -68,11 +56,7 @@ void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* moment
   *step += 1.0;
 }
 
-#define PYCNN_INSTANTIATE(T) \
-  template void rmsprop_step<T>(T*, const T*, T*, T*, T*, double*, int64_t, const RMSpropHyper&, const float*);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_RMSPROP_KERNELS)
 
 }  // namespace cpu
 }  // namespace pycnn

@@ -41,10 +41,6 @@ void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* moment
   advance_step(step, found_inf);
 }
 
-#define PYCNN_INSTANTIATE(T) \
-  template void rmsprop_step<T>(T*, const T*, T*, T*, T*, double*, int64_t, const RMSpropHyper&, const float*);
-PYCNN_INSTANTIATE(float)
-PYCNN_INSTANTIATE(double)
-#undef PYCNN_INSTANTIATE
+PYCNN_INSTANTIATE_KERNELS(PYCNN_RMSPROP_KERNELS)
 
 }  // namespace pycnn::cuda

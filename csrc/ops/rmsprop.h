@@ -85,16 +85,11 @@ PYCNN_HD inline T rmsprop_update(T p, T grad, T& square_avg, T& grad_avg, T& mom
 
 // One tensor of the group; grad_avg / momentum_buffer are null when unused; step and found_inf
 // (may be null) live in the memory of the kernel's device.
-namespace cpu {
-template <class T>
-void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* momentum_buffer, double* step, int64_t n,
-                  const RMSpropHyper& h, const float* found_inf);
-}  // namespace cpu
-
-namespace cuda {
-template <class T>
-void rmsprop_step(T* param, const T* grad, T* square_avg, T* grad_avg, T* momentum_buffer, double* step, int64_t n,
-                  const RMSpropHyper& h, const float* found_inf);
-}  // namespace cuda
+// The kernel, CPU (rmsprop.cpp) and CUDA (rmsprop.cu) alike (see PYCNN_DECLARE_KERNELS in common.h).
+#define PYCNN_RMSPROP_KERNELS(X, T)                                                                                    \
+  X(rmsprop_step, (T* param, const T* grad, T* square_avg, T* grad_avg, T* momentum_buffer, double* step, int64_t n,   \
+                   const RMSpropHyper& h, const float* found_inf))
+namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_RMSPROP_KERNELS) }  // namespace cpu
+namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_RMSPROP_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -1,4 +1,4 @@
-// CUDA kernel of sgd.h: one thread per element, torch.optim.SGD's operations in the CPU's order;
+// CUDA kernel of sgd.h: one thread per element, sgd_update (the CPU loop's code);
 // every thread reads the found_inf flag (when given) and leaves its element alone when it is set.
 #include "../cuda/context.cuh"
 #include "sgd.h"
@@ -11,14 +11,7 @@ __global__ void sgd_kernel(T* param, const T* grad, T* buf, int64_t n, T lr, T m
                            T weight_decay, bool nesterov, bool first_step, const float* skip) {
   if (skip && *skip != 0.0f) return;
   PYCNN_KERNEL_LOOP(i, n) {  // i: element of the flattened parameter
-    T g = grad[i];
-    if (weight_decay != T(0)) g = g + weight_decay * param[i];
-    if (buf) {
-      const T b = first_step ? g : buf[i] * momentum + one_minus_dampening * g;
-      buf[i] = b;
-      g = nesterov ? g + momentum * b : b;
-    }
-    param[i] = param[i] + (-lr) * g;
+    sgd_update(param, grad, buf, i, lr, momentum, one_minus_dampening, weight_decay, nesterov, first_step);
   }
 }
 

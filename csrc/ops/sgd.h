@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../tensor.h"
+#include "optim_group.h"
 
 namespace pycnn {
 
@@ -19,6 +20,21 @@ namespace pycnn {
 void sgd_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
               const std::vector<Tensor>& momentum_buffers, double lr, double momentum, double dampening,
               double weight_decay, bool nesterov, bool first_step, const Tensor* found_inf = nullptr);
+
+// Element i, torch.optim.SGD's single-tensor operations in their order: updates param[i] and, when
+// buf is not null (momentum != 0), buf[i]. Straight-line code shared by the CPU loop and the CUDA kernel.
+template <class T>
+PYCNN_HD inline void sgd_update(T* param, const T* grad, T* buf, int64_t i, T lr, T momentum, T one_minus_dampening,
+                                T weight_decay, bool nesterov, bool first_step) {
+  T g = grad[i];
+  if (weight_decay != T(0)) g = g + weight_decay * param[i];
+  if (buf) {
+    const T b = first_step ? g : buf[i] * momentum + one_minus_dampening * g;
+    buf[i] = b;
+    g = nesterov ? g + momentum * b : b;
+  }
+  param[i] = param[i] + (-lr) * g;
+}
 
 // One tensor of the group; buf is null when momentum == 0; one_minus_dampening = 1 - dampening
 // rounded once from double, as PyTorch passes it; skip is null (never skip) or the found_inf flag,
