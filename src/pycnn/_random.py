@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
+
 _seed: int = 0
 _generator = np.random.default_rng(_seed)
 
@@ -18,8 +20,6 @@ def manual_seed(seed: int) -> None:
         raise ValueError(f"manual_seed: seed must be >= 0, got {seed}")
     _seed = seed
     _generator = np.random.default_rng(seed)
-    from . import _core  # late import: _random is imported before _core is loaded
-
     _core.manual_seed(seed)
 
 
@@ -29,15 +29,11 @@ def generator() -> np.random.Generator:
 
 
 def get_state() -> dict:
-    from . import _core
-
     return {"numpy": _generator.bit_generator.state, "core": int(_core.get_rng_offset()), "seed": _seed}
 
 
 def set_state(state: dict) -> None:
     global _seed
-    from . import _core
-
     _seed = int(state["seed"])
     _generator.bit_generator.state = state["numpy"]
     _core.manual_seed(_seed)

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _core
 from ._core import DType, Tensor
+from ._tensor_methods import _scalar_tensor
 from ._tensor_views import _as_strided, _cxx_reshape, _cxx_to, expand
 
 
@@ -132,7 +133,6 @@ def _source(self: Tensor, value: Any) -> Tensor:
         return value
     if isinstance(value, (np.ndarray, list, tuple)):
         return _core.from_numpy(np.ascontiguousarray(np.asarray(value)))
-    from ._tensor_methods import _scalar_tensor
     return _scalar_tensor(value, self.device)
 
 

@@ -548,7 +548,7 @@ _METHODS = {
 
 def install() -> None:
     """Sets every method above, and __getitem__/__setitem__, on _core.Tensor (idempotent)."""
-    from ._tensor_index import getitem, setitem
+    from ._tensor_index import getitem, setitem  # late: _tensor_index imports this module
     for name, fn in {**_METHODS, **VIEW_METHODS}.items():
         setattr(Tensor, name, fn)
     for name, fn in VIEW_PROPERTIES.items():

@@ -30,7 +30,14 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
+from . import nn
+from .models.densenet import DenseLayer
+from .models.googlenet import CeilMaxPool2d
+from .models.resnet import BasicBlock
+from .nn.parallel import DistributedDataParallel
 from .nn.parameter import Parameter
+from .summary import _dtype_of, _input_shape
+from .tensor import zeros
 
 __all__ = ["export", "OPSET"]
 
@@ -243,11 +250,6 @@ def _dense_layer(g: _Graph, m: Any, x: str) -> str:
 @functools.lru_cache(maxsize=None)
 def _converters() -> Tuple[Tuple[type, Callable[[_Graph, Any, str], str]], ...]:
     """(class, converter), most specific first: a module takes the first class it is an instance of."""
-    from . import nn
-    from .models.densenet import DenseLayer
-    from .models.googlenet import CeilMaxPool2d
-    from .models.resnet import BasicBlock
-
     return (
         (BasicBlock, _basic_block), (DenseLayer, _dense_layer), (CeilMaxPool2d, _max_pool),
         (nn.Sequential, _sequential), (nn.Residual, _residual), (nn.Concat, _concat), (nn.Identity, _identity),
@@ -277,8 +279,6 @@ def _convert(g: _Graph, m: Any, x: str) -> str:
 # ------------------------------------------------------------------------------------------------
 def _trace(model: Any, shape: Tuple[int, ...], dtype: Any) -> Dict[int, List[Tuple[tuple, tuple]]]:
     """Runs a zero batch through the model in eval mode; returns id(module) -> [(in, out) shape per call]."""
-    from .tensor import zeros
-
     calls: Dict[int, List[Tuple[tuple, tuple]]] = {}
 
     def hook(module: Any, args: Tuple[Any, ...], out: Any) -> None:
@@ -313,12 +313,8 @@ def export(model: Any, path: Any, input_size: Any, opset: int = OPSET) -> Any:
     NotImplementedError naming the first layer that ONNX cannot express.
     """
     onnx = _onnx()
-    from .summary import _dtype_of, _input_shape
-
     if opset < 13:
         raise ValueError(f"onnx.export: opset must be >= 13 (Softmax over one axis), got {opset}")
-    from .nn.parallel import DistributedDataParallel
-
     if isinstance(model, DistributedDataParallel):  # in eval mode it computes its module, names unprefixed
         model = model.module
     shape = _input_shape(input_size)

@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .tensor import float32, float64, zeros
+
 __all__ = ["summary", "ModelSummary", "LayerRow"]
 
 Pair = Tuple[int, int]
@@ -203,8 +205,6 @@ class _Frame:
 
 
 def _dtype_of(model: Any, dtype: Any) -> Any:
-    from .tensor import float32, float64
-
     if dtype is not None:
         if dtype in (float32, float64):
             return dtype
@@ -242,8 +242,6 @@ def summary(model: Any, input_size: Any, dtype: Any = None, device: Optional[str
     or ``(N, features)`` for fully connected models.  dtype: float32 or float64, by default the
     dtype of the model's parameters.  device: by default the model's.
     """
-    from .tensor import zeros
-
     shape = _input_shape(input_size)
     dt = _dtype_of(model, dtype)
     dev = device if device is not None else getattr(model, "device", "cpu")

@@ -19,10 +19,11 @@ Returns True, or raises AssertionError naming the worst element (False when
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
+from .nn.module import Module
 from .tensor import Tensor, as_tensor, float64
 
 __all__ = ["gradcheck"]
@@ -111,8 +112,6 @@ def _projection(y: Tensor, rng: np.random.Generator) -> np.ndarray:
 def gradcheck(module_or_fn: Any, inputs: Any, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
               raise_exception: bool = True) -> bool:
     """See the module docstring. Returns True, or raises AssertionError naming the worst element."""
-    from .nn.module import Module  # late: pycnn.nn imports this package's functional ops
-
     rng = np.random.default_rng(1234)  # a local generator: does not disturb pc.manual_seed's stream
     mism = _Mismatch()
     if isinstance(module_or_fn, Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .engine import backward, grad
 from .function import AccumulateGrad, Function, FunctionCtx, Node, alias, edge_of, mark_outputs
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from . import tensor_api
+from . import functional_rules, tensor_api, tensor_rules
 
 __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "backward", "grad", "Function",
            "FunctionCtx", "Node", "AccumulateGrad", "install",
@@ -23,8 +23,6 @@ def install() -> list:
     """Makes pycnn.functional's ops and Tensor's methods record on the tape (once, after every
     module that defines them is loaded; pycnn/__init__ calls it). Returns the differentiable
     Tensor methods that were not found."""
-    from . import functional_rules, tensor_rules
-
     functional_rules.install()
     tensor_api.install_creation()
     return tensor_rules.install()

@@ -13,6 +13,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from .. import distributed as dist
+
 __all__ = ["DistributedSampler"]
 
 
@@ -34,8 +36,6 @@ class DistributedSampler:
         if not hasattr(dataset, "__len__"):
             raise TypeError(f"DistributedSampler: dataset must define __len__, got {type(dataset).__name__}")
         if num_replicas is None or rank is None:
-            from .. import distributed as dist
-
             if not dist.is_initialized():
                 raise RuntimeError("DistributedSampler: num_replicas and rank are needed when no process group "
                                    "is initialized (call pc.distributed.init_process_group() first)")

@@ -7,6 +7,7 @@ tensors, NCCL for CUDA tensors. Start the same script on N processes with the cl
 
 mpi4py is imported on first use, not here: `import pycnn` never needs MPI.
 """
+from . import _mpi, _nccl
 from ._mpi import INSTALL_HINT as MPI_INSTALL_HINT
 from ._mpi import DistributedTimeoutError
 from .process_group import (Work, all_gather_object, all_reduce, barrier, broadcast, broadcast_object,
@@ -16,8 +17,6 @@ from .process_group import (Work, all_gather_object, all_reduce, barrier, broadc
 
 def status() -> dict:
     """{"mpi": ..., "nccl": ...}: one line each on whether the backend is usable (what `pycnn info` prints)."""
-    from . import _mpi, _nccl
-
     try:
         nccl = f"NCCL {_nccl.version()} ({_nccl.load()[0]})"
     except (_nccl.NcclNotFoundError, RuntimeError, AttributeError) as e:

@@ -18,6 +18,8 @@ import numpy as np
 
 from .. import _args, _core
 from .. import autograd as _autograd
+from ..io import save as _save_module
+from ..summary import summary as _summarise
 from ..tensor import Tensor, as_tensor, float32, float64, int64
 from ._passes import _explicit, _recording_forward, _restoring_cache
 from .parameter import Parameter, _as_device_or_dtype, _deepcopy_value, zero_grads
@@ -533,13 +535,10 @@ class Module:
         raise TypeError("pycnn modules cannot be pickled; use pc.save(model, path) (safetensors)")
 
     def save(self, path: Any) -> None:
-        from ..io import save
-
-        save(self, path)
+        _save_module(self, path)
 
     def summary(self, input_size: Any, verbose: bool = True, **kw: Any) -> Any:
-        from ..summary import summary
-        result = summary(self, input_size, **kw)  # printed unless verbose=False, as Keras and torchinfo
+        result = _summarise(self, input_size, **kw)  # printed unless verbose=False, as Keras and torchinfo
         if verbose:
             print(result)
         return result

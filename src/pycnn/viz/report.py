@@ -18,6 +18,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..summary import _rf_str, _shape_str, summary
 from .plots import _grid, _pyplot, plot_feature_maps, plot_filters, plot_history
 from .saliency import _EvalMode, _as_input, activations, saliency, top_activating_patches
 
@@ -43,8 +44,6 @@ def report(model: Any, x: Any, path: Any = "report.html", target: Optional[int] 
     label per output class (default: the dataset's ``classes``, else the class indices).
     Needs matplotlib (``pip install pycnn[viz]``).
     """
-    from ..summary import summary
-
     path = _check_path(path)
     img = _check_input(model, x)
     logits = _logits(model, img)
@@ -306,8 +305,6 @@ def _section_saliency(img: np.ndarray, sal: np.ndarray, name: str, is_pred: bool
 
 
 def _section_summary(s: Any) -> str:
-    from ..summary import _rf_str, _shape_str
-
     head = ("layer", "output shape", "parameters", "parameter formula", "multiply-adds", "MAC formula",
             "receptive field / jump (px)")
     rows = []
@@ -349,8 +346,6 @@ def _conv_layers(model: Any, geometry: Any) -> List[Tuple[Any, Any]]:
 
 
 def _section_convs(model: Any, img: np.ndarray, convs: List[Tuple[Any, Any]], plt: Any) -> str:
-    from ..summary import _rf_str
-
     if not convs:
         return _missing("conv-layers", "4. Inside each convolution", "This model has no convolution.")
     parts = ["<p>Each convolution slides its filters over its input; each filter gives one feature map. "
@@ -373,8 +368,6 @@ def _section_convs(model: Any, img: np.ndarray, convs: List[Tuple[Any, Any]], pl
 
 
 def _section_patches(model: Any, img: np.ndarray, convs: List[Tuple[Any, Any]], images: np.ndarray) -> str:
-    from ..summary import _rf_str
-
     heading = "5. What the units look for"
     spatial = [(r, m) for r, m in convs if r.receptive_field is not None]
     if not spatial:

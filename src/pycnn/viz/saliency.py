@@ -14,6 +14,9 @@ from typing import Any, Iterator, List, Tuple, Union
 
 import numpy as np
 
+from ..summary import summary
+from ..tensor import Tensor, as_tensor, float32, float64, from_numpy
+
 __all__ = ["saliency", "activations", "top_activating_patches"]
 
 
@@ -21,8 +24,6 @@ __all__ = ["saliency", "activations", "top_activating_patches"]
 # helpers
 # ------------------------------------------------------------------------------------------------
 def _model_dtype(model: Any) -> Any:
-    from ..tensor import float32, float64
-
     for p in model.parameters():
         if p.dtype in (float32, float64):
             return p.dtype
@@ -31,8 +32,6 @@ def _model_dtype(model: Any) -> Any:
 
 def _as_input(model: Any, x: Any, fn: str) -> Any:
     """x as a Tensor on the model's device with the model's float dtype."""
-    from ..tensor import Tensor, as_tensor, float32
-
     dtype = _model_dtype(model)
     if isinstance(x, Tensor):
         t = x
@@ -100,8 +99,6 @@ def saliency(model: Any, x: Any, target: Any) -> np.ndarray:
     (the same for every image) or one int per image.  The model runs in eval mode (its training
     flags are restored), and its parameter gradients are left untouched.
     """
-    from ..tensor import from_numpy
-
     xt = _as_input(model, x, "saliency")
     if len(xt.shape) != 4:
         raise ValueError(f"saliency: x must be a batch of images (N, C, H, W), got shape {tuple(xt.shape)}")
@@ -158,8 +155,6 @@ def activations(model: Any, layer: Any, x: Any) -> np.ndarray:
 def _batches(dataset: Any, batch_size: int) -> Iterator[np.ndarray]:
     """Input batches (NumPy) from an array/Tensor, an (x, y) pair, an indexable dataset of
     (x, y) samples, or a DataLoader-like iterable of (x, y) batches."""
-    from ..tensor import Tensor
-
     def arr(v: Any) -> np.ndarray:
         return np.asarray(v.numpy()) if isinstance(v, Tensor) or hasattr(v, "numpy") else np.asarray(v)
 
@@ -187,8 +182,6 @@ def _batches(dataset: Any, batch_size: int) -> Iterator[np.ndarray]:
 
 
 def _layer_geometry(model: Any, name: str, sample_shape: Tuple[int, ...]):
-    from ..summary import summary
-
     s = summary(model, (1,) + tuple(sample_shape))
     for r in s.rows:
         if r.name == name:
