@@ -21,6 +21,17 @@ void check_nchw(const Shape& s, const char* op, const char* arg) {
               " with a non-empty H x W plane, got shape ", shape_str(s));
 }
 
+// The planes of an input of shape s (N, C, H, W) and its output size (OH, OW); the window is the caller's.
+Pool2dGeom planes_of(const Shape& s, int64_t OH, int64_t OW) {
+  Pool2dGeom g;
+  g.planes = s[0] * s[1];
+  g.H = s[2];
+  g.W = s[3];
+  g.OH = OH;
+  g.OW = OW;
+  return g;
+}
+
 }  // namespace
 
 Pool2dGeom pool2d_shape(const Shape& s, PoolPair k, PoolPair st, PoolPair p, const char* op) {
@@ -33,10 +44,7 @@ Pool2dGeom pool2d_shape(const Shape& s, PoolPair k, PoolPair st, PoolPair p, con
   PYCNN_CHECK(p[0] <= k[0] / 2 && p[1] <= k[1] / 2, ValueError, op,
               ": pad should be at most half of kernel size, but got padding=", pair_str(p), " for kernel_size=",
               pair_str(k), "; use padding <= kernel_size // 2 = ", pair_str({k[0] / 2, k[1] / 2}));
-  Pool2dGeom g;
-  g.planes = s[0] * s[1];
-  g.H = s[2];
-  g.W = s[3];
+  Pool2dGeom g = planes_of(s, 0, 0);
   g.kh = k[0];
   g.kw = k[1];
   g.sh = st[0];
@@ -58,18 +66,24 @@ Pool2dGeom adaptive_pool2d_shape(const Shape& s, PoolPair out, const char* op) {
   check_nchw(s, op, "input");
   PYCNN_CHECK(out[0] >= 1 && out[1] >= 1, ValueError, op, ": output_size must be >= 1 in both dimensions, got ",
               pair_str(out));
-  Pool2dGeom g;
-  g.planes = s[0] * s[1];
-  g.H = s[2];
-  g.W = s[3];
-  g.OH = out[0];
-  g.OW = out[1];
-  return g;
+  return planes_of(s, out[0], out[1]);
 }
 
 namespace {
 
 Shape out_shape(const Shape& in, const Pool2dGeom& g) { return {in[0], in[1], g.OH, g.OW}; }
+
+// The frame of the avg kernels: src made contiguous, dst (dst_shape, src's dtype and device)
+// written by kernel(T{}, src, dst) for src's element type T.
+template <class Kernel>
+Tensor gather_into(const Tensor& src_, const Shape& dst_shape, const char* op, Kernel&& kernel) {
+  const Tensor src = src_.contiguous();
+  return dispatch_float(src.dtype(), op, [&](auto t) {
+    Tensor dst = Tensor::empty(dst_shape, src.dtype(), src.device());
+    kernel(t, src, dst);
+    return dst;
+  });
+}
 
 void check_grad_output(const Tensor& dy, const Tensor& other, const char* op, const char* other_name) {
   check_defined(dy, op, "grad_output");
@@ -115,11 +129,7 @@ Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& in
                 " with kernel_size=(", g.kh, ", ", g.kw, "), stride=(", g.sh, ", ", g.sw, "), padding=(", g.ph, ", ",
                 g.pw, "), got ", shape_str(dy_.shape()));
   } else {
-    g.planes = input_shape[0] * input_shape[1];
-    g.H = input_shape[2];
-    g.W = input_shape[3];
-    g.OH = dy_.size(2);
-    g.OW = dy_.size(3);
+    g = planes_of(input_shape, dy_.size(2), dy_.size(3));
     g.windows = false;
   }
   const Tensor dy = dy_.contiguous(), am = am_.contiguous();
@@ -151,12 +161,9 @@ Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& in
 
 Tensor avg_pool2d_forward(const Tensor& x_, PoolPair kernel, PoolPair stride, PoolPair padding) {
   const Pool2dGeom g = pool2d_shape(x_, kernel, stride, padding, "avg_pool2d");
-  const Tensor x = x_.contiguous();
-  return dispatch_float(x.dtype(), "avg_pool2d", [&](auto t) {
+  return gather_into(x_, out_shape(x_.shape(), g), "avg_pool2d", [&](auto t, const Tensor& x, const Tensor& y) {
     using T = decltype(t);
-    Tensor y = Tensor::empty(out_shape(x.shape(), g), x.dtype(), x.device());
     PYCNN_ON_DEVICE(x.device(), avg_pool2d_forward<T>, x.data<T>(), y.data<T>(), g);
-    return y;
   });
 }
 
@@ -166,12 +173,9 @@ Tensor avg_pool2d_backward(const Tensor& dy_, const Shape& input_shape, PoolPair
   check_defined(dy_, op, "grad_output");
   const Pool2dGeom g = pool2d_shape(input_shape, kernel, stride, padding, op);
   check_shape(dy_, out_shape(input_shape, g), op, "grad_output");
-  const Tensor dy = dy_.contiguous();
-  return dispatch_float(dy.dtype(), op, [&](auto t) {
+  return gather_into(dy_, input_shape, op, [&](auto t, const Tensor& dy, const Tensor& dx) {
     using T = decltype(t);
-    Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
     PYCNN_ON_DEVICE(dy.device(), avg_pool2d_backward<T>, dy.data<T>(), dx.data<T>(), g);
-    return dx;
   });
 }
 
@@ -179,12 +183,9 @@ Tensor adaptive_avg_pool2d_forward(const Tensor& x_, PoolPair output_size) {
   const char* op = "adaptive_avg_pool2d";
   check_defined(x_, op, "input");
   const Pool2dGeom g = adaptive_pool2d_shape(x_.shape(), output_size, op);
-  const Tensor x = x_.contiguous();
-  return dispatch_float(x.dtype(), op, [&](auto t) {
+  return gather_into(x_, out_shape(x_.shape(), g), op, [&](auto t, const Tensor& x, const Tensor& y) {
     using T = decltype(t);
-    Tensor y = Tensor::empty(out_shape(x.shape(), g), x.dtype(), x.device());
     PYCNN_ON_DEVICE(x.device(), adaptive_avg_pool2d_forward<T>, x.data<T>(), y.data<T>(), g);
-    return y;
   });
 }
 
@@ -198,28 +199,22 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& input_shape)
               ", OH, OW) with OH, OW >= 1 for input_shape ", shape_str(input_shape), ", got ",
               shape_str(dy_.shape()));
   const Pool2dGeom g = adaptive_pool2d_shape(input_shape, {dy_.size(2), dy_.size(3)}, op);
-  const Tensor dy = dy_.contiguous();
-  return dispatch_float(dy.dtype(), op, [&](auto t) {
+  return gather_into(dy_, input_shape, op, [&](auto t, const Tensor& dy, const Tensor& dx) {
     using T = decltype(t);
-    Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
     PYCNN_ON_DEVICE(dy.device(), adaptive_avg_pool2d_backward<T>, dy.data<T>(), dx.data<T>(), g);
-    return dx;
   });
 }
 
 namespace cpu {
 
-// count_include_pad=True divisor of output row/column o: the window clipped to the PADDED input.
-inline int64_t avg_extent(int64_t o, int64_t s, int64_t p, int64_t k, int64_t in) {
-  const int64_t start = o * s - p;
-  return std::min(start + k, in + p) - start;
-}
-
-// Outputs o whose window [o*s - p, o*s - p + k) covers input index i: [lo, hi] (empty when lo > hi).
-inline void covering(int64_t i, int64_t s, int64_t p, int64_t k, int64_t out, int64_t& lo, int64_t& hi) {
-  const int64_t a = i + p - k + 1;
-  lo = a <= 0 ? 0 : (a + s - 1) / s;
-  hi = std::min(out - 1, (i + p) / s);
+// f(p, r, c) for every plane p < planes and every (r, c) of its rows x cols grid, (plane, row)
+// pairs shared out over the threads. Each call writes its own element: any schedule, same bits.
+template <class F>
+void for_each_plane_point(int64_t planes, int64_t rows, int64_t cols, bool par, F&& f) {
+#pragma omp parallel for collapse(2) if (par)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) f(p, r, c);
 }
 
 // One plane of the common 2x2, stride 2, unpadded pooling. Same rule as the general loop
@@ -276,9 +271,11 @@ void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
   for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t oh = 0; oh < g.OH; ++oh) {
       const T* xp = x + p * in_plane;
-      const int64_t hs = oh * g.sh - g.ph, h0 = std::max<int64_t>(hs, 0), h1 = std::min(hs + g.kh, g.H);
+      int64_t h0, h1;
+      window(oh, g.sh, g.ph, g.kh, g.H, h0, h1);
       for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const int64_t ws = ow * g.sw - g.pw, w0 = std::max<int64_t>(ws, 0), w1 = std::min(ws + g.kw, g.W);
+        int64_t w0, w1;
+        window(ow, g.sw, g.pw, g.kw, g.W, w0, w1);
         T best = -std::numeric_limits<T>::infinity();
         int64_t bi = h0 * g.W + w0;  // padding is -inf: the first in-bounds element wins an all -inf window
         for (int64_t h = h0; h < h1; ++h)
@@ -317,10 +314,12 @@ void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
   for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t oh = 0; oh < g.OH; ++oh) {
       const T* xp = x + p * in_plane;
-      const int64_t hs = oh * g.sh - g.ph, h0 = std::max<int64_t>(hs, 0), h1 = std::min(hs + g.kh, g.H);
+      int64_t h0, h1;
+      window(oh, g.sh, g.ph, g.kh, g.H, h0, h1);
       const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
       for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const int64_t ws = ow * g.sw - g.pw, w0 = std::max<int64_t>(ws, 0), w1 = std::min(ws + g.kw, g.W);
+        int64_t w0, w1;
+        window(ow, g.sw, g.pw, g.kw, g.W, w0, w1);
         const int64_t ew = avg_extent(ow, g.sw, g.pw, g.kw, g.W);
         T sum = 0;
         for (int64_t h = h0; h < h1; ++h)
@@ -343,17 +342,7 @@ void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
       const T* dyp = dy + p * out_plane;
       int64_t oh0, oh1;
       covering(h, g.sh, g.ph, g.kh, g.OH, oh0, oh1);
-      for (int64_t w = 0; w < g.W; ++w) {
-        int64_t ow0, ow1;
-        covering(w, g.sw, g.pw, g.kw, g.OW, ow0, ow1);
-        T acc = 0;
-        for (int64_t oh = oh0; oh <= oh1; ++oh) {
-          const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
-          for (int64_t ow = ow0; ow <= ow1; ++ow)
-            acc += dyp[oh * g.OW + ow] / (static_cast<T>(eh) * static_cast<T>(avg_extent(ow, g.sw, g.pw, g.kw, g.W)));
-        }
-        dx[p * in_plane + h * g.W + w] = acc;
-      }
+      for (int64_t w = 0; w < g.W; ++w) dx[p * in_plane + h * g.W + w] = avg_grad_at(dyp, oh0, oh1, w, g);
     }
 }
 
@@ -361,22 +350,18 @@ template <class T>
 void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
-#pragma omp parallel for collapse(2) if (par)
-  for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow)
-        y[p * out_plane + oh * g.OW + ow] = adaptive_avg_at(x + p * in_plane, oh, ow, g);
+  for_each_plane_point(g.planes, g.OH, g.OW, par, [&](int64_t p, int64_t oh, int64_t ow) {
+    y[p * out_plane + oh * g.OW + ow] = adaptive_avg_at(x + p * in_plane, oh, ow, g);
+  });
 }
 
 template <class T>
 void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
   const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
-#pragma omp parallel for collapse(2) if (par)
-  for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t h = 0; h < g.H; ++h)
-      for (int64_t w = 0; w < g.W; ++w)
-        dx[p * in_plane + h * g.W + w] = adaptive_avg_grad_at(dy + p * out_plane, h, w, g);
+  for_each_plane_point(g.planes, g.H, g.W, par, [&](int64_t p, int64_t h, int64_t w) {
+    dx[p * in_plane + h * g.W + w] = adaptive_avg_grad_at(dy + p * out_plane, h, w, g);
+  });
 }
 
 PYCNN_INSTANTIATE_KERNELS(PYCNN_POOL2D_KERNELS)

@@ -9,29 +9,11 @@
 namespace pycnn::cuda {
 namespace {
 
-// count_include_pad=True divisor of output index o: the window clipped to the PADDED input.
-__device__ inline int64_t avg_extent(int64_t o, int64_t s, int64_t p, int64_t k, int64_t in) {
-  const int64_t start = o * s - p;
-  const int64_t end = start + k < in + p ? start + k : in + p;
-  return end - start;
-}
-
-// Outputs o whose window [o*s - p, o*s - p + k) covers input index i: [lo, hi] (empty when lo > hi).
-__device__ inline void covering(int64_t i, int64_t s, int64_t p, int64_t k, int64_t out, int64_t& lo, int64_t& hi) {
-  const int64_t a = i + p - k + 1;
-  lo = a <= 0 ? 0 : (a + s - 1) / s;
-  const int64_t h = (i + p) / s;
-  hi = h < out - 1 ? h : out - 1;
-}
-
 template <class T>
-__global__ void max_fwd_kernel(const T* x, T* y, int64_t* argmax, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {
-    const int64_t ow = k % g.OW, oh = (k / g.OW) % g.OH, p = k / (g.OW * g.OH);
+__global__ void max_fwd_kernel(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
+  PYCNN_KERNEL_LOOP(k, g.out_elems()) {
+    const auto [p, oh, ow, h0, h1, w0, w1] = output_window(k, g);
     const T* xp = x + p * g.H * g.W;
-    const int64_t hs = oh * g.sh - g.ph, ws = ow * g.sw - g.pw;
-    const int64_t h0 = hs > 0 ? hs : 0, h1 = hs + g.kh < g.H ? hs + g.kh : g.H;
-    const int64_t w0 = ws > 0 ? ws : 0, w1 = ws + g.kw < g.W ? ws + g.kw : g.W;
     T best = -INFINITY;
     int64_t bi = h0 * g.W + w0;  // an all -inf window: the first in-bounds element
     for (int64_t h = h0; h < h1; ++h)
@@ -64,8 +46,8 @@ __global__ void max_bwd_plane_kernel(const T* dy, const int64_t* argmax, T* dx, 
 }
 
 template <class T>
-__global__ void max_bwd_gather_kernel(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {
+__global__ void max_bwd_gather_kernel(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g) {
+  PYCNN_KERNEL_LOOP(k, g.in_elems()) {
     const int64_t w = k % g.W, h = (k / g.W) % g.H, p = k / (g.W * g.H);
     const T* dyp = dy + p * g.OH * g.OW;
     const int64_t* ap = argmax + p * g.OH * g.OW;
@@ -82,13 +64,10 @@ __global__ void max_bwd_gather_kernel(const T* dy, const int64_t* argmax, T* dx,
 }
 
 template <class T>
-__global__ void avg_fwd_kernel(const T* x, T* y, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {
-    const int64_t ow = k % g.OW, oh = (k / g.OW) % g.OH, p = k / (g.OW * g.OH);
+__global__ void avg_fwd_kernel(const T* x, T* y, Pool2dGeom g) {
+  PYCNN_KERNEL_LOOP(k, g.out_elems()) {
+    const auto [p, oh, ow, h0, h1, w0, w1] = output_window(k, g);
     const T* xp = x + p * g.H * g.W;
-    const int64_t hs = oh * g.sh - g.ph, ws = ow * g.sw - g.pw;
-    const int64_t h0 = hs > 0 ? hs : 0, h1 = hs + g.kh < g.H ? hs + g.kh : g.H;
-    const int64_t w0 = ws > 0 ? ws : 0, w1 = ws + g.kw < g.W ? ws + g.kw : g.W;
     const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H), ew = avg_extent(ow, g.sw, g.pw, g.kw, g.W);
     T sum = 0;
     for (int64_t h = h0; h < h1; ++h)
@@ -98,34 +77,26 @@ __global__ void avg_fwd_kernel(const T* x, T* y, Pool2dGeom g, int64_t total) {
 }
 
 template <class T>
-__global__ void avg_bwd_kernel(const T* dy, T* dx, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {
+__global__ void avg_bwd_kernel(const T* dy, T* dx, Pool2dGeom g) {
+  PYCNN_KERNEL_LOOP(k, g.in_elems()) {
     const int64_t w = k % g.W, h = (k / g.W) % g.H, p = k / (g.W * g.H);
-    const T* dyp = dy + p * g.OH * g.OW;
-    int64_t oh0, oh1, ow0, ow1;
+    int64_t oh0, oh1;
     covering(h, g.sh, g.ph, g.kh, g.OH, oh0, oh1);
-    covering(w, g.sw, g.pw, g.kw, g.OW, ow0, ow1);
-    T acc = 0;
-    for (int64_t oh = oh0; oh <= oh1; ++oh) {
-      const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
-      for (int64_t ow = ow0; ow <= ow1; ++ow)
-        acc += dyp[oh * g.OW + ow] / (static_cast<T>(eh) * static_cast<T>(avg_extent(ow, g.sw, g.pw, g.kw, g.W)));
-    }
-    dx[k] = acc;
+    dx[k] = avg_grad_at(dy + p * g.OH * g.OW, oh0, oh1, w, g);
   }
 }
 
 template <class T>
-__global__ void adaptive_fwd_kernel(const T* x, T* y, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {  // k = (p*OH + oh)*OW + ow
+__global__ void adaptive_fwd_kernel(const T* x, T* y, Pool2dGeom g) {
+  PYCNN_KERNEL_LOOP(k, g.out_elems()) {  // k = (p*OH + oh)*OW + ow
     const int64_t ow = k % g.OW, oh = (k / g.OW) % g.OH, p = k / (g.OW * g.OH);
     y[k] = adaptive_avg_at(x + p * g.H * g.W, oh, ow, g);
   }
 }
 
 template <class T>
-__global__ void adaptive_bwd_kernel(const T* dy, T* dx, Pool2dGeom g, int64_t total) {
-  PYCNN_KERNEL_LOOP(k, total) {  // k = (p*H + h)*W + w
+__global__ void adaptive_bwd_kernel(const T* dy, T* dx, Pool2dGeom g) {
+  PYCNN_KERNEL_LOOP(k, g.in_elems()) {  // k = (p*H + h)*W + w
     const int64_t w = k % g.W, h = (k / g.W) % g.H, p = k / (g.W * g.H);
     dx[k] = adaptive_avg_grad_at(dy + p * g.OH * g.OW, h, w, g);
   }
@@ -135,56 +106,32 @@ __global__ void adaptive_bwd_kernel(const T* dy, T* dx, Pool2dGeom g, int64_t to
 
 template <class T>
 void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
-  const int64_t total = g.planes * g.OH * g.OW;
-  if (total <= 0) return;
-  Exec ex(y);
-  ex.launch(total, max_fwd_kernel<T>, x, y, argmax, g, total);
+  launch_over(y, g.out_elems(), max_fwd_kernel<T>, x, y, argmax, g);
 }
 
 template <class T>
 void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g) {
-  const int64_t in_total = g.planes * g.H * g.W;
-  if (in_total <= 0) return;
+  if (g.in_elems() <= 0) return;
   Exec ex(dx);
   if (g.windows) {
-    ex.launch(in_total, max_bwd_gather_kernel<T>, dy, argmax, dx, g, in_total);
+    ex.launch(g.in_elems(), max_bwd_gather_kernel<T>, dy, argmax, dx, g);
     return;
   }
-  PYCNN_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<size_t>(in_total) * sizeof(T), ex.stream()));
+  PYCNN_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<size_t>(g.in_elems()) * sizeof(T), ex.stream()));
   if (g.OH * g.OW > 0) ex.launch(g.planes, max_bwd_plane_kernel<T>, dy, argmax, dx, g);
 }
 
-template <class T>
-void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
-  const int64_t total = g.planes * g.OH * g.OW;
-  if (total <= 0) return;
-  Exec ex(y);
-  ex.launch(total, avg_fwd_kernel<T>, x, y, g, total);
-}
-
-template <class T>
-void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
-  const int64_t total = g.planes * g.H * g.W;
-  if (total <= 0) return;
-  Exec ex(dx);
-  ex.launch(total, avg_bwd_kernel<T>, dy, dx, g, total);
-}
-
-template <class T>
-void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
-  const int64_t total = g.planes * g.OH * g.OW;
-  if (total <= 0) return;
-  Exec ex(y);
-  ex.launch(total, adaptive_fwd_kernel<T>, x, y, g, total);
-}
-
-template <class T>
-void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
-  const int64_t total = g.planes * g.H * g.W;
-  if (total <= 0) return;
-  Exec ex(dx);
-  ex.launch(total, adaptive_bwd_kernel<T>, dy, dx, g, total);
-}
+// avg and adaptive avg, forward and backward: one thread per element of the result
+#define PYCNN_POOL2D_GATHER(name, kernel, elems)                                                                       \
+  template <class T>                                                                                                   \
+  void name(const T* src, T* dst, Pool2dGeom g) {                                                                      \
+    launch_over(dst, g.elems(), kernel<T>, src, dst, g);                                                               \
+  }
+PYCNN_POOL2D_GATHER(avg_pool2d_forward, avg_fwd_kernel, out_elems)
+PYCNN_POOL2D_GATHER(avg_pool2d_backward, avg_bwd_kernel, in_elems)
+PYCNN_POOL2D_GATHER(adaptive_avg_pool2d_forward, adaptive_fwd_kernel, out_elems)
+PYCNN_POOL2D_GATHER(adaptive_avg_pool2d_backward, adaptive_bwd_kernel, in_elems)
+#undef PYCNN_POOL2D_GATHER
 
 PYCNN_INSTANTIATE_KERNELS(PYCNN_POOL2D_KERNELS)
 

@@ -21,6 +21,9 @@ struct Pool2dGeom {
   int64_t OH = 0, OW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
   bool windows = true;  // kh..pw are known (max backward called without them: false)
+
+  PYCNN_HD int64_t in_elems() const { return planes * H * W; }
+  PYCNN_HD int64_t out_elems() const { return planes * OH * OW; }
 };
 
 // The one check of max_pool2d / avg_pool2d: input_shape 4-D (N, C, H, W) with H, W >= 1,
@@ -79,6 +82,58 @@ PYCNN_HD inline T adaptive_avg_grad_at(const T* dyp, int64_t h, int64_t w, const
       const int64_t ew = adaptive_end(ow, g.W, g.OW) - adaptive_start(ow, g.W, g.OW);
       acc += dyp[oh * g.OW + ow] / static_cast<T>(eh * ew);
     }
+  }
+  return acc;
+}
+
+// Input indices [lo, hi) of output index o's window [o*s - p, o*s - p + k), clipped to [0, in).
+PYCNN_HD inline void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t in, int64_t& lo, int64_t& hi) {
+  const int64_t start = o * s - p;
+  lo = start > 0 ? start : 0;
+  hi = start + k < in ? start + k : in;
+}
+
+// Output element k = (p*OH + oh)*OW + ow of a window pool and its clipped input window.
+struct OutputWindow {
+  int64_t p, oh, ow, h0, h1, w0, w1;
+};
+PYCNN_HD inline OutputWindow output_window(int64_t k, const Pool2dGeom& g) {
+  OutputWindow o;
+  o.ow = k % g.OW;
+  o.oh = (k / g.OW) % g.OH;
+  o.p = k / (g.OW * g.OH);
+  window(o.oh, g.sh, g.ph, g.kh, g.H, o.h0, o.h1);
+  window(o.ow, g.sw, g.pw, g.kw, g.W, o.w0, o.w1);
+  return o;
+}
+
+// count_include_pad=True divisor of output row/column o: the window clipped to the PADDED input.
+PYCNN_HD inline int64_t avg_extent(int64_t o, int64_t s, int64_t p, int64_t k, int64_t in) {
+  const int64_t start = o * s - p;
+  const int64_t end = start + k < in + p ? start + k : in + p;
+  return end - start;
+}
+
+// Outputs o whose window [o*s - p, o*s - p + k) covers input index i: [lo, hi] (empty when lo > hi).
+PYCNN_HD inline void covering(int64_t i, int64_t s, int64_t p, int64_t k, int64_t out, int64_t& lo, int64_t& hi) {
+  const int64_t a = i + p - k + 1;
+  lo = a <= 0 ? 0 : (a + s - 1) / s;
+  const int64_t h = (i + p) / s;
+  hi = h < out - 1 ? h : out - 1;
+}
+
+// d/dx at input (h, w) of one plane of avg_pool2d from its gradient plane dyp, a gather: the sum,
+// in row-major output order, of dy / divisor over the windows that cover (h, w). [oh0, oh1] =
+// covering(h) (the CPU loop finds it once per input row). The CPU loop and the CUDA kernel both call it.
+template <class T>
+PYCNN_HD inline T avg_grad_at(const T* dyp, int64_t oh0, int64_t oh1, int64_t w, const Pool2dGeom& g) {
+  int64_t ow0, ow1;
+  covering(w, g.sw, g.pw, g.kw, g.OW, ow0, ow1);
+  T acc = 0;
+  for (int64_t oh = oh0; oh <= oh1; ++oh) {
+    const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
+    for (int64_t ow = ow0; ow <= ow1; ++ow)
+      acc += dyp[oh * g.OW + ow] / (static_cast<T>(eh) * static_cast<T>(avg_extent(ow, g.sw, g.pw, g.kw, g.W)));
   }
   return acc;
 }
