@@ -1,6 +1,8 @@
 """pycnn: convolutional neural networks with a C++/CUDA core."""
 from __future__ import annotations
 
+__version__ = "0.1.0"  # before the imports: runtime, io and viz read it when they load
+
 from . import _core_loader  # noqa: F401  (loads the core and its BLAS first)
 from . import _core
 from ._random import manual_seed
@@ -16,8 +18,6 @@ from . import onnx  # noqa: E402  (pc.onnx.export; the onnx package is imported 
 from . import autograd  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
 autograd.install()  # last: makes the ops defined above record on the tape
-
-__version__ = "0.1.0"
 
 __all__ = [
     "bool", "cat", "stack", "arange", "zeros_like", "ones_like", "full_like",

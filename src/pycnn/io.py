@@ -38,6 +38,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from . import __version__
 from .tensor import Tensor, from_numpy
 
 __all__ = ["save", "load", "load_into", "load_metadata"]
@@ -108,12 +109,6 @@ def _architecture(model: Any) -> str:
     return json.dumps(desc)
 
 
-def _version() -> str:
-    import pycnn
-
-    return str(getattr(pycnn, "__version__", "unknown"))
-
-
 def save(model_or_state_dict: Any, path: PathLike, metadata: Optional[Mapping[str, str]] = None) -> None:
     """Write a model's ``state_dict()`` (or a dict name -> Tensor/array) to a safetensors file.
 
@@ -126,7 +121,7 @@ def save(model_or_state_dict: Any, path: PathLike, metadata: Optional[Mapping[st
     given, ``architecture`` (JSON: class, module names and types, repr), plus the ``metadata``
     given here (str -> str).
     """
-    meta: Dict[str, str] = {"format": "pycnn", "pycnn_version": _version()}
+    meta: Dict[str, str] = {"format": "pycnn", "pycnn_version": __version__}
     state_dict_fn = getattr(model_or_state_dict, "state_dict", None)
     if callable(state_dict_fn) and not isinstance(model_or_state_dict, Mapping):
         state = state_dict_fn()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import types
 
-from . import _core, _core_loader
+from . import __version__, _core, _core_loader
 
 
 def set_num_threads(n: int) -> None:
@@ -22,8 +22,6 @@ def get_num_threads() -> int:
 
 
 def build_info() -> dict:
-    from . import __version__
-
     return {
         "version": __version__,
         "cuda": bool(_core.cuda_compiled()),

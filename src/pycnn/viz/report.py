@@ -18,6 +18,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import __version__
 from ..summary import _rf_str, _shape_str, summary
 from .plots import _grid, _pyplot, plot_feature_maps, plot_filters, plot_history
 from .saliency import _EvalMode, _as_input, activations, saliency, top_activating_patches
@@ -75,8 +76,6 @@ def report(model: Any, x: Any, path: Any = "report.html", target: Optional[int] 
         _section_history(hist, plt) if hist is not None else _missing(
             "history", "6. How it learned", "pass history= (what fit returned) to see the learning curves."),
     ]
-    from .. import __version__
-
     page = _PAGE.format(title=_e(title or f"{model_name}: what it sees in this input"),
                         lead=_e(f"{model_name}, {geometry.total_params:,} parameters, on one input of shape "
                                 f"{tuple(img.shape[1:])}: it predicts {names[pred]} with probability "
