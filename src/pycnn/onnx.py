@@ -36,7 +36,7 @@ from .models.googlenet import CeilMaxPool2d
 from .models.resnet import BasicBlock
 from .nn.parallel import DistributedDataParallel
 from .nn.parameter import Parameter
-from .summary import _dtype_of, _input_shape
+from .summary import _dtype_of, _input_shape, eval_mode
 from .tensor import zeros
 
 __all__ = ["export", "OPSET"]
@@ -285,21 +285,13 @@ def _trace(model: Any, shape: Tuple[int, ...], dtype: Any) -> Dict[int, List[Tup
         inp = args[0] if args else None
         calls.setdefault(id(module), []).append((tuple(getattr(inp, "shape", ())), tuple(getattr(out, "shape", ()))))
 
-    modules = list(model.modules())
-    flags = [(m, m.training) for m in modules]
-    handles = [m.register_forward_hook(hook) for m in modules]
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        model.eval()
-        model(zeros(*shape, dtype=dtype, device=getattr(model, "device", "cpu")))
+        with eval_mode(model):
+            model(zeros(*shape, dtype=dtype, device=getattr(model, "device", "cpu")))
     finally:
         for h in handles:
             h.remove()
-        for m, flag in flags:
-            object.__setattr__(m, "training", flag)
-        for m in modules:
-            clear = getattr(m, "_clear_cache", None)
-            if callable(clear):
-                clear()
     return calls
 
 

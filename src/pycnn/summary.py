@@ -27,8 +27,9 @@ Conventions
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -196,6 +197,25 @@ def _fmt_rf(v: Optional[Pair]) -> Optional[RF]:
 # ------------------------------------------------------------------------------------------------
 # the traced forward pass
 # ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[Any]:
+    """Every module of ``model`` in eval mode for a forward pass that only looks (summary,
+    onnx.export, the viz maps); on exit each module gets its own training flag back and drops what
+    the pass cached."""
+    modules = list(model.modules())
+    flags = [(m, getattr(m, "training", False)) for m in modules]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            object.__setattr__(m, "training", flag)
+        for m in modules:
+            clear = getattr(m, "_clear_cache", None)
+            if callable(clear):
+                clear()
+
+
 class _Frame:
     __slots__ = ("row", "module", "rf_in", "child_rfs")
 
@@ -327,32 +347,25 @@ def summary(model: Any, input_size: Any, dtype: Any = None, device: Optional[str
                 stack[-1].child_rfs.append(rf)
         return None
 
-    flags = [(m, getattr(m, "training", False)) for _, m in all_modules]
     handles = []
-    try:
-        for _, m in all_modules:
-            handles.append(m.register_forward_pre_hook(pre_hook))
-            handles.append(m.register_forward_hook(hook))
-        model.eval()
+    with eval_mode(model):
         try:
-            model(x)
-        except Exception as e:
-            where = f" in {stack[-1].row.name or stack[-1].row.type} ({stack[-1].row.type})" if stack else ""
-            msg = f"summary: the forward pass of a zero batch of shape {shape}{where} failed: {e}"
+            for _, m in all_modules:
+                handles.append(m.register_forward_pre_hook(pre_hook))
+                handles.append(m.register_forward_hook(hook))
             try:
-                err = type(e)(msg)
-            except Exception:
-                err = RuntimeError(msg)
-            raise err from e
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags:
-            object.__setattr__(m, "training", flag)
-        for _, m in all_modules:
-            clear = getattr(m, "_clear_cache", None)
-            if callable(clear):
-                clear()
+                model(x)
+            except Exception as e:
+                where = f" in {stack[-1].row.name or stack[-1].row.type} ({stack[-1].row.type})" if stack else ""
+                msg = f"summary: the forward pass of a zero batch of shape {shape}{where} failed: {e}"
+                try:
+                    err = type(e)(msg)
+                except Exception:
+                    err = RuntimeError(msg)
+                raise err from e
+        finally:
+            for h in handles:
+                h.remove()
 
     seen = set()
     total = trainable = 0

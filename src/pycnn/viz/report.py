@@ -19,9 +19,9 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from ..summary import _rf_str, _shape_str, summary
+from ..summary import _rf_str, _shape_str, eval_mode, summary
 from .plots import _grid, _pyplot, plot_feature_maps, plot_filters, plot_history
-from .saliency import _EvalMode, _as_input, activations, saliency, top_activating_patches
+from .saliency import _as_input, activations, saliency, top_activating_patches
 
 __all__ = ["report"]
 
@@ -138,7 +138,7 @@ def _check_input(model: Any, x: Any) -> np.ndarray:
 
 def _logits(model: Any, img: np.ndarray) -> np.ndarray:
     try:
-        with _EvalMode(model):
+        with eval_mode(model):
             out = model(_as_input(model, img, _FN))
     except Exception as e:
         raise ValueError(f"{_FN}: the model cannot run on x of shape {img.shape}: {e}") from e

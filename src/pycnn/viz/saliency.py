@@ -14,7 +14,7 @@ from typing import Any, Iterator, List, Tuple, Union
 
 import numpy as np
 
-from ..summary import summary
+from ..summary import eval_mode, summary
 from ..tensor import Tensor, as_tensor, float32, float64, from_numpy
 
 __all__ = ["saliency", "activations", "top_activating_patches"]
@@ -47,26 +47,6 @@ def _as_input(model: Any, x: Any, fn: str) -> Any:
     if t.device != dev:
         t = t.to(dev)
     return t
-
-
-class _EvalMode:
-    """Puts every module in eval mode, restores each one's flag (and drops caches) on exit."""
-
-    def __init__(self, model: Any):
-        self.model = model
-
-    def __enter__(self):
-        self.flags = [(m, getattr(m, "training", False)) for m in self.model.modules()]
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: Any) -> None:
-        for m, flag in self.flags:
-            object.__setattr__(m, "training", flag)
-        for m in self.model.modules():
-            clear = getattr(m, "_clear_cache", None)
-            if callable(clear):
-                clear()
 
 
 def _resolve_layer(model: Any, layer: Any) -> Tuple[str, Any]:
@@ -104,7 +84,7 @@ def saliency(model: Any, x: Any, target: Any) -> np.ndarray:
         raise ValueError(f"saliency: x must be a batch of images (N, C, H, W), got shape {tuple(xt.shape)}")
     n = xt.shape[0]
     frozen = [(p, p.requires_grad) for p in model.parameters()]
-    with _EvalMode(model):
+    with eval_mode(model):
         try:
             for p, _ in frozen:  # no parameter gradients: faster, and .grad stays as it was
                 p.requires_grad = False
@@ -143,7 +123,7 @@ def activations(model: Any, layer: Any, x: Any) -> np.ndarray:
     captured: List[Any] = []
     handle = module.register_forward_hook(lambda m, args, out: captured.append(out) and None)
     try:
-        with _EvalMode(model):
+        with eval_mode(model):
             model(xt)
     finally:
         handle.remove()
@@ -211,7 +191,7 @@ def top_activating_patches(model: Any, layer: Any, unit: int, dataset: Any, k: i
     captured: List[Any] = []
     handle = module.register_forward_hook(lambda m, args, out: captured.append(out) and None)
     try:
-        with _EvalMode(model):
+        with eval_mode(model):
             for xb in _batches(dataset, batch_size):
                 if len(xb) == 0:
                     continue
