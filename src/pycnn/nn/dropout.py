@@ -17,10 +17,6 @@ class Dropout(Module):
         self._cache = None
         self._eval_pass = False
 
-    def _clear_cache(self) -> None:
-        self._cache = None
-        self._eval_pass = False
-
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace=False"
 
