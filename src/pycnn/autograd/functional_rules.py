@@ -16,7 +16,7 @@ from .. import _args, _core
 from .. import functional as F
 from ..tensor import Tensor
 from .function import Function, _as_traced
-from .grad_mode import _local
+from .grad_mode import per_thread
 
 __all__ = ["install", "FUNCTIONS"]
 
@@ -293,7 +293,7 @@ def _traced(name: str, fn: Callable, cls: type) -> Callable:
 
     @functools.wraps(fn)
     def op(*args: Any, **kwargs: Any) -> Any:
-        s = _local.state
+        s = per_thread.state
         if s.capture is not None or not s.enabled:
             return fn(*args, **kwargs)
         bound = sig.bind(*args, **kwargs)
@@ -314,7 +314,7 @@ def _traced_join(fn: Callable, cls: type, default_dim: int) -> Callable:
 
     @functools.wraps(fn)
     def op(tensors: Any, dim: int = default_dim) -> Any:
-        s = _local.state
+        s = per_thread.state
         tensors = list(tensors)
         if s.capture is not None or not s.enabled:
             return fn(tensors, dim)

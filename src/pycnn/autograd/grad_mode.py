@@ -39,12 +39,12 @@ class _PerThread(threading.local):
         self.state = _State()
 
 
-_local = _PerThread()
+per_thread = _PerThread()  # read by autograd and nn/_passes.py, nn/parameter.py: ``per_thread.state``
 
 
 def is_grad_enabled() -> bool:
     """True unless inside ``no_grad()`` (on this thread)."""
-    return _local.state.enabled
+    return per_thread.state.enabled
 
 
 class _GradMode:
@@ -54,12 +54,12 @@ class _GradMode:
     _mode = True
 
     def __enter__(self) -> None:
-        st = _local.state
+        st = per_thread.state
         self._prev = st.enabled
         st.enabled = self._mode
 
     def __exit__(self, *exc: Any) -> None:
-        _local.state.enabled = self._prev
+        per_thread.state.enabled = self._prev
 
     def __call__(self, fn: Callable) -> Callable:
         if not callable(fn):
@@ -68,7 +68,7 @@ class _GradMode:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            st = _local.state
+            st = per_thread.state
             prev = st.enabled
             st.enabled = mode
             try:
@@ -111,7 +111,7 @@ class set_grad_enabled(_GradMode):
         if not isinstance(mode, bool):
             raise TypeError(f"set_grad_enabled: mode must be a bool, got {mode!r}")
         self._mode = mode
-        st = _local.state
+        st = per_thread.state
         self._prev = st.enabled
         st.enabled = mode
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..tensor import Tensor
 from .function import Node, _as_traced, _fresh, alias, edge_of, mark_outputs
-from .grad_mode import _local
+from .grad_mode import per_thread
 
 __all__ = ["module_node", "input_leaf", "ModuleNode"]
 
@@ -61,12 +61,12 @@ class ModuleNode(Node):
         m = self.module
         g = tuple(grads) if self.many else grads[0]
         need_x = bool(self.needs_input_grad) and self.needs_input_grad[0]
-        _local.state.next_capture = self.capture  # the module's backward reads this call's caches
+        per_thread.state.next_capture = self.capture  # the module's backward reads this call's caches
         try:
             if not need_x and _takes_need_input_grad(m):
                 dx = m.backward(g, need_input_grad=False)
             else:
                 dx = m.backward(g)
         finally:
-            _local.state.next_capture = None
+            per_thread.state.next_capture = None
         return tuple(dx) if isinstance(dx, (tuple, list)) else (dx,) + (None,) * (len(self.edges) - 1)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _core
 from ..tensor import Tensor
 from .function import Node, _as_traced, edge_of, mark_outputs
-from .grad_mode import _local
+from .grad_mode import per_thread
 
 __all__ = ["install", "RULES", "INPLACE"]
 
@@ -343,7 +343,7 @@ def _needs(x: Any, args: tuple) -> bool:
 
 def _wrap(name: str, orig: Callable, rule: Callable) -> Callable:
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        s = _local.state
+        s = per_thread.state
         if s.capture is not None or not s.enabled:
             return orig(self, *args, **kwargs)
         args = tuple(_as_traced(a) for a in args)
@@ -371,7 +371,7 @@ def _wrap(name: str, orig: Callable, rule: Callable) -> Callable:
 
 def _refusing(name: str, orig: Callable) -> Callable:
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        s = _local.state
+        s = per_thread.state
         if s.enabled and s.capture is None and _needs(self, args):
             raise RuntimeError(f"{name}: an in-place operation on a tensor that requires grad (or with an operand "
                                "that does) would make the recorded graph wrong; use the out-of-place form "

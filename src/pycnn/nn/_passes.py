@@ -10,7 +10,7 @@ import inspect
 import itertools
 from typing import TYPE_CHECKING, Any, Callable, Tuple
 
-from ..autograd.grad_mode import _local
+from ..autograd.grad_mode import per_thread
 from ..autograd.module_node import input_leaf as _input_leaf, module_node as _module_node
 from ..tensor import Tensor
 
@@ -42,7 +42,7 @@ def _recording_forward(forward: Callable) -> Callable:
         d = self.__dict__
         if d.get("_in_forward"):  # super().forward() of a subclass: one call, one cache entry
             return forward(self, *args, **kwargs)
-        tls = _local.state
+        tls = per_thread.state
         depth = tls.depth
         traced = False
         explicit = tree = None
@@ -141,7 +141,7 @@ def _take_entry(m: "Module", stack: list) -> Tuple[int, Any]:
     """(index, entry) of the cache this backward reads: the newest of the capture (autograd's
     node) or pass being differentiated (the newest of all when none is chosen yet). Entries are
     (pass id, capture id, training, values). (-1, None) when empty."""
-    tls = _local.state
+    tls = per_thread.state
     want, field = tls.bw_pass, tls.bw_field
     if not stack:
         return -1, None
@@ -165,7 +165,7 @@ def _restoring_cache(backward: Callable) -> Callable:
         d = self.__dict__
         if d.get("_in_backward", False):
             return backward(self, *args, **kwargs)
-        tls = _local.state
+        tls = per_thread.state
         bw_depth = tls.bw_depth
         if bw_depth == 0:
             if tls.next_capture is not None:  # autograd's node of one module call

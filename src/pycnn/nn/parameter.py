@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _args
 from .. import autograd as _autograd
-from ..autograd.grad_mode import _local
+from ..autograd.grad_mode import per_thread
 from ..tensor import DType, Tensor, as_tensor, float32, float64
 
 __all__ = ["Parameter"]
@@ -58,7 +58,7 @@ class Parameter:
         """The tensor that stands for this parameter in the ops a forward records: a leaf over
         ``.data``'s storage whose gradient sums into ``self.grad``; ``.data`` itself where
         nothing is recorded (grad mode off, frozen, or inside a module with its own backward)."""
-        s = _local.state
+        s = per_thread.state
         if not self.requires_grad or not s.enabled or s.capture is not None:
             return self._data
         leaf = self.__dict__.get("_leaf")
