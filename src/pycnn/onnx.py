@@ -36,7 +36,7 @@ from .models.googlenet import CeilMaxPool2d
 from .models.resnet import BasicBlock
 from .nn.parallel import DistributedDataParallel
 from .nn.parameter import Parameter
-from .summary import _dtype_of, _input_shape, eval_mode
+from .summary import batch_shape, eval_mode, model_dtype
 from .tensor import zeros
 
 __all__ = ["export", "OPSET"]
@@ -309,8 +309,8 @@ def export(model: Any, path: Any, input_size: Any, opset: int = OPSET) -> Any:
         raise ValueError(f"onnx.export: opset must be >= 13 (Softmax over one axis), got {opset}")
     if isinstance(model, DistributedDataParallel):  # in eval mode it computes its module, names unprefixed
         model = model.module
-    shape = _input_shape(input_size)
-    calls = _trace(model, shape, _dtype_of(model, None))
+    shape = batch_shape(input_size)
+    calls = _trace(model, shape, model_dtype(model, None))
     np_dtype = np.dtype(np.float32)  # what ONNX runtimes have kernels for (onnxruntime has no float64 Conv)
     out_shape = calls[id(model)][0][1]
     names = {id(m): n for n, m in model.named_modules()}

@@ -224,7 +224,9 @@ class _Frame:
         self.child_rfs: List[_Geo] = []
 
 
-def _dtype_of(model: Any, dtype: Any) -> Any:
+def model_dtype(model: Any, dtype: Any) -> Any:
+    """The dtype of the zero batch: `dtype` when given (pc or NumPy float32/float64), else that of
+    the model's first floating-point parameter (float32 for none); summary and onnx.export."""
     if dtype is not None:
         if dtype in (float32, float64):
             return dtype
@@ -240,7 +242,8 @@ def _dtype_of(model: Any, dtype: Any) -> Any:
     return float32
 
 
-def _input_shape(input_size: Any) -> Tuple[int, ...]:
+def batch_shape(input_size: Any) -> Tuple[int, ...]:
+    """input_size as the zero batch's shape: (C, H, W) and (features,) get a batch of one."""
     if isinstance(input_size, (int, np.integer)):
         input_size = (input_size,)
     try:
@@ -262,8 +265,8 @@ def summary(model: Any, input_size: Any, dtype: Any = None, device: Optional[str
     or ``(N, features)`` for fully connected models.  dtype: float32 or float64, by default the
     dtype of the model's parameters.  device: by default the model's.
     """
-    shape = _input_shape(input_size)
-    dt = _dtype_of(model, dtype)
+    shape = batch_shape(input_size)
+    dt = model_dtype(model, dtype)
     dev = device if device is not None else getattr(model, "device", "cpu")
     x = zeros(*shape, dtype=dt, device=dev)
 
@@ -398,11 +401,13 @@ def _itemsize(t: Any) -> int:
 # ------------------------------------------------------------------------------------------------
 # the table
 # ------------------------------------------------------------------------------------------------
-def _shape_str(s: Optional[Tuple[int, ...]]) -> str:
+def shape_text(s: Optional[Tuple[int, ...]]) -> str:
+    """A shape as the table shows it: "[1, 6, 28, 28]" ("--" for none)."""
     return "--" if s is None else "[" + ", ".join(str(v) for v in s) + "]"
 
 
-def _rf_str(r: LayerRow) -> str:
+def receptive_field_text(r: LayerRow) -> str:
+    """The row's "receptive field / jump" as the table shows it ("--" once the field is global)."""
     if r.receptive_field is None:
         return "--"
     def one(v: RF) -> str:
@@ -444,8 +449,8 @@ def _table(s: ModelSummary) -> str:
     for i, r in enumerate(s.rows):
         params = "--" if (r.is_container and r.params == 0) or r.params == 0 else f"{r.params:,}"
         mac = r.mac_formula.split(" = ")[0] if r.mac_formula else "--"  # the product; its value is the next column
-        body.append((_layer_label(s.rows, i), _shape_str(r.output_shape), params, r.formula or "--", mac,
-                     f"{r.mult_adds:,}" if r.mult_adds else "--", _rf_str(r)))
+        body.append((_layer_label(s.rows, i), shape_text(r.output_shape), params, r.formula or "--", mac,
+                     f"{r.mult_adds:,}" if r.mult_adds else "--", receptive_field_text(r)))
     widths = [max(len(h), *(len(b[c]) for b in body)) if body else len(h) for c, h in enumerate(header)]
     def line(cells: Sequence[str]) -> str:
         out = cells[0].ljust(widths[0])

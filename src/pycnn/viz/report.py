@@ -19,7 +19,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import __version__
-from ..summary import _rf_str, _shape_str, eval_mode, summary
+from ..summary import eval_mode, receptive_field_text, shape_text, summary
 from .plots import _grid, _pyplot, plot_feature_maps, plot_filters, plot_history
 from .saliency import _as_input, activations, saliency, top_activating_patches
 
@@ -310,8 +310,8 @@ def _section_summary(s: Any) -> str:
     for r in s.rows:
         label = (r.name + " " if r.name else "") + f"({r.type})"
         mac = r.mac_formula.split(" = ")[0] if r.mac_formula else "--"
-        cells = (_shape_str(r.output_shape), f"{r.params:,}" if r.params else "--", r.formula or "--",
-                 f"{r.mult_adds:,}" if r.mult_adds else "--", mac, _rf_str(r))
+        cells = (shape_text(r.output_shape), f"{r.params:,}" if r.params else "--", r.formula or "--",
+                 f"{r.mult_adds:,}" if r.mult_adds else "--", mac, receptive_field_text(r))
         rows.append(f'<tr><td style="padding-left:{0.3 + 1.2 * r.depth:.1f}em">{_e(label)}</td>'
                     + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     rf = s.receptive_field
@@ -358,7 +358,8 @@ def _section_convs(model: Any, img: np.ndarray, convs: List[Tuple[Any, Any]], pl
         maps = plot_feature_maps(model, r.name, img, max_maps=_MAX_MAPS)
         caption = (f"{c} → {o} channels, kernel {kh}×{kw}, output "
                    f"{r.output_shape[1]}×{r.output_shape[2]}×{r.output_shape[3]}; each output pixel sees "
-                   f"{_rf_str(r).split(' / ')[0]} input pixels (receptive field / jump {_rf_str(r)}).")
+                   f"{receptive_field_text(r).split(' / ')[0]} input pixels "
+                   f"(receptive field / jump {receptive_field_text(r)}).")
         parts.append(f'<div class="conv"><h3>Layer {_e(r.name)} ({_e(r.type)})</h3><p>{_e(caption)}</p>'
                      '<div class="row">'
                      f'<div>{_img(filt, f"filters of {r.name}", plt.close)}</div>'
@@ -383,7 +384,8 @@ def _section_patches(model: Any, img: np.ndarray, convs: List[Tuple[Any, Any]], 
         ax.set_axis_off()
         ax.set_title(f"unit {u}: activations {acts[0]:.2f} … {acts[-1]:.2f}", fontsize=9, loc="left")
     text = (f"<p>Layer {_e(r.name)} ({_e(r.type)}), whose output pixels each see "
-            f"{_e(_rf_str(r).split(' / ')[0])} input pixels. For the {len(units)} channels (units) that respond "
+            f"{_e(receptive_field_text(r).split(' / ')[0])} input pixels. "
+            f"For the {len(units)} channels (units) that respond "
             f"most to this input, the {_PATCH_K} patches of the dataset ({len(images):,} images searched) where "
             "each responds most strongly, strongest first: the unit's receptive field cropped from the image "
             "(Zeiler &amp; Fergus, 2014).</p>")
