@@ -277,8 +277,9 @@ void check_operands(const Tensor& a, const Tensor& b, const char* op, const char
   check_same_dtype(a, b, op, an, bn);
 }
 
-void check_grad_matches(const Tensor& dy, const Tensor& of, const char* op, const char* of_name) {
+void check_grad_matches(const Tensor& dy, const Tensor& of, const char* op, const char* of_name, const char* of_arg) {
   check_defined(dy, op, "grad_output");
+  if (of_arg) check_defined(of, op, of_arg);
   check_same_device(dy, of, op, "grad_output", of_name);
   check_same_dtype(dy, of, op, "grad_output", of_name);
   check_shape(dy, of.shape(), op, "grad_output");

@@ -89,6 +89,8 @@ void check_shape(const Tensor& t, const Shape& expected, const char* op, const c
 // Two operands: both defined, on one device, of one dtype (in that order of checks).
 void check_operands(const Tensor& a, const Tensor& b, const char* op, const char* arg_a, const char* arg_b);
 // A backward's grad_output against the tensor `of` whose shape it has: defined, same device, dtype, shape.
-void check_grad_matches(const Tensor& grad_output, const Tensor& of, const char* op, const char* of_name);
+// With of_arg, `of` is also checked to be defined (named of_arg), right after grad_output.
+void check_grad_matches(const Tensor& grad_output, const Tensor& of, const char* op, const char* of_name,
+                        const char* of_arg = nullptr);
 
 }  // namespace pycnn

@@ -22,11 +22,7 @@ Tensor activation_forward(const Tensor& x_, Act a, double alpha) {
 
 Tensor activation_backward(const Tensor& dy_, const Tensor& x_, Act a, double alpha) {
   const char* op = act_name(a);
-  check_defined(dy_, op, "grad_output");
-  check_defined(x_, op, "saved input");
-  check_same_device(dy_, x_, op, "grad_output", "input");
-  check_same_dtype(dy_, x_, op, "grad_output", "input");
-  check_shape(dy_, x_.shape(), op, "grad_output");
+  check_grad_matches(dy_, x_, op, "input", "saved input");
   const Tensor dy = dy_.contiguous(), x = x_.contiguous();
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), op, [&](auto t) {
@@ -55,10 +51,7 @@ void prelu_layout(const Tensor& x, const Tensor& w, int64_t& outer, int64_t& cha
 }  // namespace
 
 Tensor prelu_forward(const Tensor& x_, const Tensor& w_) {
-  check_defined(x_, "prelu", "input");
-  check_defined(w_, "prelu", "weight");
-  check_same_device(x_, w_, "prelu", "input", "weight");
-  check_same_dtype(x_, w_, "prelu", "input", "weight");
+  check_operands(x_, w_, "prelu", "input", "weight");
   const Tensor x = x_.contiguous(), w = w_.contiguous();
   int64_t outer, channels, inner;
   prelu_layout(x, w, outer, channels, inner);

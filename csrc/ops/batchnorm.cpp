@@ -94,10 +94,7 @@ Tensor batch_norm_forward_eval(const Tensor& x_, const Tensor& gamma_, const Ten
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& dy_, const Tensor& x_, const Tensor& gamma_,
                                                        const Tensor& mean_, const Tensor& invstd_) {
   const Layout l = check_input(x_, "input");
-  check_defined(dy_, kOp, "grad_output");
-  check_same_device(dy_, x_, kOp, "grad_output", "input");
-  check_same_dtype(dy_, x_, kOp, "grad_output", "input");
-  check_shape(dy_, x_.shape(), kOp, "grad_output");
+  check_grad_matches(dy_, x_, kOp, "input");
   check_channel(gamma_, x_, "weight (gamma)", false);
   check_channel(mean_, x_, "save_mean", true);
   check_channel(invstd_, x_, "save_invstd", true);

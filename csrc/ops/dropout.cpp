@@ -24,10 +24,7 @@ std::pair<Tensor, Tensor> dropout_forward(const Tensor& x_, double p) {
 
 Tensor dropout_backward(const Tensor& dy_, const Tensor& mask_) {
   const char* op = "dropout_backward";
-  check_defined(dy_, op, "grad_output");
-  check_defined(mask_, op, "mask");
-  check_same_device(dy_, mask_, op, "grad_output", "mask");
-  check_same_dtype(dy_, mask_, op, "grad_output", "mask");
+  check_operands(dy_, mask_, op, "grad_output", "mask");
   check_shape(dy_, mask_.shape(), op, "grad_output");
   const Tensor dy = dy_.contiguous(), mask = mask_.contiguous();
   Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());

@@ -7,10 +7,7 @@
 namespace pycnn {
 
 LinearDims linear_shape(const Tensor& x, const Tensor& w, const Tensor* b, const Tensor* dy, const char* op) {
-  check_defined(x, op, "input");
-  check_defined(w, op, "weight");
-  check_same_device(x, w, op, "input", "weight");
-  check_same_dtype(x, w, op, "input", "weight");
+  check_operands(x, w, op, "input", "weight");
   PYCNN_CHECK(w.dim() == 2, ValueError, op, ": expected weight of 2 dimensions (out_features, in_features), got shape ",
               shape_str(w.shape()));
   LinearDims d;

@@ -7,10 +7,7 @@ namespace pycnn {
 
 namespace {
 void check_pair(const Tensor& x, const Tensor& target, const char* op) {
-  check_defined(x, op, "input");
-  check_defined(target, op, "target");
-  check_same_device(x, target, op, "input", "target");
-  check_same_dtype(x, target, op, "input", "target");
+  check_operands(x, target, op, "input", "target");
   PYCNN_CHECK(x.shape() == target.shape(), ValueError, op, ": expected target of shape ", shape_str(x.shape()),
               " (the shape of the input), got ", shape_str(target.shape()),
               "; reshape one of them (no broadcasting)");
@@ -44,24 +41,12 @@ Tensor mse_backward(const Tensor& x_, const Tensor& t_, double grad_scale) {
 
 namespace cpu {
 
-constexpr int64_t kBlock = 1 << 14;  // fixed reduction blocks: the result does not depend on threads
-
 template <class T>
 void mse_forward(const T* x, const T* target, T* loss, int64_t n) {
-  const int64_t nb = (n + kBlock - 1) / kBlock;
-  std::vector<double> part(static_cast<size_t>(nb));
-#pragma omp parallel for if (n > kParallelGrain)
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
-    double s = 0;
-    for (int64_t i = lo; i < hi; ++i) {
-      const double d = static_cast<double>(x[i]) - static_cast<double>(target[i]);
-      s += d * d;
-    }
-    part[b] = s;
-  }
-  double total = 0;
-  for (int64_t b = 0; b < nb; ++b) total += part[b];
+  const double total = fixed_block_sum(n, [&](int64_t i) {
+    const double d = static_cast<double>(x[i]) - static_cast<double>(target[i]);
+    return d * d;
+  });
   loss[0] = static_cast<T>(total / static_cast<double>(n));
 }
 

@@ -23,6 +23,16 @@ Tensor softmax_impl(const Tensor& x_, bool log) {
   });
   return y;
 }
+
+// cross_entropy's inputs: scores (N, C) with N > 0 (`if_empty` ends the message when N == 0) and N
+// labels in [0, C).
+void check_cross_entropy(const Tensor& scores, const Tensor& labels, const char* op, const char* scores_name,
+                         const char* if_empty) {
+  check_rows(scores, op, scores_name);
+  check_class_labels(labels, scores, op, scores_name);
+  PYCNN_CHECK(scores.size(0) > 0, ValueError, op, ": the batch is empty (", scores_name, " of shape ",
+              shape_str(scores.shape()), "); ", if_empty);
+}
 }  // namespace
 
 void check_class_labels(const Tensor& labels, const Tensor& scores, const char* op, const char* scores_name) {
@@ -53,10 +63,7 @@ Tensor log_softmax_forward(const Tensor& x) { return softmax_impl(x, true); }
 Tensor softmax_backward(const Tensor& dy_, const Tensor& y_) {
   const char* op = "softmax_backward";
   check_rows(y_, op, "saved output");
-  check_defined(dy_, op, "grad_output");
-  check_same_device(dy_, y_, op, "grad_output", "output");
-  check_same_dtype(dy_, y_, op, "grad_output", "output");
-  check_shape(dy_, y_.shape(), op, "grad_output");
+  check_grad_matches(dy_, y_, op, "output");
   const Tensor dy = dy_.contiguous(), y = y_.contiguous();
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
   dispatch_float(y.dtype(), op, [&](auto t) {
@@ -68,10 +75,7 @@ Tensor softmax_backward(const Tensor& dy_, const Tensor& y_) {
 
 std::pair<Tensor, Tensor> cross_entropy_forward(const Tensor& logits_, const Tensor& labels_) {
   const char* op = "cross_entropy";
-  check_rows(logits_, op, "logits");
-  check_class_labels(labels_, logits_, op, "logits");
-  PYCNN_CHECK(logits_.size(0) > 0, ValueError, op, ": the batch is empty (logits of shape ",
-              shape_str(logits_.shape()), "); the mean loss over no samples is undefined, skip empty batches");
+  check_cross_entropy(logits_, labels_, op, "logits", "the mean loss over no samples is undefined, skip empty batches");
   const Tensor logits = logits_.contiguous(), labels = labels_.contiguous();
   Tensor probs = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
@@ -85,10 +89,7 @@ std::pair<Tensor, Tensor> cross_entropy_forward(const Tensor& logits_, const Ten
 
 Tensor cross_entropy_backward(const Tensor& probs_, const Tensor& labels_, double grad_scale) {
   const char* op = "cross_entropy_backward";
-  check_rows(probs_, op, "probs");
-  check_class_labels(labels_, probs_, op, "probs");
-  PYCNN_CHECK(probs_.size(0) > 0, ValueError, op, ": the batch is empty (probs of shape ",
-              shape_str(probs_.shape()), "); the mean loss over no samples has no gradient");
+  check_cross_entropy(probs_, labels_, op, "probs", "the mean loss over no samples has no gradient");
   const Tensor probs = probs_.contiguous(), labels = labels_.contiguous();
   const int64_t n = probs.size(0);
   Tensor dx = Tensor::empty(probs.shape(), probs.dtype(), probs.device());
@@ -117,22 +118,29 @@ inline void row_exp(const T* x, int64_t c, double* m_out, double* s_out) {
   *s_out = s;
 }
 
+// One row of softmax (log_softmax when log) into yr; m and s as row_exp gives them.
+template <class T>
+inline void softmax_row(const T* xr, T* yr, int64_t c, bool log, double* m_out, double* s_out) {
+  double m, s;
+  row_exp<T>(xr, c, &m, &s);
+  if (log) {
+    const double ls = std::log(s);
+    for (int64_t j = 0; j < c; ++j) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m) - ls);
+  } else {
+    const double inv = 1.0 / s;
+    for (int64_t j = 0; j < c; ++j) yr[j] = static_cast<T>(std::exp(static_cast<double>(xr[j]) - m) * inv);
+  }
+  *m_out = m;
+  *s_out = s;
+}
+
 template <class T>
 void softmax_forward(const T* x, T* y, int64_t n, int64_t c, bool log) {
   if (c == 0) return;
 #pragma omp parallel for if (n * c > kParallelGrain)
   for (int64_t r = 0; r < n; ++r) {
-    const T* xr = x + r * c;
-    T* yr = y + r * c;
     double m, s;
-    row_exp<T>(xr, c, &m, &s);
-    if (log) {
-      const double ls = std::log(s);
-      for (int64_t j = 0; j < c; ++j) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m) - ls);
-    } else {
-      const double inv = 1.0 / s;
-      for (int64_t j = 0; j < c; ++j) yr[j] = static_cast<T>(std::exp(static_cast<double>(xr[j]) - m) * inv);
-    }
+    softmax_row(x + r * c, y + r * c, c, log, &m, &s);
   }
 }
 
@@ -155,11 +163,8 @@ void cross_entropy_forward(const T* logits, const int64_t* labels, T* probs, T* 
 #pragma omp parallel for if (n * c > kParallelGrain)
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = logits + r * c;
-    T* pr = probs + r * c;
     double m, s;
-    row_exp<T>(xr, c, &m, &s);
-    const double inv = 1.0 / s;
-    for (int64_t j = 0; j < c; ++j) pr[j] = static_cast<T>(std::exp(static_cast<double>(xr[j]) - m) * inv);
+    softmax_row(xr, probs + r * c, c, false, &m, &s);
     // -log p[label] = log(sum exp(z)) - z[label]
     row_loss[r] = std::log(s) - (static_cast<double>(xr[labels[r]]) - m);
   }

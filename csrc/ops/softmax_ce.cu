@@ -22,22 +22,26 @@ __device__ inline void row_stats(const T* xr, int64_t c, double* sh, double& m, 
   s = block_reduce_sum(ls, sh);
 }
 
+// One row of softmax (log_softmax when log) into yr, by the whole block; m and s as row_stats gives them.
+template <class T>
+__device__ inline void softmax_row(const T* xr, T* yr, int64_t c, bool log, double* sh, double& m, double& s) {
+  row_stats(xr, c, sh, m, s);
+  if (log) {
+    const double ls = ::log(s);
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m) - ls);
+  } else {
+    const double inv = 1.0 / s;
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+      yr[j] = static_cast<T>(exp(static_cast<double>(xr[j]) - m) * inv);
+  }
+}
+
 template <class T>
 __global__ void softmax_fwd_kernel(const T* x, T* y, int64_t n, int64_t c, bool log) {
   double* sh = shared_buffer<double>();
   PYCNN_ROW_LOOP(r, n) {
-    const T* xr = x + r * c;
-    T* yr = y + r * c;
     double m, s;
-    row_stats(xr, c, sh, m, s);
-    if (log) {
-      const double ls = ::log(s);
-      for (int64_t j = threadIdx.x; j < c; j += blockDim.x) yr[j] = static_cast<T>((static_cast<double>(xr[j]) - m) - ls);
-    } else {
-      const double inv = 1.0 / s;
-      for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
-        yr[j] = static_cast<T>(exp(static_cast<double>(xr[j]) - m) * inv);
-    }
+    softmax_row(x + r * c, y + r * c, c, log, sh, m, s);
   }
 }
 
@@ -64,11 +68,8 @@ __global__ void ce_fwd_kernel(const T* logits, const int64_t* labels, T* probs, 
   double* sh = shared_buffer<double>();
   PYCNN_ROW_LOOP(r, n) {
     const T* xr = logits + r * c;
-    T* pr = probs + r * c;
     double m, s;
-    row_stats(xr, c, sh, m, s);
-    const double inv = 1.0 / s;
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) pr[j] = static_cast<T>(exp(static_cast<double>(xr[j]) - m) * inv);
+    softmax_row(xr, probs + r * c, c, false, sh, m, s);
     if (threadIdx.x == 0) {
       const int64_t lbl = labels[r];
       const bool ok = lbl >= 0 && lbl < c;
