@@ -132,7 +132,6 @@ bool quiet_idle_threads_active() { return g_quiet; }
 }  // namespace pycnn::cpu
 
 PYCNN_BINDINGS(6, parallel) {
-  using namespace pycnn;
   m.def("openmp_library", &cpu::openmp_library, "file of the OpenMP runtime the core's loops run on");
   m.def("quiet_idle_threads", &cpu::quiet_idle_threads, bindings::nogil());
   m.def("quiet_idle_threads_active", &cpu::quiet_idle_threads_active);

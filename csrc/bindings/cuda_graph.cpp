@@ -4,10 +4,7 @@
 #include "registry.h"
 
 PYCNN_BINDINGS(12, cuda_graph) {
-  using namespace pycnn;
   using cuda_runtime::Graph;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   py::class_<Graph>(m, "CUDAGraph")
       .def(py::init<int>(), py::arg("device") = 0)
       .def("capture_begin", &Graph::capture_begin, nogil())

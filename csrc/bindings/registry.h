@@ -1,5 +1,6 @@
 // Each area's binding file registers itself with PYCNN_BINDINGS(order, name) { ... }, so adding
 // an op never means editing a central list. `order` sorts registration (types before functions).
+// The body is a function of namespace pycnn::bindings: pycnn's names, `py` and `nogil` need no using.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -22,6 +23,8 @@ using nogil = py::call_guard<py::gil_scoped_release>;
 }  // namespace pycnn::bindings
 
 #define PYCNN_BINDINGS(order, name)                                                    \
-  static void pycnn_bind_##name(pybind11::module_& m);                                 \
-  static ::pycnn::bindings::Registrar pycnn_registrar_##name(order, #name, pycnn_bind_##name); \
-  static void pycnn_bind_##name(pybind11::module_& m)
+  namespace pycnn::bindings {                                                          \
+  void bind_##name(py::module_& m);                                                    \
+  static const Registrar registrar_##name(order, #name, bind_##name);                  \
+  }                                                                                    \
+  void pycnn::bindings::bind_##name(pybind11::module_& m)

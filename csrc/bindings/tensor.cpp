@@ -140,9 +140,6 @@ Tensor from_dlpack_capsule(py::capsule cap) {
 }  // namespace pycnn::bindings
 
 PYCNN_BINDINGS(0, tensor) {
-  using namespace pycnn;
-  using namespace pycnn::bindings;
-
   py::enum_<DType>(m, "DType")
       .value("float32", DType::Float32)
       .value("float64", DType::Float64)

@@ -2,9 +2,6 @@
 #include "activation.h"
 
 PYCNN_BINDINGS(10, activation) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   py::enum_<Act>(m, "Act")
       .value("relu", Act::ReLU)
       .value("leaky_relu", Act::LeakyReLU)

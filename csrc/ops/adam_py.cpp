@@ -4,9 +4,6 @@
 #include "adam.h"
 
 PYCNN_BINDINGS(40, adam) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def(
       "adam_step",
       [](const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& exp_avgs,

@@ -8,10 +8,7 @@ pycnn::Tensor opt(const std::optional<pycnn::Tensor>& t) { return t ? *t : pycnn
 }  // namespace
 
 PYCNN_BINDINGS(40, batchnorm) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
   using OT = std::optional<Tensor>;
-  namespace py = pybind11;
   m.def(
       "batch_norm_forward_train",
       [](const Tensor& x, const OT& gamma, const OT& beta, const OT& rm, const OT& rv, double momentum, double eps) {

@@ -2,9 +2,6 @@
 #include "dropout.h"
 
 PYCNN_BINDINGS(40, dropout) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def("dropout_forward", &dropout_forward, py::arg("x"), py::arg("p"), nogil());
   m.def("dropout_backward", &dropout_backward, py::arg("grad_output"), py::arg("mask"), nogil());
 }

@@ -2,9 +2,6 @@
 #include "elementwise.h"
 
 PYCNN_BINDINGS(41, elementwise) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   py::enum_<BinaryOp>(m, "BinaryOp")
       .value("add", BinaryOp::Add).value("sub", BinaryOp::Sub).value("mul", BinaryOp::Mul)
       .value("div", BinaryOp::Div).value("pow", BinaryOp::Pow).value("maximum", BinaryOp::Maximum)

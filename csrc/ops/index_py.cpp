@@ -2,9 +2,6 @@
 #include "index.h"
 
 PYCNN_BINDINGS(43, index) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def("index_select", &index_select, py::arg("x"), py::arg("dim"), py::arg("index"), nogil());
   m.def("index_put_", &index_put_, py::arg("x"), py::arg("dim"), py::arg("index"), py::arg("values"), nogil());
 }

@@ -2,9 +2,6 @@
 #include "mse.h"
 
 PYCNN_BINDINGS(40, mse) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def("mse_forward", &mse_forward, py::arg("x"), py::arg("target"), nogil());
   m.def("mse_backward", &mse_backward, py::arg("x"), py::arg("target"), py::arg("grad_scale") = 1.0, nogil());
 }

@@ -4,9 +4,6 @@
 #include "pool2d.h"
 
 PYCNN_BINDINGS(30, pool2d) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("kernel_size"), py::arg("stride"),
         py::arg("padding"), nogil());
   m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("grad_output"), py::arg("argmax"),

@@ -2,9 +2,6 @@
 #include "reduce.h"
 
 PYCNN_BINDINGS(42, reduce) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   py::enum_<ReduceOp>(m, "ReduceOp")
       .value("sum", ReduceOp::Sum).value("mean", ReduceOp::Mean).value("max", ReduceOp::Max)
       .value("min", ReduceOp::Min).value("argmax", ReduceOp::Argmax).value("argmin", ReduceOp::Argmin);

@@ -4,9 +4,6 @@
 #include "rmsprop.h"
 
 PYCNN_BINDINGS(40, rmsprop) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def(
       "rmsprop_step",
       [](const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& square_avgs,

@@ -4,9 +4,6 @@
 #include "sgd.h"
 
 PYCNN_BINDINGS(40, sgd) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def(
       "sgd_step",
       [](const std::vector<Tensor>& params, const std::vector<Tensor>& grads, const std::vector<Tensor>& bufs,

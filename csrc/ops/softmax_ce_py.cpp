@@ -2,9 +2,6 @@
 #include "softmax_ce.h"
 
 PYCNN_BINDINGS(40, softmax_ce) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def("softmax_forward", &softmax_forward, py::arg("x"), nogil());
   m.def("log_softmax_forward", &log_softmax_forward, py::arg("x"), nogil());
   m.def("softmax_backward", &softmax_backward, py::arg("grad_output"), py::arg("y"), nogil());

@@ -2,9 +2,6 @@
 #include "tensor_ops.h"
 
 PYCNN_BINDINGS(40, tensor_ops) {
-  using namespace pycnn;
-  using pycnn::bindings::nogil;
-  namespace py = pybind11;
   m.def("add", &add, py::arg("a"), py::arg("b"), nogil());
   m.def("add_", &add_, py::arg("dst"), py::arg("src"), py::arg("alpha") = 1.0, nogil());
   m.def("scale_", &scale_, py::arg("t"), py::arg("s"), nogil());
