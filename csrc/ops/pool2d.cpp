@@ -207,6 +207,28 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& input_shape)
 
 namespace cpu {
 
+// Whether a window pool is worth the threads: its work is about one step per window element.
+bool window_pool_parallel(const Pool2dGeom& g) {
+  return static_cast<double>(g.planes) * (g.OH * g.OW) * std::min(g.kh, g.H) * std::min(g.kw, g.W) > kParallelGrain;
+}
+
+// f(k, o) for every output k = (p*OH + oh)*OW + ow of a window pool and its window o, (plane, output
+// row) pairs shared out over the threads (a row's window rows found once). Each call writes its own
+// output: any schedule, same bits.
+template <class F>
+void for_each_window(const Pool2dGeom& g, F&& f) {
+#pragma omp parallel for collapse(2) if (window_pool_parallel(g))
+  for (int64_t p = 0; p < g.planes; ++p)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      OutputWindow o{p, oh, 0, 0, 0, 0, 0};
+      window(oh, g.sh, g.ph, g.kh, g.H, o.h0, o.h1);
+      for (; o.ow < g.OW; ++o.ow) {
+        window(o.ow, g.sw, g.pw, g.kw, g.W, o.w0, o.w1);
+        f((p * g.OH + oh) * g.OW + o.ow, o);
+      }
+    }
+}
+
 // f(p, r, c) for every plane p < planes and every (r, c) of its rows x cols grid, (plane, row)
 // pairs shared out over the threads. Each call writes its own element: any schedule, same bits.
 template <class F>
@@ -260,36 +282,13 @@ PYCNN_SIMD_CLONES void max_pool_plane_2x2(const double* x, int64_t W, int64_t OH
 template <class T>
 void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  const bool par = static_cast<double>(g.planes) * out_plane * std::min(g.kh, g.H) * std::min(g.kw, g.W) > kParallelGrain;
   if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0) {
-#pragma omp parallel for if (par)
+#pragma omp parallel for if (window_pool_parallel(g))
     for (int64_t p = 0; p < g.planes; ++p)
       max_pool_plane_2x2(x + p * in_plane, g.W, g.OH, g.OW, y + p * out_plane, argmax + p * out_plane);
     return;
   }
-#pragma omp parallel for collapse(2) if (par)
-  for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const T* xp = x + p * in_plane;
-      int64_t h0, h1;
-      window(oh, g.sh, g.ph, g.kh, g.H, h0, h1);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        int64_t w0, w1;
-        window(ow, g.sw, g.pw, g.kw, g.W, w0, w1);
-        T best = -std::numeric_limits<T>::infinity();
-        int64_t bi = h0 * g.W + w0;  // padding is -inf: the first in-bounds element wins an all -inf window
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) {
-            const T v = xp[h * g.W + w];
-            if (v > best || std::isnan(v)) {  // strict: ties keep the FIRST maximum; a NaN wins
-              best = v;
-              bi = h * g.W + w;
-            }
-          }
-        y[p * out_plane + oh * g.OW + ow] = best;
-        argmax[p * out_plane + oh * g.OW + ow] = bi;
-      }
-    }
+  for_each_window(g, [&](int64_t k, const OutputWindow& o) { y[k] = max_at(x + o.p * in_plane, o, g, argmax[k]); });
 }
 
 // One thread per plane; within a plane the outputs are added in order, so the sums repeat.
@@ -308,25 +307,8 @@ void max_pool2d_backward(const T* dy, const int64_t* argmax, T* dx, Pool2dGeom g
 
 template <class T>
 void avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
-  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  const bool par = static_cast<double>(g.planes) * out_plane * std::min(g.kh, g.H) * std::min(g.kw, g.W) > kParallelGrain;
-#pragma omp parallel for collapse(2) if (par)
-  for (int64_t p = 0; p < g.planes; ++p)
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const T* xp = x + p * in_plane;
-      int64_t h0, h1;
-      window(oh, g.sh, g.ph, g.kh, g.H, h0, h1);
-      const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        int64_t w0, w1;
-        window(ow, g.sw, g.pw, g.kw, g.W, w0, w1);
-        const int64_t ew = avg_extent(ow, g.sw, g.pw, g.kw, g.W);
-        T sum = 0;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
-        y[p * out_plane + oh * g.OW + ow] = sum / (static_cast<T>(eh) * static_cast<T>(ew));
-      }
-    }
+  const int64_t in_plane = g.H * g.W;
+  for_each_window(g, [&](int64_t k, const OutputWindow& o) { y[k] = avg_at(x + o.p * in_plane, o, g); });
 }
 
 // Gather: dx[h, w] = sum over the outputs whose window covers (h, w), in row-major output order,

@@ -12,20 +12,8 @@ namespace {
 template <class T>
 __global__ void max_fwd_kernel(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
   PYCNN_KERNEL_LOOP(k, g.out_elems()) {
-    const auto [p, oh, ow, h0, h1, w0, w1] = output_window(k, g);
-    const T* xp = x + p * g.H * g.W;
-    T best = -INFINITY;
-    int64_t bi = h0 * g.W + w0;  // an all -inf window: the first in-bounds element
-    for (int64_t h = h0; h < h1; ++h)
-      for (int64_t w = w0; w < w1; ++w) {
-        const T v = xp[h * g.W + w];
-        if (v > best || v != v) {  // ties keep the first maximum; a NaN wins
-          best = v;
-          bi = h * g.W + w;
-        }
-      }
-    y[k] = best;
-    argmax[k] = bi;
+    const OutputWindow o = output_window(k, g);
+    y[k] = max_at(x + o.p * g.H * g.W, o, g, argmax[k]);
   }
 }
 
@@ -66,13 +54,8 @@ __global__ void max_bwd_gather_kernel(const T* dy, const int64_t* argmax, T* dx,
 template <class T>
 __global__ void avg_fwd_kernel(const T* x, T* y, Pool2dGeom g) {
   PYCNN_KERNEL_LOOP(k, g.out_elems()) {
-    const auto [p, oh, ow, h0, h1, w0, w1] = output_window(k, g);
-    const T* xp = x + p * g.H * g.W;
-    const int64_t eh = avg_extent(oh, g.sh, g.ph, g.kh, g.H), ew = avg_extent(ow, g.sw, g.pw, g.kw, g.W);
-    T sum = 0;
-    for (int64_t h = h0; h < h1; ++h)
-      for (int64_t w = w0; w < w1; ++w) sum += xp[h * g.W + w];
-    y[k] = sum / (static_cast<T>(eh) * static_cast<T>(ew));
+    const OutputWindow o = output_window(k, g);
+    y[k] = avg_at(x + o.p * g.H * g.W, o, g);
   }
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <limits>
 #include <optional>
 #include <tuple>
 
@@ -112,6 +113,36 @@ PYCNN_HD inline int64_t avg_extent(int64_t o, int64_t s, int64_t p, int64_t k, i
   const int64_t start = o * s - p;
   const int64_t end = start + k < in + p ? start + k : in + p;
   return end - start;
+}
+
+// The max of output o's window in plane xp, and in `at` its index h*W + w: row-major window order,
+// strict > keeps the first maximum, a NaN wins; padding is -inf, so an all -inf window gives its first
+// in-bounds element. The CPU loop and the CUDA kernel both call it.
+template <class T>
+PYCNN_HD inline T max_at(const T* xp, const OutputWindow& o, const Pool2dGeom& g, int64_t& at) {
+  T best = -std::numeric_limits<T>::infinity();
+  int64_t bi = o.h0 * g.W + o.w0;
+  for (int64_t h = o.h0; h < o.h1; ++h)
+    for (int64_t w = o.w0; w < o.w1; ++w) {
+      const T v = xp[h * g.W + w];
+      if (v > best || v != v) {
+        best = v;
+        bi = h * g.W + w;
+      }
+    }
+  at = bi;
+  return best;
+}
+
+// The count_include_pad=True mean of output o's window in plane xp (summed in row-major window
+// order). The CPU loop and the CUDA kernel both call it.
+template <class T>
+PYCNN_HD inline T avg_at(const T* xp, const OutputWindow& o, const Pool2dGeom& g) {
+  const int64_t eh = avg_extent(o.oh, g.sh, g.ph, g.kh, g.H), ew = avg_extent(o.ow, g.sw, g.pw, g.kw, g.W);
+  T sum = 0;
+  for (int64_t h = o.h0; h < o.h1; ++h)
+    for (int64_t w = o.w0; w < o.w1; ++w) sum += xp[h * g.W + w];
+  return sum / (static_cast<T>(eh) * static_cast<T>(ew));
 }
 
 // Outputs o whose window [o*s - p, o*s - p + k) covers input index i: [lo, hi] (empty when lo > hi).
