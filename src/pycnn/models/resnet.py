@@ -53,7 +53,9 @@ class BasicBlock(nn.Residual):
         return out, (x if self.downsample is None else self.downsample(x))
 
     def _branches_backward(self, g: Tensor) -> Tuple[Tensor, Tensor]:
-        gb = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(g)))))
+        gb = g
+        for layer in (self.bn2, self.conv2, self.relu, self.bn1, self.conv1):  # _branches' chain, reversed
+            gb = layer.backward(gb)
         return gb, (g if self.downsample is None else self.downsample.backward(g))
 
     def forward(self, x: Any) -> Tensor:
