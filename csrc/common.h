@@ -107,6 +107,13 @@ decltype(auto) dispatch_numeric(DType t, const char* refusal, F&& f) {
 
 bool cuda_compiled();  // true when this build has the CUDA backend
 
+// Base of a class that owns a resource or a scope and so must not be copied (nor moved).
+struct NonCopyable {
+  NonCopyable() = default;
+  NonCopyable(const NonCopyable&) = delete;
+  NonCopyable& operator=(const NonCopyable&) = delete;
+};
+
 // ---- kernel lists, written once per op (Caffe's INSTANTIATE discipline) ----
 // An op header lists its kernels once, as PYCNN_<OP>_KERNELS(X, T): one X(name, (parameters)) per
 // kernel, the parameters written in the element type T. Inside `namespace cpu` and `namespace cuda`

@@ -77,12 +77,10 @@ __device__ inline void report_bad_label(DeferredError* e, int op, int64_t label,
 
 // One device's stream and cuBLAS handle. RAII: the destructor releases both (ignoring errors,
 // since it may run while the driver shuts down). Contexts live for the whole process.
-class DeviceContext {
+class DeviceContext : NonCopyable {
  public:
   explicit DeviceContext(int device);
   ~DeviceContext();
-  DeviceContext(const DeviceContext&) = delete;
-  DeviceContext& operator=(const DeviceContext&) = delete;
 
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
@@ -128,12 +126,10 @@ void refuse_during_capture(int device, const char* what);
 int device_of(const void* ptr);
 
 // Makes `device` current for the scope, restoring the previous one.
-class DeviceGuard {
+class DeviceGuard : NonCopyable {
  public:
   explicit DeviceGuard(int device);
   ~DeviceGuard();
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
 
  private:
   int prev_ = -1;

@@ -46,12 +46,10 @@ int64_t host_sync_count();
 // A whole-step CUDA graph on one device's stream (torch.cuda.CUDAGraph): capture_begin ...
 // the ops to record ... capture_end, then replay() as often as needed. See graph.cu for the
 // rules (private memory pool, frozen workspace arena, dropout's device-side RNG counter).
-class Graph {
+class Graph : NonCopyable {
  public:
   explicit Graph(int device);  // DeviceError without CUDA
   ~Graph();
-  Graph(const Graph&) = delete;
-  Graph& operator=(const Graph&) = delete;
 
   void capture_begin();
   void capture_end();  // instantiates; on failure the capture is discarded and DeviceError raised
