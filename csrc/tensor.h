@@ -10,14 +10,12 @@
 
 namespace pycnn {
 
-class Storage {
+class Storage : NonCopyable {
  public:
   Storage(size_t nbytes, Device device);  // allocates (caching allocators: cpu_alloc.h, cuda/runtime.h)
   // Wraps memory owned by someone else (a NumPy array); `release` drops that owner.
   Storage(void* data, size_t nbytes, Device device, std::function<void()> release);
   ~Storage();
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
 
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
@@ -92,5 +90,16 @@ void check_operands(const Tensor& a, const Tensor& b, const char* op, const char
 // With of_arg, `of` is also checked to be defined (named of_arg), right after grad_output.
 void check_grad_matches(const Tensor& grad_output, const Tensor& of, const char* op, const char* of_name,
                         const char* of_arg = nullptr);
+
+// The host frame of a float op on two tensors whose result has the shape, dtype and device of `a`
+// (the caller has checked `b` against it): both made contiguous, the result allocated, then
+// kernel(T{}, a, b, out) for the element type T (TypeError naming `op` for a non-float tensor).
+template <class Kernel>
+Tensor float_op_like(const Tensor& a_, const Tensor& b_, const char* op, Kernel&& kernel) {
+  const Tensor a = a_.contiguous(), b = b_.contiguous();
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  dispatch_float(a.dtype(), op, [&](auto t) { kernel(t, a, b, out); });
+  return out;
+}
 
 }  // namespace pycnn

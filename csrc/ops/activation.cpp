@@ -23,14 +23,11 @@ Tensor activation_forward(const Tensor& x_, Act a, double alpha) {
 Tensor activation_backward(const Tensor& dy_, const Tensor& x_, Act a, double alpha) {
   const char* op = act_name(a);
   check_grad_matches(dy_, x_, op, "input", "saved input");
-  const Tensor dy = dy_.contiguous(), x = x_.contiguous();
-  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), op, [&](auto t) {
+  return float_op_like(dy_, x_, op, [&](auto t, const Tensor& dy, const Tensor& x, const Tensor& dx) {
     using T = decltype(t);
     PYCNN_ON_DEVICE(x.device(), activation_backward<T>, dy.data<T>(), x.data<T>(), dx.data<T>(), x.numel(), a,
                     T(alpha));
   });
-  return dx;
 }
 
 namespace {

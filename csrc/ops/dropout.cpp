@@ -26,13 +26,10 @@ Tensor dropout_backward(const Tensor& dy_, const Tensor& mask_) {
   const char* op = "dropout_backward";
   check_operands(dy_, mask_, op, "grad_output", "mask");
   check_shape(dy_, mask_.shape(), op, "grad_output");
-  const Tensor dy = dy_.contiguous(), mask = mask_.contiguous();
-  Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
-  dispatch_float(dy.dtype(), op, [&](auto t) {
+  return float_op_like(dy_, mask_, op, [&](auto t, const Tensor& dy, const Tensor& mask, const Tensor& dx) {
     using T = decltype(t);
     PYCNN_ON_DEVICE(dy.device(), dropout_backward<T>, dy.data<T>(), mask.data<T>(), dx.data<T>(), dy.numel());
   });
-  return dx;
 }
 
 namespace cpu {

@@ -29,14 +29,11 @@ Tensor mse_forward(const Tensor& x_, const Tensor& t_) {
 
 Tensor mse_backward(const Tensor& x_, const Tensor& t_, double grad_scale) {
   check_pair(x_, t_, "mse_loss_backward");
-  const Tensor x = x_.contiguous(), t = t_.contiguous();
-  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_float(x.dtype(), "mse_loss_backward", [&](auto tag) {
+  return float_op_like(x_, t_, "mse_loss_backward", [&](auto tag, const Tensor& x, const Tensor& t, const Tensor& dx) {
     using T = decltype(tag);
     PYCNN_ON_DEVICE(x.device(), mse_backward<T>, x.data<T>(), t.data<T>(), dx.data<T>(), x.numel(),
                     T(2.0 * grad_scale / static_cast<double>(x.numel())));
   });
-  return dx;
 }
 
 namespace cpu {

@@ -229,12 +229,13 @@ void for_each_window(const Pool2dGeom& g, F&& f) {
     }
 }
 
-// f(p, r, c) for every plane p < planes and every (r, c) of its rows x cols grid, (plane, row)
-// pairs shared out over the threads. Each call writes its own element: any schedule, same bits.
+// f(p, r, c) for every plane p and every (r, c) of its rows x cols grid (the output plane for the
+// adaptive forward, the input plane for its backward), (plane, row) pairs shared out over the
+// threads. Each call writes its own element: any schedule, same bits.
 template <class F>
-void for_each_plane_point(int64_t planes, int64_t rows, int64_t cols, bool par, F&& f) {
-#pragma omp parallel for collapse(2) if (par)
-  for (int64_t p = 0; p < planes; ++p)
+void adaptive_for_each(const Pool2dGeom& g, int64_t rows, int64_t cols, F&& f) {
+#pragma omp parallel for collapse(2) if (g.planes * std::max(g.H * g.W, g.OH * g.OW) > kParallelGrain)
+  for (int64_t p = 0; p < g.planes; ++p)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) f(p, r, c);
 }
@@ -330,19 +331,15 @@ void avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
 
 template <class T>
 void adaptive_avg_pool2d_forward(const T* x, T* y, Pool2dGeom g) {
-  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
-  for_each_plane_point(g.planes, g.OH, g.OW, par, [&](int64_t p, int64_t oh, int64_t ow) {
-    y[p * out_plane + oh * g.OW + ow] = adaptive_avg_at(x + p * in_plane, oh, ow, g);
+  adaptive_for_each(g, g.OH, g.OW, [&](int64_t p, int64_t oh, int64_t ow) {
+    y[(p * g.OH + oh) * g.OW + ow] = adaptive_avg_at(x + p * g.H * g.W, oh, ow, g);
   });
 }
 
 template <class T>
 void adaptive_avg_pool2d_backward(const T* dy, T* dx, Pool2dGeom g) {
-  const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  const bool par = g.planes * std::max(in_plane, out_plane) > kParallelGrain;
-  for_each_plane_point(g.planes, g.H, g.W, par, [&](int64_t p, int64_t h, int64_t w) {
-    dx[p * in_plane + h * g.W + w] = adaptive_avg_grad_at(dy + p * out_plane, h, w, g);
+  adaptive_for_each(g, g.H, g.W, [&](int64_t p, int64_t h, int64_t w) {
+    dx[(p * g.H + h) * g.W + w] = adaptive_avg_grad_at(dy + p * g.OH * g.OW, h, w, g);
   });
 }
 

@@ -64,13 +64,10 @@ Tensor softmax_backward(const Tensor& dy_, const Tensor& y_) {
   const char* op = "softmax_backward";
   check_rows(y_, op, "saved output");
   check_grad_matches(dy_, y_, op, "output");
-  const Tensor dy = dy_.contiguous(), y = y_.contiguous();
-  Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
-  dispatch_float(y.dtype(), op, [&](auto t) {
+  return float_op_like(dy_, y_, op, [&](auto t, const Tensor& dy, const Tensor& y, const Tensor& dx) {
     using T = decltype(t);
     PYCNN_ON_DEVICE(y.device(), softmax_backward<T>, dy.data<T>(), y.data<T>(), dx.data<T>(), y.size(0), y.size(1));
   });
-  return dx;
 }
 
 std::pair<Tensor, Tensor> cross_entropy_forward(const Tensor& logits_, const Tensor& labels_) {
