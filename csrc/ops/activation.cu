@@ -57,24 +57,18 @@ __global__ void prelu_dw_kernel(const T* dy, const T* x, T* dw, int64_t outer, i
 
 template <class T>
 void activation_forward(const T* x, T* y, int64_t n, Act a, T alpha) {
-  if (n <= 0) return;
-  Exec ex(y);
-  ex.launch(n, act_fwd_kernel<T>, x, y, n, a, alpha);
+  launch_over(y, n, act_fwd_kernel<T>, x, y, n, a, alpha);
 }
 
 template <class T>
 void activation_backward(const T* dy, const T* x, T* dx, int64_t n, Act a, T alpha) {
-  if (n <= 0) return;
-  Exec ex(dx);
-  ex.launch(n, act_bwd_kernel<T>, dy, x, dx, n, a, alpha);
+  launch_over(dx, n, act_bwd_kernel<T>, dy, x, dx, n, a, alpha);
 }
 
 template <class T>
 void prelu_forward(const T* x, const T* w, T* y, int64_t outer, int64_t channels, int64_t inner) {
   const int64_t n = outer * channels * inner;
-  if (n <= 0) return;
-  Exec ex(y);
-  ex.launch(n, prelu_fwd_kernel<T>, x, w, y, n, channels, inner);
+  launch_over(y, n, prelu_fwd_kernel<T>, x, w, y, n, channels, inner);
 }
 
 template <class T>

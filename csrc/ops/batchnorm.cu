@@ -128,9 +128,7 @@ template <class T>
 void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
                              T* y, int64_t outer, int64_t channels, int64_t inner, double eps) {
   const int64_t total = outer * channels * inner;
-  if (total <= 0) return;
-  Exec ex(y);
-  ex.launch(total, bn_eval_kernel<T>, x, gamma, beta, running_mean, running_var, y, channels, inner, eps, total);
+  launch_over(y, total, bn_eval_kernel<T>, x, gamma, beta, running_mean, running_var, y, channels, inner, eps, total);
 }
 
 template <class T>

@@ -44,9 +44,7 @@ void dropout_forward(const T* x, T* y, T* mask, int64_t n, double p, T scale, ui
 
 template <class T>
 void dropout_backward(const T* dy, const T* mask, T* dx, int64_t n) {
-  if (n <= 0) return;
-  Exec ex(dx);
-  ex.launch(n, dropout_bwd_kernel<T>, dy, mask, dx, n);
+  launch_over(dx, n, dropout_bwd_kernel<T>, dy, mask, dx, n);
 }
 
 PYCNN_INSTANTIATE_KERNELS(PYCNN_DROPOUT_KERNELS)

@@ -61,9 +61,7 @@ void unary(UnaryOp op, const Strided& L, T* out, const T* x, UnaryParams p, int6
 
 template <class From, class To>
 void cast(const Strided& L, To* out, const From* x, int64_t n) {
-  if (n <= 0) return;
-  Exec ex(out);
-  ex.launch(n, cast_kernel<From, To>, L, out, x, n);
+  launch_over(out, n, cast_kernel<From, To>, L, out, x, n);
 }
 
 PYCNN_INSTANTIATE_ELEMENTWISE_KERNELS

@@ -22,9 +22,7 @@ template <class T>
 void move_rows(const T* src, int64_t src_n, const int64_t* src_rows, T* dst, int64_t dst_n, const int64_t* dst_rows,
                int64_t outer, int64_t k, int64_t inner) {
   const int64_t total = outer * k * inner;
-  if (total <= 0) return;
-  Exec ex(dst);
-  ex.launch(total, move_rows_kernel<T>, src, src_n, src_rows, dst, dst_n, dst_rows, k, inner, total);
+  launch_over(dst, total, move_rows_kernel<T>, src, src_n, src_rows, dst, dst_n, dst_rows, k, inner, total);
 }
 
 PYCNN_INSTANTIATE_KERNELS_ANY_DTYPE(PYCNN_INDEX_KERNELS)

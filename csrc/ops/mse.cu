@@ -31,9 +31,7 @@ void mse_forward(const T* x, const T* target, T* loss, int64_t n) {
 
 template <class T>
 void mse_backward(const T* x, const T* target, T* dx, int64_t n, T scale) {
-  if (n <= 0) return;
-  Exec ex(dx);
-  ex.launch(n, mse_bwd_kernel<T>, x, target, dx, n, scale);
+  launch_over(dx, n, mse_bwd_kernel<T>, x, target, dx, n, scale);
 }
 
 PYCNN_INSTANTIATE_KERNELS(PYCNN_MSE_KERNELS)

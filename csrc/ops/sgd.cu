@@ -20,10 +20,8 @@ __global__ void sgd_kernel(T* param, const T* grad, T* buf, int64_t n, T lr, T m
 template <class T>
 void sgd_step(T* param, const T* grad, T* buf, int64_t n, T lr, T momentum, T one_minus_dampening, T weight_decay,
               bool nesterov, bool first_step, const float* skip) {
-  if (n <= 0) return;
-  Exec ex(param);
-  ex.launch(n, sgd_kernel<T>, param, grad, buf, n, lr, momentum, one_minus_dampening, weight_decay, nesterov,
-            first_step, skip);
+  launch_over(param, n, sgd_kernel<T>, param, grad, buf, n, lr, momentum, one_minus_dampening, weight_decay,
+              nesterov, first_step, skip);
 }
 
 PYCNN_INSTANTIATE_KERNELS(PYCNN_SGD_KERNELS)

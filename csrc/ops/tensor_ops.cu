@@ -85,31 +85,23 @@ __global__ void keep_or_undo_kernel(T* t, T* backup, int64_t n, const float* fla
 
 template <class T>
 void add(const T* a, const T* b, T* out, int64_t n) {
-  if (n <= 0) return;
-  Exec ex(out);
-  ex.launch(n, add_kernel<T>, a, b, out, n);
+  launch_over(out, n, add_kernel<T>, a, b, out, n);
 }
 
 template <class T>
 void add_(T* dst, const T* src, int64_t n, T alpha) {
-  if (n <= 0) return;
-  Exec ex(dst);
-  ex.launch(n, add_inplace_kernel<T>, dst, src, n, alpha);
+  launch_over(dst, n, add_inplace_kernel<T>, dst, src, n, alpha);
 }
 
 template <class T>
 void scale_(T* t, int64_t n, T s) {
-  if (n <= 0) return;
-  Exec ex(t);
-  ex.launch(n, scale_kernel<T>, t, n, s);
+  launch_over(t, n, scale_kernel<T>, t, n, s);
 }
 
 template <class T>
 void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
   const int64_t total = rows * cols;
-  if (total <= 0) return;
-  Exec ex(dst);
-  ex.launch(total, copy_rows_kernel<T>, src, src_stride, dst, dst_stride, cols, total);
+  launch_over(dst, total, copy_rows_kernel<T>, src, src_stride, dst, dst_stride, cols, total);
 }
 
 template <class T>
@@ -154,9 +146,7 @@ void mark_nonfinite(const T* x, int64_t n, float* flag) {
 
 template <class T>
 void keep_or_undo(T* t, T* backup, int64_t n, const float* flag) {
-  if (n <= 0) return;
-  Exec ex(t);
-  ex.launch(n, keep_or_undo_kernel<T>, t, backup, n, flag);
+  launch_over(t, n, keep_or_undo_kernel<T>, t, backup, n, flag);
 }
 
 PYCNN_INSTANTIATE_KERNELS_WITH_INT64(PYCNN_TENSOR_OPS_KERNELS_WITH_INT64)
