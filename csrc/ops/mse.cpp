@@ -1,8 +1,5 @@
 #include "mse.h"
 
-#include <algorithm>
-#include <vector>
-
 namespace pycnn {
 
 namespace {

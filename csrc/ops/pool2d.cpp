@@ -1,8 +1,6 @@
 #include "pool2d.h"
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
 
 namespace pycnn {
 
