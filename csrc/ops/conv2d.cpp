@@ -5,6 +5,7 @@
 
 #include "../blas.h"
 #include "../workspace.h"
+#include "conv2d_direct.h"
 #include "conv2d_winograd.h"
 
 
@@ -187,14 +188,6 @@ constexpr int64_t kTargetColumns = 512;             // GEMM width nb*L worth bat
 constexpr int64_t kMinItems = 16;                   // keep at least this many items for load balance
 constexpr int64_t kMaxBlocks = 16;                  // dW partial sums (see backward)
 
-// Output columns ow in [lo, hi) whose input column ow*stride + off lies inside [0, size).
-inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
-  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  hi = off >= size ? 0 : (size - 1 - off) / stride + 1;
-  lo = std::min(lo, out);
-  hi = std::max(lo, std::min(hi, out));
-}
-
 // How the batch is cut and how many threads work on it.
 struct Plan {
   int64_t nb;       // samples per item
@@ -323,6 +316,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
   const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK;
   const int64_t HW = s.H * s.W;
   if (N == 0) return;
+  if (direct::applies(s)) return direct::conv2d_forward(x, w, b, y, s);      // few taps: LeNet's layers
   if (winograd::applies(s)) return winograd::conv2d_forward(x, w, b, y, s);  // fast path: 3x3 stride 1
   const Plan p = make_plan(s, sizeof(T));
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(p.threads * (p.cols + p.tmp)) * sizeof(T)));
@@ -378,6 +372,9 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
     if (dw) std::fill(dw, dw + WN, T(0));
     return;
   }
+  if (dx && direct::applies_input_grad(s) && direct::conv2d_input_grad(dy, w, dx, s)) dx = nullptr;
+  if (dw && direct::applies_weight_grad(s) && direct::conv2d_weight_grad(dy, x, dw, s)) dw = nullptr;
+  if (!dx && !dw) return;
   const Plan p = make_plan(s, sizeof(T));
   // Partial sums: as many blocks as fit in a quarter of the workspace budget (1 = straight into dw).
   const int64_t fit = static_cast<int64_t>(kMaxWorkspace / 4) / std::max<int64_t>(WN * sizeof(T), 1);

@@ -83,7 +83,17 @@ Tensor im2col(const Tensor& x, int64_t kh, int64_t kw, const Conv2dParams& p);
   X(col2im, (const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t sample_stride, int64_t row_stride))       \
   X(conv2d_forward, (const T* x, const T* w, const T* b, T* y, const Conv2dShape& s))                                  \
   X(conv2d_backward, (const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s))
-namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_CONV2D_KERNELS) }  // namespace cpu
+namespace cpu {
+PYCNN_DECLARE_KERNELS(PYCNN_CONV2D_KERNELS)
+// Output indices o in [lo, hi) whose input index o*stride + off lies inside [0, size); out outputs.
+inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
+  lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  hi = off >= size ? 0 : (size - 1 - off) / stride + 1;
+  lo = lo < out ? lo : out;
+  hi = hi < out ? hi : out;
+  hi = hi > lo ? hi : lo;
+}
+}  // namespace cpu
 namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_CONV2D_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn

@@ -1,0 +1,408 @@
+#include "conv2d_direct.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../parallel.h"
+#include "../workspace.h"
+
+namespace pycnn::cpu::direct {
+
+// ============================================================================ kernels, per ISA
+namespace {
+
+constexpr int64_t kPadBytes = 128;  // wide rows are padded to this: a multiple of every tile width
+
+// A vector of Bytes / sizeof(T) lanes (GCC/Clang vector extension: the compiler picks the
+// instructions of each ISA copy, splitting vectors wider than its registers).
+template <class T, int Bytes>
+using Vec [[gnu::vector_size(Bytes)]] = T;
+
+template <class V, class T>
+[[gnu::always_inline]] inline void load(V& v, const T* p) {
+  std::memcpy(&v, p, sizeof(V));
+}
+
+// Largest power of two <= acc / rows, at least 1: vectors per row of a tile of `acc` accumulators.
+constexpr int vectors_per_row(int acc, int rows) {
+  int nv = 1;
+  while (nv * 2 * rows <= acc) nv *= 2;
+  return nv;
+}
+
+// out[m*ldo + p] = init[m] + sum_k wt[m*K + k] * src[off[k] + p] for m < MB, p < P: tiles of MB
+// rows x NV vectors of Bytes, the tail by halving NV; P a multiple of one vector.
+template <class T, int MB, int NV, int Bytes>
+[[gnu::always_inline]] inline void taps_rows(const T* __restrict wt, int64_t K, const int64_t* __restrict off,
+                                             const T* __restrict src, const T* init, T* __restrict out, int64_t ldo,
+                                             int64_t p0, int64_t P) {
+  using V = Vec<T, Bytes>;
+  constexpr int L = Bytes / int(sizeof(T));
+  for (; p0 + NV * L <= P; p0 += NV * L) {
+    V acc[MB][NV];
+    for (int m = 0; m < MB; ++m)
+      for (int v = 0; v < NV; ++v) acc[m][v] = V{} + (init ? init[m] : T(0));
+    for (int64_t k = 0; k < K; ++k) {
+      V x[NV];
+      for (int v = 0; v < NV; ++v) load(x[v], src + off[k] + p0 + v * L);
+      for (int m = 0; m < MB; ++m) {
+        const T wv = wt[m * K + k];
+        for (int v = 0; v < NV; ++v) acc[m][v] += wv * x[v];
+      }
+    }
+    for (int m = 0; m < MB; ++m)
+      for (int v = 0; v < NV; ++v) std::memcpy(out + m * ldo + p0 + v * L, &acc[m][v], sizeof(V));
+  }
+  if constexpr (NV > 1)
+    if (p0 < P) taps_rows<T, MB, NV / 2, Bytes>(wt, K, off, src, init, out, ldo, p0, P);
+}
+
+// All M rows: blocks of MB, the rest by halving blocks (each tile keeps about ACC accumulators).
+template <class T, int MB, int ACC, int Bytes>
+[[gnu::always_inline]] inline void taps_all(const T* wt, int64_t M, int64_t K, const int64_t* off, const T* src,
+                                            const T* init, T* out, int64_t ldo, int64_t P) {
+  constexpr int NV = vectors_per_row(ACC, MB);
+  int64_t m = 0;
+  for (; m + MB <= M; m += MB)
+    taps_rows<T, MB, NV, Bytes>(wt + m * K, K, off, src, init ? init + m : nullptr, out + m * ldo, ldo, 0, P);
+  if constexpr (MB > 1)
+    if (m < M)
+      taps_all<T, MB / 2, ACC, Bytes>(wt + m * K, M - m, K, off, src, init ? init + m : nullptr, out + m * ldo, ldo, P);
+}
+
+// Sum of a vector's lanes, pairwise in a fixed order.
+template <class T, int Bytes>
+[[gnu::always_inline]] inline T lane_sum(const Vec<T, Bytes>& v) {
+  constexpr int L = Bytes / int(sizeof(T));
+  T a[L];
+  std::memcpy(a, &v, sizeof(a));
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) a[l] += a[l + w];
+  return a[0];
+}
+
+// dw[m*ldw + k] = sum_n sum_p dy[n*dys + m*ldy + p] * src[n*xs + off[k] + p], m < MB, k < KB;
+// P a multiple of the vector (Bytes).
+template <class T, int MB, int KB, int Bytes>
+[[gnu::always_inline]] inline void grad_tile(const T* __restrict dy, int64_t ldy, int64_t dys, const T* __restrict src,
+                                             int64_t xs, const int64_t* __restrict off, int64_t N, int64_t P,
+                                             T* __restrict dw, int64_t ldw) {
+  using V = Vec<T, Bytes>;
+  constexpr int L = Bytes / int(sizeof(T));
+  V acc[MB][KB] = {};
+  int64_t o[KB];
+  for (int k = 0; k < KB; ++k) o[k] = off[k];
+  for (int64_t n = 0; n < N; ++n) {
+    const T* __restrict d0 = dy + n * dys;
+    const T* __restrict s0 = src + n * xs;
+    for (int64_t p = 0; p < P; p += L) {
+      V d[MB];
+      for (int m = 0; m < MB; ++m) load(d[m], d0 + m * ldy + p);
+      for (int k = 0; k < KB; ++k) {
+        V x;
+        load(x, s0 + o[k] + p);
+        for (int m = 0; m < MB; ++m) acc[m][k] += d[m] * x;
+      }
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int k = 0; k < KB; ++k) dw[m * ldw + k] = lane_sum<T, Bytes>(acc[m][k]);
+}
+
+// K taps for MB rows: blocks of KB, the rest by halving blocks.
+template <class T, int MB, int KB, int Bytes>
+[[gnu::always_inline]] inline void grad_rows(const T* dy, int64_t ldy, int64_t dys, const T* src, int64_t xs,
+                                             const int64_t* off, int64_t K, int64_t N, int64_t P, T* dw, int64_t ldw) {
+  int64_t k = 0;
+  for (; k + KB <= K; k += KB) grad_tile<T, MB, KB, Bytes>(dy, ldy, dys, src, xs, off + k, N, P, dw + k, ldw);
+  if constexpr (KB > 1)
+    if (k < K) grad_rows<T, MB, KB / 2, Bytes>(dy, ldy, dys, src, xs, off + k, K - k, N, P, dw + k, ldw);
+}
+
+template <class T, int MB, int KB, int Bytes>
+[[gnu::always_inline]] inline void grad_all(const T* dy, int64_t ldy, int64_t dys, const T* src, int64_t xs,
+                                            const int64_t* off, int64_t M, int64_t K, int64_t N, int64_t P, T* dw,
+                                            int64_t ldw) {
+  int64_t m = 0;
+  for (; m + MB <= M; m += MB) grad_rows<T, MB, KB, Bytes>(dy + m * ldy, ldy, dys, src, xs, off, K, N, P, dw + m * ldw, ldw);
+  if constexpr (MB > 1)
+    if (m < M) grad_all<T, MB / 2, KB, Bytes>(dy + m * ldy, ldy, dys, src, xs, off, M - m, K, N, P, dw + m * ldw, ldw);
+}
+
+}  // namespace
+
+// One copy of each kernel per x86-64 level, each with the register tile that fits its registers
+// (32 x 512-bit, 16 x 256-bit, 16 x 128-bit); the loader picks the best the CPU runs.
+// Tile: forward rows, accumulators; vector bytes; gradient rows x taps (1 vector each); vector bytes.
+#define PYCNN_DIRECT_KERNELS(ATTR, FM, FA, FB, GM, GK, GB, T)                                                          \
+  ATTR void taps(const T* wt, int64_t M, int64_t K, const int64_t* off, const T* src, const T* init, T* out,         \
+                 int64_t ldo, int64_t P) {                                                                           \
+    taps_all<T, FM, FA, FB>(wt, M, K, off, src, init, out, ldo, P);                                     \
+  }                                                                                                                  \
+  ATTR void grad(const T* dy, int64_t ldy, int64_t dys, const T* src, int64_t xs, const int64_t* off, int64_t M,    \
+                 int64_t K, int64_t N, int64_t P, T* dw, int64_t ldw) {                                              \
+    grad_all<T, GM, GK, GB>(dy, ldy, dys, src, xs, off, M, K, N, P, dw, ldw);                      \
+  }
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define PYCNN_DIRECT_LEVELS(T)                                                      \
+  PYCNN_DIRECT_KERNELS([[gnu::target("arch=x86-64-v4")]], 8, 16, 64, 4, 4, 64, T)     \
+  PYCNN_DIRECT_KERNELS([[gnu::target("arch=x86-64-v3")]], 4, 8, 32, 3, 3, 32, T)      \
+  PYCNN_DIRECT_KERNELS([[gnu::target("default")]], 4, 8, 16, 2, 3, 16, T)
+#else
+#define PYCNN_DIRECT_LEVELS(T) PYCNN_DIRECT_KERNELS(, 4, 8, 16, 2, 3, 16, T)
+#endif
+PYCNN_DIRECT_LEVELS(float)
+PYCNN_DIRECT_LEVELS(double)
+
+// ============================================================================ layout
+namespace {
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// dst[r*Q + q] = src[(r*rs + r0)*W + q*cs + c0] inside the H x W plane src, zero outside, for
+// r < R, q < Q; then zero up to dst[len).
+template <class T>
+void gather_plane(const T* src, int64_t H, int64_t W, int64_t r0, int64_t rs, int64_t c0, int64_t cs, T* dst,
+                  int64_t R, int64_t Q, int64_t len) {
+  int64_t r_lo, r_hi, q_lo, q_hi;
+  valid_range(r0, rs, H, R, r_lo, r_hi);
+  valid_range(c0, cs, W, Q, q_lo, q_hi);
+  std::fill(dst, dst + r_lo * Q, T(0));
+  for (int64_t r = r_lo; r < r_hi; ++r) {
+    T* __restrict d = dst + r * Q;
+    const T* __restrict row = src + (r * rs + r0) * W + c0;
+    std::fill(d, d + q_lo, T(0));
+    if (cs == 1) {
+      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q];
+    } else {
+      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
+    }
+    std::fill(d + q_hi, d + Q, T(0));
+  }
+  std::fill(dst + r_hi * Q, dst + len, T(0));
+}
+
+template <class T>
+bool all_finite(const T* p, int64_t n) {
+  bool bad = false;
+  for (int64_t i = 0; i < n; ++i) bad |= (p[i] - p[i]) != T(0);  // inf - inf and NaN are NaN
+  return !bad;
+}
+
+// The polyphase planes of one sample's input and the taps that read them (forward, weight grad).
+struct InputPlanes {
+  int64_t phases;  // sh*sw planes per channel
+  int64_t Hs, Ws;  // rows, columns of a plane (Ws: the wide output row)
+  int64_t P;       // wide output positions, padded: OH*Ws rounded up
+  int64_t plane;   // elements per plane, tail included (reads at p + off for p < P stay inside)
+  int64_t sample;  // C * phases * plane
+  std::vector<int64_t> off;  // CK taps (c, i, j) of one group, relative to the group's first plane
+
+  InputPlanes(const Conv2dShape& s, size_t es) {
+    phases = s.sh * s.sw;
+    Hs = s.OH + (s.kh - 1) * s.dh / s.sh;
+    Ws = s.OW + (s.kw - 1) * s.dw / s.sw;
+    P = round_up(s.OH * Ws, kPadBytes / static_cast<int64_t>(es));
+    plane = round_up(std::max(Hs * Ws, P + (Hs - s.OH) * Ws + (s.kw - 1) * s.dw / s.sw), 16);
+    sample = s.C * phases * plane;
+    off.resize(static_cast<size_t>(s.CK));
+    for (int64_t c = 0, k = 0; c < s.Cg; ++c)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j, ++k) {
+          const int64_t a = i * s.dh % s.sh, b = j * s.dw % s.sw;
+          off[k] = ((c * s.sh + a) * s.sw + b) * plane + (i * s.dh / s.sh) * Ws + j * s.dw / s.sw;
+        }
+  }
+  // Sample x (C, H, W) -> dst (C, sh, sw, plane).
+  template <class T>
+  void fill(const T* x, T* dst, const Conv2dShape& s) const {
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t a = 0; a < s.sh; ++a)
+        for (int64_t b = 0; b < s.sw; ++b)
+          gather_plane(x + c * s.H * s.W, s.H, s.W, a - s.pt, s.sh, b - s.pl, s.sw,
+                       dst + ((c * s.sh + a) * s.sw + b) * plane, Hs, Ws, plane);
+  }
+};
+
+int threads_for(const Conv2dShape& s, int64_t items) {
+  const int64_t macs = s.N * s.O * s.L * s.CK;
+  if (macs <= kParallelGrain || in_parallel()) return 1;
+  return static_cast<int>(std::clamp<int64_t>(items, 1, num_threads()));
+}
+
+}  // namespace
+
+// ============================================================================ dispatch rule
+// Measured against im2col on Zen 4, 2 threads, float32 (min of 3 runs of medians, 14 shapes from
+// LeNet's layers to 28->64 3x3): the forward wins at every kernel but 1x1 (0.39-0.76x); the input
+// gradient from batch 2 on (0.45-0.97x; 1.55x at batch 1); the weight gradient once a tap block
+// has enough channels (CK >= 96: 0.45-0.86x; CK 25-27: 1.3-1.4x; batch 1: 3.7-5.3x, the taps
+// split over threads with no work to share).
+namespace {
+bool small_taps(const Conv2dShape& s) { return s.kh * s.kw > 1 && s.CK <= 256 && s.Og <= 64; }
+}  // namespace
+bool applies(const Conv2dShape& s) { return small_taps(s); }
+bool applies_input_grad(const Conv2dShape& s) { return small_taps(s) && s.N >= 2; }
+bool applies_weight_grad(const Conv2dShape& s) { return small_taps(s) && s.N >= 2 && s.CK >= 96; }
+
+// ============================================================================ forward
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
+  const InputPlanes g(s, sizeof(T));
+  const int64_t per_thread = g.sample + s.O * g.P;
+  const int threads = threads_for(s, s.N);
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t n = 0; n < s.N; ++n) {
+    T* planes = ws + thread_id() * per_thread;
+    T* wide = planes + g.sample;  // (O, P)
+    g.fill(x + n * s.C * s.H * s.W, planes, s);
+    for (int64_t gr = 0; gr < s.groups; ++gr)
+      taps(w + gr * s.Og * s.CK, s.Og, s.CK, g.off.data(), planes + gr * s.Cg * g.phases * g.plane,
+           b ? b + gr * s.Og : nullptr, wide + gr * s.Og * g.P, g.P, g.P);
+    for (int64_t o = 0; o < s.O; ++o)
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        std::memcpy(y + ((n * s.O + o) * s.OH + oh) * s.OW, wide + o * g.P + oh * g.Ws, s.OW * sizeof(T));
+  }
+}
+
+// ============================================================================ input gradient
+namespace {
+
+// One phase (a, b) of dx: dx rows h = u*sh + a - pt for u in [U0, U0 + Uc), columns likewise.
+struct Phase {
+  int64_t a, b, U0, Uc, V0, Vc;
+  int64_t P;                 // wide positions Uc*Wd, padded
+  int64_t K;                 // Og * taps of this phase
+  std::vector<int64_t> off;  // K: (o, tap) -> offset into the group's padded dy
+};
+
+// First index u >= 0 with u*st + a - pad >= 0, and how many stay below size.
+void phase_range(int64_t a, int64_t st, int64_t pad, int64_t size, int64_t& u0, int64_t& count) {
+  u0 = pad >= a ? (pad - a + st - 1) / st : 0;
+  const int64_t last = size - 1 + pad - a;
+  count = last < 0 ? 0 : std::max<int64_t>(0, last / st - u0 + 1);
+}
+
+}  // namespace
+
+template <class T>
+bool conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
+  if (!all_finite(w, s.O * s.CK)) return false;
+  const int64_t top = (s.kh - 1) * s.dh / s.sh, left = (s.kw - 1) * s.dw / s.sw;
+  std::vector<Phase> ph;
+  int64_t Hd = s.OH + top, Wd = s.OW + left;
+  for (int64_t a = 0; a < s.sh; ++a)
+    for (int64_t b = 0; b < s.sw; ++b) {
+      Phase f{a, b, 0, 0, 0, 0, 0, 0, {}};
+      phase_range(a, s.sh, s.pt, s.H, f.U0, f.Uc);
+      phase_range(b, s.sw, s.pl, s.W, f.V0, f.Vc);
+      if (f.Uc == 0 || f.Vc == 0) continue;
+      Hd = std::max(Hd, f.U0 + f.Uc + top);
+      Wd = std::max(Wd, f.V0 + f.Vc + left);
+      ph.push_back(std::move(f));
+    }
+  const int64_t dplane0 = Hd * Wd;
+  int64_t dplane = dplane0, Pmax = 0;
+  for (Phase& f : ph) {
+    f.P = round_up(f.Uc * Wd, kPadBytes / static_cast<int64_t>(sizeof(T)));
+    Pmax = std::max(Pmax, f.P);
+    dplane = std::max(dplane, f.P + (f.U0 + top) * Wd + f.V0 + left);
+  }
+  dplane = round_up(dplane, 16);
+  // Taps and transposed weights per phase (same for every group, relative to its base).
+  std::vector<std::vector<T>> wts(ph.size());
+  for (size_t q = 0; q < ph.size(); ++q) {
+    Phase& f = ph[q];
+    for (int64_t o = 0; o < s.Og; ++o)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          if (i * s.dh % s.sh != f.a || j * s.dw % s.sw != f.b) continue;
+          f.off.push_back(o * dplane + (f.U0 - i * s.dh / s.sh + top) * Wd + f.V0 - j * s.dw / s.sw + left);
+        }
+    f.K = static_cast<int64_t>(f.off.size());
+    std::vector<T>& wt = wts[q];
+    wt.resize(static_cast<size_t>(s.groups * s.Cg * f.K));
+    for (int64_t gr = 0; gr < s.groups; ++gr)
+      for (int64_t c = 0; c < s.Cg; ++c) {
+        T* row = wt.data() + (gr * s.Cg + c) * f.K;
+        for (int64_t o = 0, k = 0; o < s.Og; ++o)
+          for (int64_t i = 0; i < s.kh; ++i)
+            for (int64_t j = 0; j < s.kw; ++j) {
+              if (i * s.dh % s.sh != f.a || j * s.dw % s.sw != f.b) continue;
+              row[k++] = w[((gr * s.Og + o) * s.Cg + c) * s.kh * s.kw + i * s.kw + j];
+            }
+      }
+  }
+  const int64_t per_thread = s.O * dplane + s.C * Pmax;
+  const int threads = threads_for(s, s.N);
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
+  const int64_t HW = s.H * s.W;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t n = 0; n < s.N; ++n) {
+    T* dyp = ws + thread_id() * per_thread;  // (O, dplane): dy at row top, column left
+    T* wide = dyp + s.O * dplane;            // (C, P) of one phase
+    for (int64_t o = 0; o < s.O; ++o)
+      gather_plane(dy + (n * s.O + o) * s.L, s.OH, s.OW, -top, 1, -left, 1, dyp + o * dplane, Hd, Wd, dplane);
+    T* dxn = dx + n * s.C * HW;
+    for (size_t q = 0; q < ph.size(); ++q) {
+      const Phase& f = ph[q];
+      for (int64_t gr = 0; gr < s.groups; ++gr)
+        taps(wts[q].data() + gr * s.Cg * f.K, s.Cg, f.K, f.off.data(), dyp + gr * s.Og * dplane, nullptr,
+             wide + gr * s.Cg * f.P, f.P, f.P);
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t u = 0; u < f.Uc; ++u) {
+          T* __restrict row = dxn + c * HW + ((f.U0 + u) * s.sh + f.a - s.pt) * s.W + f.V0 * s.sw + f.b - s.pl;
+          const T* __restrict src = wide + c * f.P + u * Wd;
+          if (s.sw == 1) {
+            std::memcpy(row, src, f.Vc * sizeof(T));
+          } else {
+            for (int64_t v = 0; v < f.Vc; ++v) row[v * s.sw] = src[v];
+          }
+        }
+    }
+  }
+  return true;
+}
+
+// ============================================================================ weight gradient
+template <class T>
+bool conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
+  const InputPlanes g(s, sizeof(T));
+  const int64_t dys = s.O * g.P;  // dy in wide rows: (N, O, P), zero in the dropped columns
+  const int threads = threads_for(s, s.N);
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(s.N * (g.sample + dys)) * sizeof(T)));
+  T* planes = ws;
+  T* dyw = ws + s.N * g.sample;
+  bool bad = false;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1) reduction(|| : bad)
+  for (int64_t n = 0; n < s.N; ++n) {
+    T* pn = planes + n * g.sample;
+    g.fill(x + n * s.C * s.H * s.W, pn, s);
+    bad = bad || !all_finite(pn, g.sample);
+    for (int64_t o = 0; o < s.O; ++o)
+      gather_plane(dy + (n * s.O + o) * s.L, s.OH, s.OW, 0, 1, 0, 1, dyw + n * dys + o * g.P, s.OH, g.Ws, g.P);
+  }
+  if (bad) return false;
+  // Items: (group, block of taps); each dw element is one thread's fixed-order sum over n and p.
+  const int64_t kblock = 12, blocks = (s.CK + kblock - 1) / kblock, items = s.groups * blocks;
+  const int gthreads = threads_for(s, items);
+#pragma omp parallel for schedule(static) num_threads(gthreads) if (gthreads > 1)
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t gr = it / blocks, k0 = (it % blocks) * kblock, kc = std::min(kblock, s.CK - k0);
+    grad(dyw + gr * s.Og * g.P, g.P, dys, planes + gr * s.Cg * g.phases * g.plane, g.sample, g.off.data() + k0,
+         s.Og, kc, s.N, g.P, dw + gr * s.Og * s.CK + k0, s.CK);
+  }
+  return true;
+}
+
+template void conv2d_forward<float>(const float*, const float*, const float*, float*, const Conv2dShape&);
+template void conv2d_forward<double>(const double*, const double*, const double*, double*, const Conv2dShape&);
+template bool conv2d_input_grad<float>(const float*, const float*, float*, const Conv2dShape&);
+template bool conv2d_input_grad<double>(const double*, const double*, double*, const Conv2dShape&);
+template bool conv2d_weight_grad<float>(const float*, const float*, float*, const Conv2dShape&);
+template bool conv2d_weight_grad<double>(const double*, const double*, double*, const Conv2dShape&);
+
+}  // namespace pycnn::cpu::direct
