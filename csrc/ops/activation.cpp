@@ -98,13 +98,13 @@ void for_each_kind(Act a, F&& run) {
 
 template <Act A, class T>
 void map_forward(const T* __restrict x, T* __restrict y, int64_t n, T alpha) {
-#pragma omp parallel for simd if (n > kParallelGrain)
+#pragma omp parallel for simd if (parallel : n > kParallelGrain)  // a bare if() would turn off simd too
   for (int64_t i = 0; i < n; ++i) y[i] = act_fwd<A>(x[i], alpha);
 }
 
 template <Act A, class T>
 void map_backward(const T* __restrict dy, const T* __restrict x, T* __restrict dx, int64_t n, T alpha) {
-#pragma omp parallel for simd if (n > kParallelGrain)
+#pragma omp parallel for simd if (parallel : n > kParallelGrain)  // a bare if() would turn off simd too
   for (int64_t i = 0; i < n; ++i) dx[i] = act_bwd<A>(x[i], dy[i], alpha);
 }
 
