@@ -288,14 +288,26 @@ FUNCTIONS: Dict[str, type] = {
 }
 
 
+def _may_need_grad(values: Any) -> bool:
+    """Some value is a Tensor that requires grad, or stands for one on the tape (an nn.Parameter);
+    defaults never are, so the passed values decide whether an op is recorded."""
+    for v in values:
+        if isinstance(v, Tensor):
+            if v._rg:
+                return True
+        elif getattr(type(v), "_traced", None) is not None:
+            return True
+    return False
+
+
 def _traced(name: str, fn: Callable, cls: type) -> Callable:
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
     def op(*args: Any, **kwargs: Any) -> Any:
         s = per_thread.state
-        if s.capture is not None or not s.enabled:
-            return fn(*args, **kwargs)
+        if s.capture is not None or not s.enabled or not (_may_need_grad(args) or _may_need_grad(kwargs.values())):
+            return fn(*args, **kwargs)  # nothing to record: skip binding the signature (~20 us a call)
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         vals = [_as_traced(v) for v in bound.arguments.values()]
