@@ -57,7 +57,7 @@ def pair(v: Any, fn: str, name: str, minimum: int) -> tuple[int, int]:
     """int -> (v, v); a pair of ints -> tuple. TypeError for other kinds, ValueError below `minimum`."""
     if is_int(v):
         p = (int(v), int(v))
-    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(is_int(t) for t in v):
+    elif isinstance(v, (tuple, list)) and len(v) == 2 and is_int(v[0]) and is_int(v[1]):
         p = (int(v[0]), int(v[1]))
     else:
         raise TypeError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
