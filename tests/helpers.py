@@ -5,6 +5,12 @@ Device cases: an op's test file takes a `device` parameter over `DEVICES` (one `
 `cuda`, skipped without a GPU) and calls `compare(fn, *numpy_args, device=device)`. Without a GPU,
 `PYCNN_TEST_CUDA_AS=cpu python -m pytest -m cuda` runs every such case with "cpu" standing in for
 "cuda" (a self-check of the comparisons themselves; tests that need the real device then skip).
+
+Also the helpers that several test files of one topic share: float64 comparisons of tensors (`N`,
+`close`, `away_from_zero`), the Trainer tests' toy problems (`blobs`, `mlp`, `images`, `small_cnn`,
+`make_trainer`, `weights`) and the configurations both reference test files run (`CONV_CONFIGS`,
+`_conv_case`, `POOL_CONFIGS`).
+
 tests/ is on sys.path (conftest.py), so a test file imports this module as `helpers`.
 """
 from __future__ import annotations
@@ -15,6 +21,8 @@ import numpy as np
 import pytest
 
 import pycnn as pc
+from pycnn import nn, optim
+from pycnn.train import Trainer
 
 
 def T(a, dtype=None):
@@ -30,6 +38,24 @@ def T64(a):
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+# ------------------------------------------------------ float64 checks (test_nn_*.py, test_reference.py)
+def N(t):
+    return np.asarray(t.numpy())
+
+
+def close(actual, expected, rtol=1e-10, atol=1e-12):
+    a = N(actual) if isinstance(actual, (pc.Tensor, nn.Parameter)) else actual
+    np.testing.assert_allclose(a, expected, rtol=rtol, atol=atol)
+
+
+def away_from_zero(a, margin=0.05):
+    """Move values off the kinks at 0 so that finite differences are valid."""
+    a = np.array(a, dtype=np.float64)
+    small = np.abs(a) < margin
+    a[small] = np.where(a[small] >= 0, margin, -margin) * 2
+    return a
 
 
 # ----------------------------------------------------------------------- the device harness
@@ -118,3 +144,71 @@ def rnd(rng, shape, dtype, away_from_zero=False):
     if away_from_zero:  # keep off the kinks of relu & co, where CPU and GPU may round to either side
         a[np.abs(a) < 1e-2] = 0.5
     return a
+
+
+# ------------------------------------------------ toy problems for the Trainer (test_trainer*.py)
+def blobs(n=256, seed=0, classes=3):
+    """Separable 2-D Gaussian blobs."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[3.0, 0.0], [-3.0, 1.0], [0.0, -3.0], [0.5, 3.5]])[:classes]
+    y = rng.integers(0, classes, n)
+    x = centers[y] + 0.5 * rng.standard_normal((n, 2))
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def mlp(classes=3):
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, classes))
+
+
+def images(n=192, seed=0):
+    """4 classes of 8x8 images: the bright quadrant is the class."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = 0.1 * rng.standard_normal((n, 1, 8, 8))
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 2)
+        x[i, 0, 4 * r:4 * r + 4, 4 * q:4 * q + 4] += 1.0
+    return x, y  # float64 on purpose: the trainer converts to the model's float32
+
+
+def small_cnn():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 4))
+
+
+def make_trainer(model=None, lr=0.1, momentum=0.9, **kw):
+    model = model if model is not None else mlp()
+    return Trainer(model, optim.SGD(model.parameters(), lr=lr, momentum=momentum), nn.CrossEntropyLoss(), **kw)
+
+
+def weights(model):
+    return {k: np.array(v.numpy(), copy=True) for k, v in model.state_dict().items()}
+
+
+# ------------------------------------------ configurations of the reference's tests (test_reference*.py)
+# (N, C, H, W, O, kh, kw, stride, padding(t,b,l,r), dilation, groups, bias)
+CONV_CONFIGS = [
+    (2, 3, 5, 6, 4, 3, 3, (1, 1), (0, 0, 0, 0), (1, 1), 1, True),
+    (1, 2, 7, 6, 3, 3, 2, (2, 1), (1, 1, 1, 1), (1, 1), 1, False),
+    (2, 4, 6, 7, 6, 3, 3, (1, 2), (1, 0, 2, 1), (1, 1), 2, True),
+    (1, 3, 8, 8, 3, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2), 3, True),  # depthwise, dilated
+    (2, 4, 7, 5, 2, 2, 3, (2, 2), (0, 1, 1, 0), (2, 1), 2, True),
+    (1, 2, 5, 5, 4, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 2, True),  # 1x1
+    (1, 1, 6, 6, 1, 3, 3, (3, 3), (0, 2, 0, 2), (1, 1), 1, True),
+]
+
+
+def _conv_case(cfg, seed=0):
+    N, C, H, W, O, kh, kw, stride, pad, dil, groups, bias = cfg
+    r = rng(seed)
+    x = r.normal(size=(N, C, H, W))
+    w = r.normal(size=(O, C // groups, kh, kw))
+    b = r.normal(size=O) if bias else None
+    return x, w, b, stride, pad, dil, groups
+
+
+POOL_CONFIGS = [  # (H, W, kernel, stride, padding)
+    (6, 6, 2, None, 0),
+    (7, 5, 3, 2, 1),
+    (5, 8, (2, 3), (1, 2), (1, 1)),
+    (6, 7, 3, 1, 1),
+]

@@ -1,6 +1,7 @@
 """activation_forward / activation_backward (relu, leaky_relu, elu, sigmoid, tanh, softplus) and
 prelu_forward / prelu_backward of pycnn._core on every device against the CPU kernels. The NumPy and
-PyTorch checks of the activations run through their layers in tests/test_nn.py and tests/test_functional.py."""
+PyTorch checks of the activations run through their layers in tests/test_nn_layers.py,
+tests/test_nn_vs_torch.py and tests/test_functional.py."""
 from __future__ import annotations
 
 import numpy as np

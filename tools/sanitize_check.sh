@@ -26,7 +26,7 @@
 #    (tests/test_errors.py runs its cases in children and echoes their reports, even for xfail
 #    cases) -- and on any test failure.
 #
-# Environment: PYCNN_FUZZ_EXAMPLES (default 3000 here, the fuzz file's 10000 scaled down),
+# Environment: PYCNN_FUZZ_EXAMPLES (default 3000 here, the fuzz files' 10000 scaled down),
 # PYCNN_ASAN_KEEP=1 keeps the temporary folder, PYTHON (default python), PYCNN_BUILD_JOBS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +69,7 @@ PY
 tests=(
   tests/test_conv2d.py tests/test_pool2d.py tests/test_linear.py tests/test_losses.py
   tests/test_batchnorm.py tests/test_dropout.py tests/test_sgd.py tests/test_tensor_ops.py
-  tests/test_fuzz.py tests/test_errors.py tests/test_threads.py
+  tests/test_fuzz_ops.py tests/test_fuzz_safetensors.py tests/test_errors.py tests/test_threads.py
 )
 present=()
 for t in "${tests[@]}"; do
