@@ -13,7 +13,7 @@ namespace pycnn::cpu::direct {
 // ============================================================================ kernels, per ISA
 namespace {
 
-constexpr int64_t kPadBytes = 128;  // wide rows are padded to this: a multiple of every tile width
+constexpr int64_t kPadBytes = 64;  // wide rows are padded to the widest vector (tiles take their tail a vector at a time)
 
 // A vector of Bytes / sizeof(T) lanes (GCC/Clang vector extension: the compiler picks the
 // instructions of each ISA copy, splitting vectors wider than its registers).
