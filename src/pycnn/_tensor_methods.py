@@ -431,6 +431,11 @@ def stride(self, dim=None):
     return s if dim is None else s[_norm_dim(dim, self.ndim, "stride")]
 
 
+def data_ptr(self):
+    """The address of the tensor's first element (host or device memory), as torch's data_ptr()."""
+    return self._data_ptr()
+
+
 def __contains__(self, element):
     return any(eq(self, element)).item()
 
@@ -517,7 +522,7 @@ _METHODS = {
     "neg_": neg_, "abs_": abs_, "exp_": exp_, "log_": log_, "sqrt_": sqrt_,
     "clamp": clamp, "clip": clamp, "clamp_": clamp_, "clip_": clamp_,
     "item": item, "tolist": tolist, "is_floating_point": is_floating_point, "bool": _to_bool,
-    "to": to, "type_as": type_as, "zero_": zero_, "fill_": fill_, "stride": stride,
+    "to": to, "type_as": type_as, "zero_": zero_, "fill_": fill_, "stride": stride, "data_ptr": data_ptr,
     "sum": sum, "mean": mean, "max": max, "min": min, "argmax": argmax, "argmin": argmin, "any": any, "all": all,
     "__add__": _dunder(BinaryOp.add), "__radd__": _dunder(BinaryOp.add, True),
     "__sub__": _dunder(BinaryOp.sub), "__rsub__": _dunder(BinaryOp.sub, True),

@@ -75,7 +75,8 @@ _PICKLE_MESSAGE = (
 # ------------------------------------------------------------------------------------------------
 # saving
 # ------------------------------------------------------------------------------------------------
-def _to_numpy(name: str, value: Any) -> np.ndarray:
+def to_numpy_array(name: str, value: Any) -> np.ndarray:
+    """state_dict[name] (a Tensor, Parameter or NumPy array) as the contiguous native array saved."""
     if hasattr(value, "data") and not isinstance(value, (np.ndarray, Tensor)):
         value = value.data  # nn.Parameter
     if isinstance(value, Tensor):
@@ -146,8 +147,8 @@ def save(model_or_state_dict: Any, path: PathLike, metadata: Optional[Mapping[st
             raise TypeError(f"save: state_dict keys must be str, got {name!r}")
         if name == "__metadata__":
             raise ValueError("save: '__metadata__' is reserved by the safetensors format")
-        tensors[name] = _to_numpy(name, value)
-    _write_file(path, tensors, meta, "save")
+        tensors[name] = to_numpy_array(name, value)
+    write_file(path, tensors, meta, "save")
 
 
 _FILE_DTYPE = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64"}
@@ -185,13 +186,13 @@ def _write_safetensors(f: Any, tensors: Mapping[str, np.ndarray], metadata: Mapp
     return digest.hexdigest()
 
 
-def _write_file(path: PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str], who: str) -> str:
+def write_file(path: PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str], who: str) -> str:
     """Write a safetensors file atomically (see `save`); returns the SHA-256 of its bytes."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{who}: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(path), suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=tmp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             digest = _write_safetensors(f, tensors, metadata)
@@ -222,7 +223,7 @@ def _write_file(path: PathLike, tensors: Mapping[str, np.ndarray], metadata: Map
     return digest
 
 
-def _tmp_prefix(path: str) -> str:
+def tmp_prefix(path: str) -> str:
     """Temporary files of a write to `path` are named `.<name>.<random>.tmp` in its folder (a kill
     -9 during the write can leave one; train/checkpoint.py removes such leftovers)."""
     return "." + os.path.basename(path) + "."

@@ -14,7 +14,7 @@ __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
 class _State:
     """One thread's grad mode, and the forward/backward pass bookkeeping of nn.Module (see
-    nn/module.py: _recording_forward, _restoring_cache). A plain object behind one thread-local
+    nn/_passes.py: recording_forward, restoring_cache). A plain object behind one thread-local
     attribute: the hot paths read several fields per call."""
 
     __slots__ = ("enabled", "depth", "record", "training", "capture", "pass_id", "bw_depth", "bw_pass",

@@ -54,7 +54,7 @@ class ModuleNode(Node):
         return f"{type(self.module).__name__}Backward"
 
     def backward(self, *grads: Any) -> Any:
-        from ..nn._passes import _takes_need_input_grad  # nn imports this package
+        from ..nn._passes import takes_need_input_grad  # nn imports this package
 
         if not grads or all(g is None for g in grads):
             return (None,) * len(self.edges)
@@ -63,7 +63,7 @@ class ModuleNode(Node):
         need_x = bool(self.needs_input_grad) and self.needs_input_grad[0]
         per_thread.state.next_capture = self.capture  # the module's backward reads this call's caches
         try:
-            if not need_x and _takes_need_input_grad(m):
+            if not need_x and takes_need_input_grad(m):
                 dx = m.backward(g, need_input_grad=False)
             else:
                 dx = m.backward(g)

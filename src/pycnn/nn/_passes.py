@@ -2,7 +2,7 @@
 forward pass (a shared ReLU, or shared weights): each call's cache is stacked, tagged with its
 pass's id, and the backward calls, made in reverse order, take them back one by one, so a backward
 never reads another pass's cache (or says why it cannot: a stale or missing cache). Module wraps
-its subclasses' forward with _recording_forward and backward with _restoring_cache."""
+its subclasses' forward with recording_forward and backward with restoring_cache."""
 from __future__ import annotations
 
 import functools
@@ -24,10 +24,10 @@ _NOTHING = object()
 
 def _no_backward(cls: type) -> bool:
     """Whether `cls` has no backward of its own (Module's, marked in module.py): it is traced through its ops."""
-    return getattr(cls.backward, "_traced_through_ops", False)
+    return getattr(cls.backward, "traced_through_ops", False)
 
 
-def _recording_forward(forward: Callable) -> Callable:
+def recording_forward(forward: Callable) -> Callable:
     """Wraps a module's forward (``self(x)`` and ``self.forward(x)`` alike) with the pass logic.
 
     The outermost module with a backward starts a *capture*: every cache entry pushed during its
@@ -53,7 +53,7 @@ def _recording_forward(forward: Callable) -> Callable:
                 tls.pass_id = next(_ids)
                 tree = self._tree()
                 _start_pass(tree, training)
-                explicit = d["_explicit_last"] = _explicit(tree)
+                explicit = d["_explicit_last"] = explicit_backward(tree)
                 traced = not explicit
                 if traced:  # Module.backward of a traced model differentiates this call on the tape
                     args = tuple(_input_leaf(a) for a in args)
@@ -62,7 +62,7 @@ def _recording_forward(forward: Callable) -> Callable:
         pass_id = tls.pass_id
         if record and capture is None and not _no_backward(type(self)) and explicit is None:
             tree = self._tree()
-            explicit = _explicit(tree)
+            explicit = explicit_backward(tree)
         root = record and capture is None and not _no_backward(type(self)) and explicit
         if root:
             capture = tls.capture = next(_ids)
@@ -95,7 +95,7 @@ def _recording_forward(forward: Callable) -> Callable:
                     d["_traced_call"] = (pass_id, args, out)
         return out
 
-    wrapper._records_pass = True  # type: ignore[attr-defined]
+    wrapper.records_pass = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -130,7 +130,13 @@ def _start_pass(tree: Any, training: bool) -> None:
                 stack[:] = [e for e in stack if e[2]]
 
 
-def _explicit(tree: Any) -> bool:
+def traced_last_pass(m: "Module") -> bool:
+    """Whether m's last recorded forward was traced (some module inside has no backward of its own)."""
+    return not m.__dict__.get("_explicit_last", True)
+
+
+def explicit_backward(tree: Any) -> bool:
+    """Whether every module in `tree` defines backward (none is traced through its ops)."""
     for m in tree:
         if _no_backward(type(m)):
             return False
@@ -154,9 +160,9 @@ def _take_entry(m: "Module", stack: list) -> Tuple[int, Any]:
     raise _stale_cache(m, want, stack)
 
 
-def _restoring_cache(backward: Callable) -> Callable:
+def restoring_cache(backward: Callable) -> Callable:
     """Wraps a layer's backward: the outermost call on an instance first restores the cache of
-    the forward it differentiates (see _recording_forward and Module._cache_attrs). The pass is
+    the forward it differentiates (see recording_forward and Module._cache_attrs). The pass is
     the one the incoming gradient is tagged with (an output of that pass, or a loss's gradient),
     else the newest cached one; nested backwards follow the same pass."""
 
@@ -195,7 +201,7 @@ def _restoring_cache(backward: Callable) -> Callable:
             if bw_depth == 0:
                 tls.bw_pass = None
 
-    wrapper._restores_cache = True  # type: ignore[attr-defined]
+    wrapper.restores_cache = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -207,7 +213,7 @@ def _backward_takes_need_input_grad(backward: Callable) -> bool:
         return False
 
 
-def _takes_need_input_grad(m: "Module") -> bool:
+def takes_need_input_grad(m: "Module") -> bool:
     """Whether m.backward accepts ``need_input_grad`` (user layers may not): looked up once per class."""
     return _backward_takes_need_input_grad(type(m).backward)
 

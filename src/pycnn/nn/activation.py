@@ -6,7 +6,7 @@ from typing import Any, Tuple
 from .. import _args, functional as F
 from ..tensor import Tensor, full
 from .module import Module
-from .parameter import Parameter, _param_dtype
+from .parameter import Parameter, param_dtype
 
 __all__ = ["ReLU", "LeakyReLU", "PReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "Softmax"]
 
@@ -102,7 +102,7 @@ class PReLU(_Elementwise):
             raise ValueError(f"PReLU: num_parameters must be positive, got {num_parameters}")
         self.num_parameters = int(num_parameters)
         self.init = _args.number(init, "PReLU", "init")
-        dt = _param_dtype(dtype, "PReLU")
+        dt = param_dtype(dtype, "PReLU")
         self.weight = Parameter(full((self.num_parameters,), self.init, dtype=dt))
         if device is not None:
             self.to(device)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functional as F
 from ..tensor import Tensor
-from ._passes import _takes_need_input_grad
+from ._passes import takes_need_input_grad
 from .module import Module
 
 __all__ = ["Identity", "Sequential", "Residual", "Concat", "ModuleList", "ModuleDict"]
@@ -138,7 +138,7 @@ class Sequential(Module):
             g = mods[i].backward(g)
         if not mods:
             return g if need_input_grad else None
-        if not need_input_grad and _takes_need_input_grad(mods[0]):
+        if not need_input_grad and takes_need_input_grad(mods[0]):
             return mods[0].backward(g, need_input_grad=False)
         g = mods[0].backward(g)
         return g if need_input_grad else None

@@ -8,7 +8,7 @@ from .. import _args, functional as F
 from ..tensor import Tensor, empty
 from . import init
 from .module import Module
-from .parameter import Parameter, _param_dtype
+from .parameter import Parameter, param_dtype
 
 __all__ = ["Conv2d"]
 
@@ -52,7 +52,7 @@ class Conv2d(Module):
             self.padding = (int(padding), int(padding))
         else:
             self.padding = tuple(int(p) for p in padding)
-        dt = _param_dtype(dtype, "Conv2d")
+        dt = param_dtype(dtype, "Conv2d")
         kh, kw = self.kernel_size
         self.weight = Parameter(empty(out_channels, in_channels // groups, kh, kw, dtype=dt))
         self.bias = Parameter(empty(out_channels, dtype=dt)) if bias else None

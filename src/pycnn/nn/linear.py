@@ -8,7 +8,7 @@ from .. import _args, functional as F
 from ..tensor import Tensor, empty
 from . import init
 from .module import Module
-from .parameter import Parameter, _param_dtype
+from .parameter import Parameter, param_dtype
 
 __all__ = ["Linear", "Flatten"]
 
@@ -26,7 +26,7 @@ class Linear(Module):
             if int(v) < 1:
                 raise ValueError(f"Linear: {name} must be positive, got {v}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        dt = _param_dtype(dtype, "Linear")
+        dt = param_dtype(dtype, "Linear")
         self.weight = Parameter(empty(self.out_features, self.in_features, dtype=dt))
         self.bias = Parameter(empty(self.out_features, dtype=dt)) if bias else None
         self.reset_parameters()

@@ -21,8 +21,8 @@ from .. import autograd as _autograd
 from ..io import save as _save_module
 from ..summary import summary as _summarise
 from ..tensor import Tensor, as_tensor, float32, float64, int64
-from ._passes import _explicit, _recording_forward, _restoring_cache
-from .parameter import Parameter, _as_device_or_dtype, _deepcopy_value, zero_grads
+from ._passes import explicit_backward, recording_forward, restoring_cache
+from .parameter import Parameter, as_device_or_dtype, deepcopy_value, zero_grads
 
 __all__ = ["Module"]
 
@@ -63,11 +63,11 @@ class Module:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         bw = cls.__dict__.get("backward")
-        if bw is not None and not getattr(bw, "_restores_cache", False):
-            cls.backward = _restoring_cache(bw)
+        if bw is not None and not getattr(bw, "restores_cache", False):
+            cls.backward = restoring_cache(bw)
         fw = cls.__dict__.get("forward")
-        if fw is not None and not getattr(fw, "_records_pass", False):
-            cls.forward = _recording_forward(fw)
+        if fw is not None and not getattr(fw, "records_pass", False):
+            cls.forward = recording_forward(fw)
 
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
@@ -221,7 +221,7 @@ class Module:
     def _explicit(self) -> bool:
         """Whether this module and every module inside it define backward: then it is one node on
         the tape and ``model.backward`` is its explicit backward; otherwise it is traced."""
-        return _explicit(self._tree())
+        return explicit_backward(self._tree())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         for hook in list(self._forward_pre_hooks.values()):
@@ -421,11 +421,11 @@ class Module:
     def to(self, *args: Any, device: Any = None, dtype: Any = None) -> "Module":
         """Moves (device string) and/or casts (pc.float32/float64) parameters, gradients and
         buffers in place; the Parameter objects stay the same (optimizers keep working). Returns self."""
-        targets = [_as_device_or_dtype(a) for a in args]
+        targets = [as_device_or_dtype(a) for a in args]
         if device is not None:
             targets.append(str(device))
         if dtype is not None:
-            targets.append(_as_device_or_dtype(dtype))
+            targets.append(as_device_or_dtype(dtype))
         for t in targets:
             if isinstance(t, str):
                 t = _core.parse_device(t)
@@ -521,7 +521,7 @@ class Module:
         memo[id(self)] = new
         for k, v in self.__dict__.items():
             if k != "_traced_call":  # the latest forward's tape belongs to this module only
-                object.__setattr__(new, k, _deepcopy_value(v, memo))
+                object.__setattr__(new, k, deepcopy_value(v, memo))
         return new
 
     def __copy__(self) -> "Module":
@@ -564,7 +564,14 @@ class Module:
 
 
 _NO_BACKWARD = Module.backward  # a class whose backward is this one is traced through its ops
-_NO_BACKWARD._traced_through_ops = True  # type: ignore[attr-defined]  # read by _passes._no_backward
+_NO_BACKWARD.traced_through_ops = True  # type: ignore[attr-defined]  # read by _passes._no_backward
+
+
+def clear_cache(m: Any) -> None:
+    """Drops what a module's forward cached for its backward (nothing for an object that caches none)."""
+    clear = getattr(m, "_clear_cache", None)
+    if callable(clear):
+        clear()
 
 
 def _is_number(v: Any) -> bool:

@@ -9,7 +9,7 @@ from .. import _args, _core
 from .. import functional as F
 from ..tensor import Tensor, as_tensor, full, int64, ones, zeros
 from .module import Module
-from .parameter import Parameter, _param_dtype
+from .parameter import Parameter, param_dtype
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -31,7 +31,7 @@ class _BatchNorm(Module):
         self.momentum = None if momentum is None else _args.momentum(momentum, name)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
-        dt = _param_dtype(dtype, name)
+        dt = param_dtype(dtype, name)
         C = self.num_features
         if self.affine:
             self.weight = Parameter(full((C,), 1.0, dtype=dt))

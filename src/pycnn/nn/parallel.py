@@ -30,8 +30,8 @@ from .. import distributed as _dist
 from .. import functional as F
 from ..tensor import Tensor
 from .container import Sequential
-from ._passes import _takes_need_input_grad
-from .module import _NO_BACKWARD, Module
+from ._passes import explicit_backward, takes_need_input_grad
+from .module import Module
 from .parameter import Parameter
 
 __all__ = ["DistributedDataParallel"]
@@ -133,13 +133,13 @@ class DistributedDataParallel(Module):
     def _on_tape(self) -> bool:
         """Whether the wrapped model is differentiated on the autograd tape (some module inside it
         has no backward of its own) rather than by its explicit backward."""
-        return not self.module._explicit()
+        return not explicit_backward(self.module.modules())
 
     # ---- backward -------------------------------------------------------------------------------
     def backward(self, grad_output: Any, need_input_grad: bool = True) -> Any:
         """The wrapped module's backward, with the parameter gradients averaged over all ranks."""
         if self._on_tape():  # the tape from this call's output: _TapeThenAverage below averages
-            return _NO_BACKWARD(self, grad_output, need_input_grad)
+            return Module.backward(self, grad_output, need_input_grad)
         buckets = self._plan()
         pending: List[Tuple[_Bucket, Any, Any]] = []
         launched = 0
@@ -155,13 +155,13 @@ class DistributedDataParallel(Module):
         children = self._sequential_children()
         g = grad_output
         if children is None:  # the buckets leave after the whole backward
-            if not need_input_grad and _takes_need_input_grad(self.module):
+            if not need_input_grad and takes_need_input_grad(self.module):
                 g = self.module.backward(g, need_input_grad=False)
             else:
                 g = self.module.backward(g)
         else:
             for i in range(len(children) - 1, -1, -1):
-                if i == 0 and not need_input_grad and _takes_need_input_grad(children[0]):
+                if i == 0 and not need_input_grad and takes_need_input_grad(children[0]):
                     g = children[0].backward(g, need_input_grad=False)
                 else:
                     g = children[i].backward(g)

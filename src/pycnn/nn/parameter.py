@@ -139,8 +139,8 @@ class Parameter:
     def __deepcopy__(self, memo: dict) -> "Parameter":
         new = Parameter.__new__(Parameter)
         memo[id(self)] = new
-        new._data = _deepcopy_value(self._data, memo)
-        new.grad = _deepcopy_value(self.grad, memo)
+        new._data = deepcopy_value(self._data, memo)
+        new.grad = deepcopy_value(self.grad, memo)
         new.requires_grad = self.requires_grad
         return new
 
@@ -193,7 +193,7 @@ for _name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
 Parameter.__hash__ = object.__hash__  # type: ignore[assignment]
 
 
-def _deepcopy_value(v: Any, memo: dict) -> Any:
+def deepcopy_value(v: Any, memo: dict) -> Any:
     """copy.deepcopy that clones pycnn Tensors (which do not support pickling)."""
     if isinstance(v, Tensor):
         if id(v) in memo:
@@ -205,22 +205,22 @@ def _deepcopy_value(v: Any, memo: dict) -> Any:
         out = OrderedDict()
         memo[id(v)] = out
         for k, x in v.items():
-            out[k] = _deepcopy_value(x, memo)
+            out[k] = deepcopy_value(x, memo)
         return out
     if isinstance(v, dict):
         out2: dict = {}
         memo[id(v)] = out2
         for k, x in v.items():
-            out2[k] = _deepcopy_value(x, memo)
+            out2[k] = deepcopy_value(x, memo)
         return out2
     if isinstance(v, list):
-        return [_deepcopy_value(x, memo) for x in v]
+        return [deepcopy_value(x, memo) for x in v]
     if isinstance(v, tuple) and type(v) is tuple:
-        return tuple(_deepcopy_value(x, memo) for x in v)
+        return tuple(deepcopy_value(x, memo) for x in v)
     return copy.deepcopy(v, memo)
 
 
-def _as_device_or_dtype(arg: Any) -> Any:
+def as_device_or_dtype(arg: Any) -> Any:
     if isinstance(arg, DType):
         return arg
     if isinstance(arg, str):
@@ -236,11 +236,11 @@ def _as_device_or_dtype(arg: Any) -> Any:
     raise TypeError(f"to(): modules can be cast to float32 or float64, got {dt}")
 
 
-def _param_dtype(dtype: Any, who: str) -> DType:
+def param_dtype(dtype: Any, who: str) -> DType:
     """The dtype a layer creates its parameters in (float32 unless asked)."""
     if dtype is None:
         return float32
-    dt = _as_device_or_dtype(dtype)
+    dt = as_device_or_dtype(dtype)
     if dt not in (float32, float64):
         raise TypeError(f"{who}: dtype must be float32 or float64, got {dtype!r}")
     return dt

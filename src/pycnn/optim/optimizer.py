@@ -72,6 +72,13 @@ def _to_numpy_copy(v: Any) -> Any:
     return copy.deepcopy(v)
 
 
+def validate_group(opt: Any, group: Dict[str, Any]) -> None:
+    """Runs opt's check of a param group's hyper-parameters (TypeError/ValueError), where it has one."""
+    validate = getattr(opt, "_validate_group", None)
+    if callable(validate):
+        validate(group)
+
+
 class Optimizer:
     """Base class: holds `param_groups` (list of dicts with "params" and hyper-parameters) and `state`."""
 

@@ -40,6 +40,8 @@ import numpy as np
 from .. import _random
 from .._args import is_int
 from .. import io as pio
+from ..optim.optimizer import validate_group
+from .history import record_epoch
 
 __all__ = ["save_checkpoint", "save_weights", "load_checkpoint", "remove_stale_files", "folder_lock"]
 
@@ -119,12 +121,12 @@ def _save(trainer: Any, path: str, epoch: Optional[int]) -> None:
         for idx, entries in sd["state"].items():
             for name, v in entries.items():
                 if isinstance(v, np.ndarray):
-                    tensors[f"state.{int(idx)}.{name}"] = pio._to_numpy(name, v)
+                    tensors[f"state.{int(idx)}.{name}"] = pio.to_numpy_array(name, v)
                 else:
                     scalars[f"{int(idx)}.{name}"] = v
         # named by its content: written under a new name, it never touches the pair on disk
         tmp_side = path + ".optim-new"
-        digest = pio._write_file(tmp_side, tensors, {"format": "pycnn-optimizer"}, "save_checkpoint")
+        digest = pio.write_file(tmp_side, tensors, {"format": "pycnn-optimizer"}, "save_checkpoint")
         side = path + ".optim-" + digest[:16]
         os.replace(tmp_side, side)
         state["optimizer"] = {"param_groups": sd["param_groups"], "scalars": scalars,
@@ -170,7 +172,7 @@ def _remove_stale(path: str, keep: Optional[str]) -> List[str]:
     keep_name = os.path.basename(keep) if keep else None
     patterns = [re.escape(base) + _SIDE_RE, re.escape(base) + r"\.optim-new",  # optimizer files
                 re.escape(base) + r"\.tmp",  # ModelCheckpoint's temporary file before this module
-                re.escape(pio._tmp_prefix(base)) + r".+\.tmp"]  # pio's temporary files (.optim-new's too)
+                re.escape(pio.tmp_prefix(base)) + r".+\.tmp"]  # pio's temporary files (.optim-new's too)
     stale = re.compile("|".join(f"(?:{p})" for p in patterns) + r"\Z")
     removed = []
     try:
@@ -227,7 +229,7 @@ def _check_rng(rng: Any, bad: _Bad) -> None:
             or rng["core"] < 0 or not isinstance(rng.get("numpy"), dict):
         raise bad("rng", "is not a random state {'seed': int, 'core': int >= 0, 'numpy': {...}}")
     try:  # a throwaway bit generator of the same kind checks the NumPy part
-        type(_random._generator.bit_generator)().state = rng["numpy"]
+        type(_random.generator().bit_generator)().state = rng["numpy"]
     except (TypeError, ValueError, KeyError) as e:
         raise bad("rng.numpy", f"is not a valid NumPy generator state ({e})") from None
 
@@ -271,12 +273,10 @@ def _optimizer_state(trainer: Any, path: str, state: Dict[str, Any], bad: _Bad) 
                 raise bad(f"optimizer.param_groups[{i}].params", f"has {len(s['params'])} parameters but the "
                                                                  f"optimizer's group has {len(g['params'])}")
             index.update(zip(s["params"], g["params"]))
-            validate = getattr(opt, "_validate_group", None)
-            if callable(validate):
-                try:
-                    validate({**s, "params": g["params"]})
-                except (TypeError, ValueError) as e:
-                    raise bad(f"optimizer.param_groups[{i}]", f"is refused by {type(opt).__name__}: {e}") from None
+            try:
+                validate_group(opt, {**s, "params": g["params"]})
+            except (TypeError, ValueError) as e:
+                raise bad(f"optimizer.param_groups[{i}]", f"is refused by {type(opt).__name__}: {e}") from None
     sd: Dict[str, Any] = {"state": {}, "param_groups": groups}
     for key, t in (pio.load(side).items() if side else ()):
         m = re.fullmatch(r"state\.(\d+)\.(.+)", key)
@@ -369,7 +369,7 @@ def _load(trainer: Any, path: str, history: Any) -> int:
     saved = state.get("history")
     if history is not None and saved:
         for i, e in enumerate(saved["epoch"]):
-            history._record(e, {k: v[i] for k, v in saved["history"].items()})
+            record_epoch(history, e, {k: v[i] for k, v in saved["history"].items()})
     if state["version"] == _VERSION:
         _remove_stale(path, keep=os.path.join(os.path.dirname(os.path.abspath(path)),
                                                    state["optimizer"]["file"]) if state.get("optimizer") else None)

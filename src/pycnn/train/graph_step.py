@@ -55,10 +55,10 @@ class GraphStep:
         ptrs = []
         state = getattr(opt, "state", None)
         for p in self._params():
-            ptrs.append(p.data._data_ptr())
+            ptrs.append(p.data.data_ptr())
             st = state[p] if state is not None else {}
-            ptrs.append(tuple((k, v._data_ptr()) for k, v in sorted(st.items()) if isinstance(v, Tensor)))
-        ptrs += [t._data_ptr() for t in self.step.buffers + self.step.backups]  # the buffer guard's
+            ptrs.append(tuple((k, v.data_ptr()) for k, v in sorted(st.items()) if isinstance(v, Tensor)))
+        ptrs += [t.data_ptr() for t in self.step.buffers + self.step.backups]  # the buffer guard's
         return groups, tuple(ptrs)
 
     def reset(self) -> None:

@@ -22,16 +22,6 @@ class History:
         self.stopped_early: bool = False
         self.stop_reason: Optional[str] = None  # why training stopped early (EarlyStopping's message)
 
-    def _record(self, epoch: int, logs: Dict[str, float]) -> None:
-        n = len(self.epoch)
-        self.epoch.append(int(epoch))
-        for k, v in logs.items():
-            seq = self.history.setdefault(k, [float("nan")] * n)
-            seq.append(float(v))
-        for k, seq in self.history.items():
-            if len(seq) < n + 1:
-                seq.append(float("nan"))
-
     def last(self, key: str, default: Optional[float] = None) -> Optional[float]:
         """The latest value of `key`, or `default` when it was never recorded."""
         seq = self.history.get(key)
@@ -43,3 +33,15 @@ class History:
     def __repr__(self) -> str:
         keys = ", ".join(self.history)
         return f"History(epochs={len(self.epoch)}, keys=[{keys}])"
+
+
+def record_epoch(history: History, epoch: int, logs: Dict[str, float]) -> None:
+    """Appends one epoch's logs to `history` (NaN for a name that epoch did not log, and before its first)."""
+    n = len(history.epoch)
+    history.epoch.append(int(epoch))
+    for k, v in logs.items():
+        seq = history.history.setdefault(k, [float("nan")] * n)
+        seq.append(float(v))
+    for k, seq in history.history.items():
+        if len(seq) < n + 1:
+            seq.append(float("nan"))

@@ -19,8 +19,8 @@ import inspect
 from typing import Any, List, Optional, Tuple
 
 from .. import metrics
-from ..nn._passes import _takes_need_input_grad
-from ..nn.module import Module
+from ..nn._passes import takes_need_input_grad, traced_last_pass
+from ..nn.module import Module, clear_cache
 from ..optim.guard import keep_or_undo_, nonfinite_flag
 from ..tensor import Tensor, float32, float64, int64, zeros
 
@@ -33,9 +33,9 @@ def backward_for_step(model: Module, criterion: Any, loss: Tensor) -> None:
     input's d/dx skipped where the model can skip it (a user model whose backward has no such
     option runs as is). Any other model (a forward-only custom module) runs ``loss.backward()``
     on the tape its forward recorded."""
-    if isinstance(model, Module) and not model.__dict__.get("_explicit_last", True):
+    if isinstance(model, Module) and traced_last_pass(model):
         loss.backward()
-    elif _takes_need_input_grad(model):
+    elif takes_need_input_grad(model):
         model.backward(criterion.backward(), need_input_grad=False)
     else:
         model.backward(criterion.backward())
@@ -94,9 +94,7 @@ class TrainStep:
         for m in (self.model, self.loss):
             mods = m.modules() if callable(getattr(m, "modules", None)) else [m]
             for sub in mods:
-                clear = getattr(sub, "_clear_cache", None)
-                if callable(clear):
-                    clear()
+                clear_cache(sub)
 
     def applied(self, flag: Tensor) -> bool:
         """Whether the step that returned `flag` changed the weights (one host read)."""

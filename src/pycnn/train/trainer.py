@@ -26,12 +26,12 @@ import numpy as np
 from .._args import is_int
 from ..optim.guard import nonfinite_flag
 from ..optim.lr_scheduler import ReduceLROnPlateau
-from ..tensor import Tensor, _NUMPY_OF, cat, float32, float64, from_numpy, int64, zeros
+from ..tensor import Tensor, cat, float32, float64, from_numpy, int64, zeros
 from . import checkpoint, distributed_fit, fit_data
 from .callbacks import Callback
 from .fit_data import host_array as _host_array, is_array_like as _is_array_like  # noqa: F401
 from .graph_step import GraphStep
-from .history import History
+from .history import History, record_epoch
 from .step import EpochSums, TrainStep
 
 __all__ = ["Trainer"]
@@ -139,7 +139,7 @@ class Trainer:
             arr = np.asarray(a)
             if arr.dtype.kind not in "fiub":
                 raise TypeError(f"Trainer: batch has dtype {arr.dtype}; expected numbers")
-            arr = np.ascontiguousarray(arr, dtype=_NUMPY_OF[dtype])
+            arr = np.ascontiguousarray(arr, dtype=dtype.numpy)
             t = from_numpy(arr)
         return t.to(self.device) if t.device != self.device else t
 
@@ -294,7 +294,7 @@ class Trainer:
                         logs["val_accuracy"] = vacc
                 logs.update(lrs)
                 elapsed = time.perf_counter() - t0
-                history._record(epoch, logs)
+                record_epoch(history, epoch, logs)
                 train_logs = dict(logs)
                 if bar is not None:
                     bar.set_postfix_str(self._format_logs(logs, bar=True) + f", {rate:.0f} samples/s", refresh=False)
