@@ -126,7 +126,6 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
             self.trainer.stop_reason = self._reason(current)
-            self.trainer._stopped_by = self
             if self.verbose:
                 print(f"Epoch {epoch + 1}: early stopping: {self.trainer.stop_reason}", flush=True)
 

@@ -29,7 +29,7 @@ from ..optim.lr_scheduler import ReduceLROnPlateau
 from ..tensor import Tensor, cat, float32, float64, from_numpy, int64, zeros
 from . import checkpoint, distributed_fit, fit_data
 from .callbacks import Callback
-from .fit_data import host_array as _host_array, is_array_like as _is_array_like  # noqa: F401
+from .fit_data import is_array_like as _is_array_like
 from .graph_step import GraphStep
 from .history import History, record_epoch
 from .step import EpochSums, TrainStep
@@ -60,7 +60,6 @@ class Trainer:
     """
 
     log_every: int = 10
-    _last_rate: float = 0.0
 
     def __init__(self, model: Any, optimizer: Any, loss: Any, metrics: Any = ("accuracy",), device: Any = None,
                  scheduler: Any = None, on_nonfinite: str = "raise", cuda_graph: bool = False) -> None:
@@ -208,13 +207,10 @@ class Trainer:
         `validation_split`: hold out the last fraction of the x, y arrays (before shuffling, as Keras)
         for validation. `drop_last`: skip the last batch when it is smaller than `batch_size`.
         """
-        if distributed_fit.active(self):  # under pc.distributed: per-rank shards, averaged logs, rank 0 writes
-            return distributed_fit.fit(self, x, y, batch_size=batch_size, epochs=epochs,
-                                       validation_data=validation_data, shuffle=shuffle, callbacks=callbacks,
-                                       verbose=verbose, initial_epoch=initial_epoch,
-                                       validation_batch_size=validation_batch_size, resume_from=resume_from,
-                                       validation_split=validation_split, drop_last=drop_last)
         who = "fit"
+        distributed = distributed_fit.active()  # under pc.distributed: per-rank shards, averaged logs, rank 0 writes
+        if distributed:
+            self.model = distributed_fit.ddp_model(self.model, self.cuda_graph)
         if not is_int(epochs) or epochs < 0:
             raise ValueError(f"{who}: epochs must be an int >= 0, got {epochs!r}")
         if not is_int(initial_epoch) or initial_epoch < 0:
@@ -227,6 +223,9 @@ class Trainer:
             x, y, x_val, y_val = fit_data.split_validation(x, y, validation_split, who)
             validation_data = (x_val, y_val)
         loader = self._loader(x, y, batch_size, shuffle, who, bool(drop_last))
+        cbs = list(callbacks or ())
+        if distributed:
+            loader, cbs, verbose = distributed_fit.prepare_fit(loader, cbs, verbose)
         val_loader = None
         if validation_data is not None:
             vbs = validation_batch_size if validation_batch_size is not None else (
@@ -240,7 +239,6 @@ class Trainer:
                 raise ValueError(f"{who}: validation_data must be a pair (x_val, y_val) or a data loader")
             else:
                 val_loader = self._loader(validation_data, None, vbs, False, who + " (validation)")
-        cbs = list(callbacks or ())
         for cb in cbs:
             if not callable(getattr(cb, "on_epoch_end", None)):
                 raise TypeError(f"{who}: callbacks must be pycnn.train.callbacks.Callback objects, got "
@@ -267,6 +265,7 @@ class Trainer:
         self.history = history
         self.stop_training = False
         self.stop_reason: Optional[str] = None  # set by the callback that stops training (EarlyStopping)
+        stopper: Optional[Callback] = None  # that callback: its own verbose message replaces ours
         self._step.begin_fit()
         was_training = bool(getattr(self.model, "training", True))
         train_logs: Dict[str, float] = {}
@@ -285,10 +284,11 @@ class Trainer:
                     bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step", leave=True,
                                dynamic_ncols=True, file=sys.stderr)
                     state["bar"] = bar
-                logs = self._train_epoch(loader, epoch, bar)
-                rate = self._last_rate
+                logs, rate = self._train_epoch(loader, epoch, bar)
+                if distributed:
+                    logs, rate = distributed_fit.average_epoch(self.model, logs, rate)
                 if val_loader is not None:
-                    vloss, vacc = self._eval_loop(val_loader, "fit (validation)")
+                    vloss, vacc = self._evaluate_loader(val_loader, "fit (validation)", distributed)
                     logs["val_loss"] = vloss
                     if "accuracy" in self.metrics:
                         logs["val_accuracy"] = vacc
@@ -305,11 +305,13 @@ class Trainer:
                           f"{self._format_logs(logs)}", flush=True)
                 self._step_scheduler(logs)
                 for cb in cbs:
+                    before = (self.stop_training, self.stop_reason)
                     cb.on_epoch_end(epoch, dict(logs))
+                    if (self.stop_training, self.stop_reason) != before:
+                        stopper = cb
                 if self.stop_training:
                     history.stopped_early = True
                     history.stop_reason = self.stop_reason
-                    stopper = getattr(self, "_stopped_by", None)
                     if verbose and self.stop_reason and not getattr(stopper, "verbose", 0):
                         print(f"Stopped early after epoch {epoch + 1}/{epochs}: {self.stop_reason}", flush=True)
                     break
@@ -330,6 +332,8 @@ class Trainer:
             self.model.train(was_training)
         for cb in cbs:
             cb.on_train_end(train_logs)
+        if distributed:
+            distributed_fit.finish_fit()
         return history
 
     # ------------------------------------------------------------------ checkpoints
@@ -374,7 +378,8 @@ class Trainer:
                 parts.append(f"{k}{'=' if bar else ': '}{v:.4f}")
         return (", " if bar else " - ").join(parts)
 
-    def _train_epoch(self, loader: Iterable[Any], epoch: int, bar: Any) -> Dict[str, float]:
+    def _train_epoch(self, loader: Iterable[Any], epoch: int, bar: Any) -> Tuple[Dict[str, float], float]:
+        """(the epoch's logs, its samples per second)."""
         self.model.train()
         run = self._graph_step if self._graph_step is not None else self._step
         sums = self._sums()
@@ -416,14 +421,14 @@ class Trainer:
         self._check_finite(window, epoch, who)
         if bar is not None and pending:
             bar.update(pending)
-        self._last_rate = sums.seen / max(time.perf_counter() - t0, 1e-9)
+        rate = sums.seen / max(time.perf_counter() - t0, 1e-9)
         logs = {"loss": sums.mean_loss()}
         if self.on_nonfinite == "skip":
             logs["skipped_batches"] = float(skipped)
         acc = sums.accuracy()
         if acc is not None:
             logs["accuracy"] = acc
-        return logs
+        return logs, rate
 
     @staticmethod
     def _progress(sums: EpochSums, t0: float) -> str:
@@ -435,6 +440,12 @@ class Trainer:
         return s + f", {rate:.0f} samples/s"
 
     # ------------------------------------------------------------------ evaluation
+    def _evaluate_loader(self, loader: Iterable[Any], who: str, distributed: bool) -> Tuple[float, float]:
+        """(loss, accuracy) over `loader`; distributed: over all ranks' shards of it."""
+        if distributed:
+            return distributed_fit.evaluate_shard(loader, lambda shard: self._eval_loop(shard, who))
+        return self._eval_loop(loader, who)
+
     def _eval_loop(self, loader: Iterable[Any], who: str) -> Tuple[float, float]:
         model, crit = self.model, self.loss
         was_training = bool(getattr(model, "training", False))
@@ -457,10 +468,12 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0) -> Dict[str, float]:
         """Loss (and metrics) over a whole data set in eval mode: {"loss": ..., "accuracy": ...}."""
-        if distributed_fit.active(self):  # every rank evaluates a shard; the result is the whole set's
-            return distributed_fit.evaluate(self, x, y, batch_size=batch_size, verbose=verbose)
+        distributed = distributed_fit.active()  # every rank evaluates a shard; the result is the whole set's
+        if distributed:
+            self.model = distributed_fit.ddp_model(self.model, self.cuda_graph)
+            verbose = distributed_fit.rank_verbose(verbose)
         loader = self._loader(x, y, batch_size, False, "evaluate")
-        loss, acc = self._eval_loop(loader, "evaluate")
+        loss, acc = self._evaluate_loader(loader, "evaluate", distributed)
         out = {"loss": loss}
         if "accuracy" in self.metrics:
             out["accuracy"] = acc
@@ -470,8 +483,14 @@ class Trainer:
 
     def predict(self, x: Any, batch_size: int = 256) -> Tensor:
         """The model's outputs (logits, (N, classes)) for every input, in eval mode, as a CPU Tensor."""
-        if distributed_fit.active(self):  # every rank predicts a share; all outputs on every rank
-            return distributed_fit.predict(self, x, batch_size=batch_size)
+        if distributed_fit.active():
+            self.model = distributed_fit.ddp_model(self.model, self.cuda_graph)
+            if _is_array_like(x):  # every rank predicts a share; all outputs on every rank
+                return distributed_fit.predict_shares(x, lambda part: self._predict(part, batch_size))
+            # a loader: no way to split it here, every rank predicts all of it
+        return self._predict(x, batch_size)
+
+    def _predict(self, x: Any, batch_size: int) -> Tensor:
         model = self.model
         was_training = bool(getattr(model, "training", False))
         model.eval()
