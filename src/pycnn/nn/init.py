@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _random
 from ..tensor import Tensor, from_numpy, int64
+from .parameter import Parameter
 
 __all__ = [
     "calculate_gain", "uniform_", "normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
@@ -20,9 +21,8 @@ __all__ = [
 
 
 def _target(t: Any, fn: str) -> Tensor:
-    data = getattr(t, "_pycnn_parameter_data", None)
-    if data is not None:
-        t = data
+    if isinstance(t, Parameter):
+        t = t.data
     if not isinstance(t, Tensor):
         raise TypeError(f"nn.init.{fn}: expected a pycnn Tensor or an nn.Parameter, got {type(t).__name__}")
     if t.dtype == int64 and fn not in ("zeros_", "ones_", "constant_"):

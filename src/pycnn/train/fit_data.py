@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data.loader import DataLoader, TensorDataset
 from .._args import is_int
+from ..nn.parameter import Parameter
 from ..tensor import Tensor
 
 
@@ -22,8 +23,8 @@ def host_array(a: Any, who: str, name: str) -> np.ndarray:
         arr = a
     elif isinstance(a, Tensor):
         arr = a.numpy()
-    elif hasattr(a, "_pycnn_parameter_data"):
-        arr = a._pycnn_parameter_data.numpy()
+    elif isinstance(a, Parameter):
+        arr = a.data.numpy()
     elif isinstance(a, (list, tuple)):
         arr = np.asarray(a)
     else:
@@ -37,7 +38,7 @@ def host_array(a: Any, who: str, name: str) -> np.ndarray:
 
 
 def is_array_like(a: Any) -> bool:
-    return isinstance(a, (np.ndarray, Tensor, list, tuple)) or hasattr(a, "_pycnn_parameter_data")
+    return isinstance(a, (np.ndarray, Tensor, list, tuple, Parameter))
 
 
 def check_batch_size(batch_size: Any, who: str) -> int:
