@@ -169,9 +169,9 @@ def test_op_releases_the_gil(op):
     try:
         scale, fn = 1, _big_case(op, 1)
         fn()  # warm-up (workspace, BLAS threads)
-        while True:  # grow the input until one call takes >= 0.2 s (cap: 64x)
+        while True:  # grow the input until one call takes >= 0.2 s (cap: 256x)
             t0, t1 = _timed(fn)
-            if t1 - t0 >= 0.2 or scale >= 64:
+            if t1 - t0 >= 0.2 or scale >= 256:
                 break
             scale *= 2
             fn = _big_case(op, scale)
