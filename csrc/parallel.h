@@ -51,6 +51,15 @@ inline int thread_id() {
 #endif
 }
 
+// Threads in the calling thread's team (1 outside a team, and without OpenMP).
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
 // Whether the caller already runs inside a parallel region (then a loop must not start another).
 // True without OpenMP, so that no loop asks for threads there.
 inline bool in_parallel() {

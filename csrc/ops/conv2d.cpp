@@ -5,6 +5,7 @@
 
 #include "../blas.h"
 #include "../workspace.h"
+#include "conv2d_channels.h"
 #include "conv2d_direct.h"
 #include "conv2d_winograd.h"
 
@@ -373,6 +374,10 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
     return;
   }
   if (dx && direct::applies_input_grad(s) && direct::conv2d_input_grad(dy, w, dx, s)) dx = nullptr;
+  if (dw && channels::applies_weight_grad(s)) {  // many taps and channels: no column matrix
+    channels::conv2d_weight_grad(dy, x, dw, s);
+    dw = nullptr;
+  }
   if (dw && direct::applies_weight_grad(s) && direct::conv2d_weight_grad(dy, x, dw, s)) dw = nullptr;
   if (!dx && !dw) return;
   const Plan p = make_plan(s, sizeof(T));

@@ -21,6 +21,9 @@
 // finite input and the input gradient finite weights; conv2d.cpp falls back to im2col otherwise.
 #pragma once
 
+#include <algorithm>
+#include <vector>
+
 #include "conv2d.h"
 
 namespace pycnn::cpu::direct {
@@ -43,5 +46,69 @@ bool conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s);
 // holds a non-finite value.
 template <class T>
 bool conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s);
+
+// ---------------------------------------------------------------------------- layout (shared with
+// conv2d_channels.cpp)
+constexpr int64_t kPadBytes = 64;  // wide rows are padded to the widest vector (tiles take their tail a vector at a time)
+
+inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// dst[r*Q + q] = src[(r*rs + r0)*W + q*cs + c0] inside the H x W plane src, zero outside, for
+// r < R, q < Q; then zero up to dst[len).
+template <class T>
+void gather_plane(const T* src, int64_t H, int64_t W, int64_t r0, int64_t rs, int64_t c0, int64_t cs, T* dst,
+                  int64_t R, int64_t Q, int64_t len) {
+  int64_t r_lo, r_hi, q_lo, q_hi;
+  valid_range(r0, rs, H, R, r_lo, r_hi);
+  valid_range(c0, cs, W, Q, q_lo, q_hi);
+  std::fill(dst, dst + r_lo * Q, T(0));
+  for (int64_t r = r_lo; r < r_hi; ++r) {
+    T* __restrict d = dst + r * Q;
+    const T* __restrict row = src + (r * rs + r0) * W + c0;
+    std::fill(d, d + q_lo, T(0));
+    if (cs == 1) {
+      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q];
+    } else {
+      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
+    }
+    std::fill(d + q_hi, d + Q, T(0));
+  }
+  std::fill(dst + r_hi * Q, dst + len, T(0));
+}
+
+// The polyphase planes of one sample's input and the taps that read them (forward, weight grad).
+struct InputPlanes {
+  int64_t phases;  // sh*sw planes per channel
+  int64_t Hs, Ws;  // rows, columns of a plane (Ws: the wide output row)
+  int64_t P;       // wide output positions, padded: OH*Ws rounded up
+  int64_t plane;   // elements per plane, tail included (reads at p + off for p < P stay inside)
+  int64_t sample;  // C * phases * plane
+  std::vector<int64_t> off;  // CK taps (c, i, j) of one group, relative to the group's first plane
+
+  InputPlanes(const Conv2dShape& s, size_t es) {
+    phases = s.sh * s.sw;
+    Hs = s.OH + (s.kh - 1) * s.dh / s.sh;
+    Ws = s.OW + (s.kw - 1) * s.dw / s.sw;
+    P = round_up(s.OH * Ws, kPadBytes / static_cast<int64_t>(es));
+    plane = round_up(std::max(Hs * Ws, P + (Hs - s.OH) * Ws + (s.kw - 1) * s.dw / s.sw), 16);
+    sample = s.C * phases * plane;
+    off.resize(static_cast<size_t>(s.CK));
+    for (int64_t c = 0, k = 0; c < s.Cg; ++c)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j, ++k) {
+          const int64_t a = i * s.dh % s.sh, b = j * s.dw % s.sw;
+          off[k] = ((c * s.sh + a) * s.sw + b) * plane + (i * s.dh / s.sh) * Ws + j * s.dw / s.sw;
+        }
+  }
+  // Sample x (C, H, W) -> dst (C, sh, sw, plane).
+  template <class T>
+  void fill(const T* x, T* dst, const Conv2dShape& s) const {
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t a = 0; a < s.sh; ++a)
+        for (int64_t b = 0; b < s.sw; ++b)
+          gather_plane(x + c * s.H * s.W, s.H, s.W, a - s.pt, s.sh, b - s.pl, s.sw,
+                       dst + ((c * s.sh + a) * s.sw + b) * plane, Hs, Ws, plane);
+  }
+};
 
 }  // namespace pycnn::cpu::direct

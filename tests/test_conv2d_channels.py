@@ -1,0 +1,123 @@
+"""conv2d's weight gradient vectorised over output channels (csrc/ops/conv2d_channels.*): groups 1,
+kernels larger than 1x1 with at least 64 taps per output channel, at least 16 output channels
+(padded to whole vectors by at most a quarter) and output rows of 8 or more; any stride, padding
+and dilation. Every case below takes the path. Checked against the float64 NumPy reference (tile
+and sample-block tails included), float64 gradcheck, PyTorch, bit-for-bit repeatability at 1 and 2
+threads, and non-finite values (the path multiplies exactly what im2col multiplies)."""
+import numpy as np
+import pytest
+
+import pycnn as pc
+from pycnn import _core
+from pycnn.testing import gradcheck
+
+import reference as ref
+from helpers import T
+
+RNG = np.random.default_rng(17)
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def weight_grad(x, w, dy, g, dtype):
+    return np.asarray(_core.conv2d_backward(T(dy, dtype), T(x, dtype), T(w, dtype), *g, False, True, False)[1])
+
+
+def rel(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def inputs(shape, geom):
+    N, C, O, H, W, kh, kw = shape
+    x, w = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, kh, kw))
+    dy = RNG.standard_normal(ref.conv2d(x, w, None, *geom[:3]).shape)
+    return x, w, dy
+
+
+# (N, C, O, H, W, kh, kw), (stride, padding (top, bottom, left, right), dilation, groups)
+CASES = [
+    ((2, 8, 16, 10, 10, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 1)),    # one vector of channels
+    ((3, 8, 48, 9, 12, 3, 3), ((1, 1), (1, 0, 2, 1), (1, 1), 1)),     # 48 channels: tiles of 4, 2, 1 vectors
+    ((2, 4, 32, 11, 10, 5, 5), ((1, 1), (2, 2, 2, 2), (1, 1), 1)),    # 100 taps: tap tiles of 6, 3, 1
+    ((2, 9, 32, 11, 10, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 1)),    # 81 taps: tap tiles of 6, 3
+    ((2, 8, 24, 10, 10, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 1)),    # 24 channels padded to 32
+    ((2, 12, 32, 17, 15, 3, 3), ((2, 2), (1, 1, 1, 1), (1, 1), 1)),   # stride 2
+    ((2, 8, 16, 19, 30, 3, 5), ((3, 2), (0, 2, 1, 0), (1, 1), 1)),    # unequal strides, 3x5 kernel
+    ((2, 12, 16, 16, 18, 3, 3), ((1, 1), (2, 2, 2, 2), (2, 2), 1)),   # dilation
+    ((37, 8, 16, 8, 8, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 1)),     # 8x8: blocks of 4 samples, a tail of 1
+    ((1, 16, 32, 12, 12, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 1)),   # batch 1
+    ((2, 6, 16, 14, 14, 5, 5), ((1, 1), (0, 0, 0, 0), (1, 1), 1)),    # LeNet conv2
+    ((3, 3, 64, 23, 23, 7, 7), ((2, 2), (3, 3, 3, 3), (1, 1), 1)),    # a 7x7 stride-2 stem
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,geom", CASES)
+def test_matches_float64_reference(shape, geom, dtype):
+    x, w, dy = inputs(shape, geom)
+    got = weight_grad(x, w, dy, geom, dtype)
+    exp = ref.conv2d_backward(dy, x, w, *geom[:3])[1]
+    assert got.shape == exp.shape
+    assert rel(got, exp) < TOL[dtype], f"{rel(got, exp):.3g} for {shape} {geom} {dtype.__name__}"
+
+
+def test_gradcheck_float64():
+    geom = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x = pc.from_numpy(RNG.standard_normal((2, 8, 9, 10)))
+    w = pc.from_numpy(RNG.standard_normal((16, 8, 3, 3)) * 0.3)
+
+    def f(x, w):
+        return _core.conv2d_forward(x, w, None, *geom)
+
+    def g(dy, x, w):
+        return tuple(_core.conv2d_backward(dy, x, w, *geom, True, True, False)[:2])
+
+    assert gradcheck((f, g), [x, w])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(16, 16, 32, 12, 12, 3, 3), (37, 8, 16, 8, 8, 3, 3)])
+def test_bit_for_bit_repeatable_across_calls_and_thread_counts(shape, dtype):
+    geom = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x, w, dy = inputs(shape, geom)
+    old = pc.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 2, 1):
+            pc.set_num_threads(n)
+            runs.append(weight_grad(x, w, dy, geom, dtype))
+    finally:
+        pc.set_num_threads(old)
+    for r in runs[1:]:
+        assert np.array_equal(runs[0], r)
+
+
+@pytest.mark.parametrize("where", ["x", "dy"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_non_finite_values_give_what_the_reference_gives(where, value):
+    """An inf in dy meets the zero padding as im2col's columns do (NaN in the taps that read it);
+    an inf in x reaches every tap that reads it, and nothing else."""
+    geom = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x, w, dy = inputs((2, 8, 16, 10, 10, 3, 3), geom)
+    a = {"x": x, "dy": dy}[where]
+    a[0, 1, 2, 1] = value
+    a[1, 2, 0, 0] = value  # at the padded border
+    exp = ref.conv2d_backward(dy, x, w, *geom[:3])[1]
+    for dtype in (np.float32, np.float64):
+        got = np.asarray(weight_grad(x, w, dy, geom, dtype), np.float64)
+        assert np.array_equal(np.isnan(got), np.isnan(exp))
+        assert np.array_equal(np.isposinf(got), np.isposinf(exp)) and np.array_equal(np.isneginf(got), np.isneginf(exp))
+        fin = np.isfinite(exp)
+        assert np.allclose(got[fin], exp[fin], rtol=1e-5, atol=1e-5 * max(np.abs(exp[fin]).max(initial=0), 1))
+
+
+def test_torch_parity_float32():
+    torch = pytest.importorskip("torch")
+    for (N, C, O, H, k, s, p) in [(4, 64, 64, 16, 3, 1, 1), (4, 32, 64, 17, 3, 2, 1), (8, 6, 16, 14, 5, 1, 0)]:
+        x = RNG.standard_normal((N, C, H, H)).astype(np.float32)
+        w = (RNG.standard_normal((O, C, k, k)) / k).astype(np.float32)
+        tx, tw = torch.tensor(x), torch.tensor(w, requires_grad=True)
+        ty = torch.nn.functional.conv2d(tx, tw, stride=s, padding=p)
+        dy = RNG.standard_normal(ty.shape).astype(np.float32)
+        ty.backward(torch.from_numpy(dy))
+        got = weight_grad(x, w, dy, ((s, s), (p, p, p, p), (1, 1), 1), np.float32)
+        assert rel(got, tw.grad.double().numpy()) < 2e-5
