@@ -1,5 +1,6 @@
 """conv2d's Winograd F(2x2, 3x3) path (csrc/ops/conv2d_winograd.*): 3x3, stride 1, groups 1, with
-at least 32 channels for the forward and 128 for the input gradient. Checked against the float64
+at least 32 channels for the forward and 64 for the input gradient; the 16 products by the path's own
+register-tiled kernel (row and column tails, several chunks of tiles). Checked against the float64
 NumPy reference, float64 gradcheck, bit-for-bit repeatability, and the fall-back shapes."""
 import numpy as np
 import pytest
@@ -38,7 +39,8 @@ PADS = [(0, 0, 0, 0), (1, 1, 1, 1), (0, 1, 1, 0), (2, 1, 0, 2), (3, 3, 3, 3)]
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pad", PADS)
-@pytest.mark.parametrize("shape", [(2, 32, 32, 8, 8), (3, 33, 40, 7, 9), (1, 48, 32, 5, 5), (2, 32, 36, 3, 11)])
+@pytest.mark.parametrize("shape", [(2, 32, 32, 8, 8), (3, 33, 40, 7, 9), (1, 48, 32, 5, 5), (2, 32, 36, 3, 11),
+                                   (3, 32, 37, 48, 46)])
 def test_forward_matches_float64_reference(shape, pad, dtype):
     N, C, O, H, W = shape
     x, w, b = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, 3, 3)), RNG.standard_normal(O)
@@ -49,7 +51,8 @@ def test_forward_matches_float64_reference(shape, pad, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pad", PADS)
-@pytest.mark.parametrize("shape", [(2, 128, 128, 5, 7), (1, 130, 128, 6, 6), (2, 128, 129, 3, 4)])
+@pytest.mark.parametrize("shape", [(2, 128, 128, 5, 7), (1, 130, 128, 6, 6), (2, 128, 129, 3, 4), (2, 64, 64, 9, 10),
+                                   (1, 70, 64, 6, 6)])
 def test_input_grad_matches_float64_reference(shape, pad, dtype):
     N, C, O, H, W = shape
     x, w = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, 3, 3))

@@ -1,21 +1,23 @@
 #include "conv2d_winograd.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
-#include "../blas.h"
 #include "../parallel.h"
 #include "../workspace.h"
 
 namespace pycnn::cpu::winograd {
 namespace {
 
-// Where it measured faster than im2col + GEMM (2 threads, Zen 4/5, float32): forward 0.80x at
-// 64->64 32x32 and 0.83x at 128->128 16x16, but 1.2x at 16->16; the input gradient 0.93x at
-// 128 channels and no gain at 64 (there the GEMMs with K = 64 are too thin).
+// Where it measured faster than the other paths (2 threads, Zen 4/5, float32): forward 0.80x
+// im2col at 64->64 32x32 and 0.83x at 128->128 16x16, but 1.2x at 16->16 (the direct path takes
+// that); with the product kernel below the input gradient takes 64->64 32x32 in 11.5 ms against
+// im2col's 16.1, ties at 32 channels (5.7 / 5.3 ms) and is 3x slower than the direct path at 16.
 constexpr int64_t kMinChannels = 32;
-constexpr int64_t kMinChannelsInputGrad = 128;
+constexpr int64_t kMinChannelsInputGrad = 64;
 constexpr int64_t kChunkBytes = int64_t(1) << 21;  // V + M of one chunk: about the L2 cache
+constexpr int64_t kLanes = 16;                      // chunks are whole vectors of tiles, 64 bytes of floats
 
 // A convolution of `in` (N, C, IH, IW) with a 3x3 kernel already transformed into U (16, O, C),
 // reading in[row 2*ty + r - pt][col 2*tx + q - pl] (zero outside), into out (N, O, OH, OW).
@@ -28,6 +30,53 @@ struct Geometry {
 int64_t chunk_tiles(const Geometry& g, size_t es) {
   const int64_t per_tile = 16 * (g.C + g.O) * static_cast<int64_t>(es);
   return std::clamp<int64_t>(kChunkBytes / per_tile / 16 * 16, 16, 1024);
+}
+
+// ---------------------------------------------------------------------------- the 16 products
+// M_k (O, T) = U_k (O, C) @ V_k (C, T) are small (O, C <= a few hundred, T one chunk) and
+// OpenBLAS reached 45-60% of the FMA peak on them: a register tile of MB rows x NV vectors of tiles,
+// no packing (U is small and V's rows are contiguous), one copy per x86-64 level.
+template <class T, int Bytes>
+using Vec [[gnu::vector_size(Bytes)]] = T;
+
+// c[m*ldc + n] = sum_k a[m*K + k] * b[k*ldb + n], m < MB, n < NV vectors.
+template <class T, int MB, int NV, int Bytes>
+[[gnu::always_inline]] inline void product_tile(const T* __restrict a, int64_t K, const T* __restrict b, int64_t ldb,
+                                                T* __restrict c, int64_t ldc) {
+  using V = Vec<T, Bytes>;
+  constexpr int L = Bytes / int(sizeof(T));
+  V acc[MB][NV] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + k * ldb + v * L, sizeof(V));
+    for (int m = 0; m < MB; ++m) {
+      const T av = a[m * K + k];
+      for (int v = 0; v < NV; ++v) acc[m][v] += av * bv[v];
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int v = 0; v < NV; ++v) std::memcpy(c + m * ldc + v * L, &acc[m][v], sizeof(V));
+}
+
+// Rows [0, M) of one column block: tiles of MB rows, the rest by halving.
+template <class T, int MB, int NV, int Bytes>
+[[gnu::always_inline]] inline void product_rows(const T* a, int64_t M, int64_t K, const T* b, int64_t ldb, T* c,
+                                                int64_t ldc) {
+  int64_t m = 0;
+  for (; m + MB <= M; m += MB) product_tile<T, MB, NV, Bytes>(a + m * K, K, b, ldb, c + m * ldc, ldc);
+  if constexpr (MB > 1)
+    if (m < M) product_rows<T, MB / 2, NV, Bytes>(a + m * K, M - m, K, b, ldb, c + m * ldc, ldc);
+}
+
+// Columns [0, nv vectors): blocks of NV vectors (B's block stays in L1 over the rows), the rest by halving.
+template <class T, int MB, int NV, int Bytes>
+[[gnu::always_inline]] inline void product(const T* a, int64_t M, int64_t K, const T* b, int64_t ldb, int64_t nv,
+                                           T* c, int64_t ldc) {
+  constexpr int L = Bytes / int(sizeof(T));
+  int64_t v = 0;
+  for (; v + NV <= nv; v += NV) product_rows<T, MB, NV, Bytes>(a, M, K, b + v * L, ldb, c + v * L, ldc);
+  if constexpr (NV > 1)
+    if (v < nv) product<T, MB, NV / 2, Bytes>(a, M, K, b + v * L, ldb, nv - v, c + v * L, ldc);
 }
 
 // U_k = (G g G^T)_k for a 3x3 kernel g at stride `gs` (element (i, j) at g[i*rs + j*cs]).
@@ -51,7 +100,7 @@ void transform_kernel(const T* g, int64_t rs, int64_t cs, T* u, int64_t ustride)
 
 // Calls f(tt, n, ty, tx0, seg) for each run of tiles of one tile row inside the chunk.
 template <class F>
-void for_each_segment(const Geometry& g, int64_t t0, int64_t nt, F&& f) {
+[[gnu::always_inline]] inline void for_each_segment(const Geometry& g, int64_t t0, int64_t nt, F&& f) {
   const int64_t TH = g.TH(), TW = g.TW();
   for (int64_t tt = 0; tt < nt;) {
     const int64_t t = t0 + tt, tx0 = t % TW, seg = std::min(TW - tx0, nt - tt);
@@ -64,9 +113,9 @@ void for_each_segment(const Geometry& g, int64_t t0, int64_t nt, F&& f) {
 // rows (zero outside) go to `rows`, B^T runs down the columns, then B along each row; every loop is
 // over contiguous or stride-2 data, so it vectorises.
 template <class T>
-void transform_input(const T* in, const Geometry& g, int64_t t0, int64_t nt, int64_t T_, T* V, T* rows) {
+[[gnu::always_inline]] inline void transform_input(const T* in, const Geometry& g, int64_t t0, int64_t nt, int64_t T_, T* V, T* rows) {
   const int64_t plane = g.IH * g.IW, CT = g.C * T_;
-  for_each_segment(g, t0, nt, [&](int64_t tt, int64_t n, int64_t ty, int64_t tx0, int64_t seg) {
+  for_each_segment(g, t0, nt, [&](int64_t tt, int64_t n, int64_t ty, int64_t tx0, int64_t seg) [[gnu::always_inline]] {
     const int64_t r0 = 2 * ty - g.pt, q0 = 2 * tx0 - g.pl, width = 2 * seg + 2;
     const int64_t lo = std::clamp<int64_t>(-q0, 0, width), hi = std::clamp<int64_t>(g.IW - q0, lo, width);
     T* b = rows + 4 * width;
@@ -110,27 +159,34 @@ void transform_input(const T* in, const Geometry& g, int64_t t0, int64_t nt, int
 // The output tiles A^T m A (+ bias) of one tile row go to two row buffers, then into out,
 // clipped at its right and bottom edges.
 template <class T>
-void transform_output(const T* M, const T* bias, const Geometry& g, int64_t t0, int64_t nt, int64_t T_, T* out,
+[[gnu::always_inline]] inline void transform_output(const T* M, const T* bias, const Geometry& g, int64_t t0, int64_t nt, int64_t T_, T* out,
                       T* rows) {
   const int64_t L = g.OH * g.OW, OT = g.O * T_;
-  for_each_segment(g, t0, nt, [&](int64_t tt, int64_t n, int64_t ty, int64_t tx0, int64_t seg) {
+  for_each_segment(g, t0, nt, [&](int64_t tt, int64_t n, int64_t ty, int64_t tx0, int64_t seg) [[gnu::always_inline]] {
     const int64_t oc = 2 * tx0, ncols = std::min(2 * seg, g.OW - oc), nrows = std::min<int64_t>(2, g.OH - 2 * ty);
-    T* __restrict y0 = rows;
+    T* __restrict y0 = rows;                // the two output rows
     T* __restrict y1 = rows + 2 * seg;
+    T* __restrict sm = rows + 4 * seg;      // (A^T m)[r][q] for r < 2, q < 4: 8 rows of seg
     for (int64_t o = 0; o < g.O; ++o) {
       const T bo = bias ? bias[o] : T(0);
       const T* m = M + o * T_ + tt;
-      for (int64_t j = 0; j < seg; ++j) {
-        T s0[4], s1[4];  // A^T m
-        for (int q = 0; q < 4; ++q) {
-          const T m0 = m[q * OT + j], m1 = m[(4 + q) * OT + j], m2 = m[(8 + q) * OT + j], m3 = m[(12 + q) * OT + j];
-          s0[q] = m0 + m1 + m2;
-          s1[q] = m1 - m2 - m3;
+      for (int q = 0; q < 4; ++q) {  // A^T m, a row of tiles at a time (contiguous: vectorises)
+        const T* __restrict m0 = m + q * OT; const T* __restrict m1 = m + (4 + q) * OT;
+        const T* __restrict m2 = m + (8 + q) * OT; const T* __restrict m3 = m + (12 + q) * OT;
+        T* __restrict s0 = sm + q * seg; T* __restrict s1 = sm + (4 + q) * seg;
+        for (int64_t j = 0; j < seg; ++j) {
+          s0[j] = m0[j] + m1[j] + m2[j];
+          s1[j] = m1[j] - m2[j] - m3[j];
         }
-        y0[2 * j] = s0[0] + s0[1] + s0[2] + bo;
-        y0[2 * j + 1] = s0[1] - s0[2] - s0[3] + bo;
-        y1[2 * j] = s1[0] + s1[1] + s1[2] + bo;
-        y1[2 * j + 1] = s1[1] - s1[2] - s1[3] + bo;
+      }
+      for (int r = 0; r < 2; ++r) {  // (A^T m) A + bias, the tiles' two columns interleaved
+        const T* __restrict a0 = sm + 4 * r * seg; const T* __restrict a1 = a0 + seg;
+        const T* __restrict a2 = a1 + seg; const T* __restrict a3 = a2 + seg;
+        T* __restrict yr = r ? y1 : y0;
+        for (int64_t j = 0; j < seg; ++j) {
+          yr[2 * j] = a0[j] + a1[j] + a2[j] + bo;
+          yr[2 * j + 1] = a1[j] - a2[j] - a3[j] + bo;
+        }
       }
       T* dst = out + (n * g.O + o) * L + 2 * ty * g.OW + oc;
       std::copy(y0, y0 + ncols, dst);
@@ -139,12 +195,40 @@ void transform_output(const T* M, const T* bias, const Geometry& g, int64_t t0, 
   });
 }
 
+}  // namespace
+
+// One chunk of nt tiles from t0: input transform, the 16 products, output transform. One copy per
+// x86-64 level (each with the register tile of its product kernel and the transforms' loops
+// vectorised for its registers); V, M, rows: the thread's scratch.
+#define PYCNN_WINOGRAD_KERNELS(ATTR, MB, NV, B, T)                                                           \
+  ATTR void chunk(const T* in, const T* U, const T* bias, T* out, const Geometry& g, int64_t t0, int64_t nt, \
+                  int64_t T_, T* V, T* M, T* rows) {                                                        \
+    transform_input(in, g, t0, nt, T_, V, rows);                                                            \
+    /* columns past nt, to the next whole vector, hold stale values: their products are never read */       \
+    const int64_t nv = (nt + kLanes - 1) / kLanes * kLanes * int64_t(sizeof(T)) / B;                        \
+    for (int k = 0; k < 16; ++k)                                                                             \
+      product<T, MB, NV, B>(U + k * g.O * g.C, g.O, g.C, V + k * g.C * T_, T_, nv, M + k * g.O * T_, T_);   \
+    transform_output(M, bias, g, t0, nt, T_, out, rows);                                                    \
+  }
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define PYCNN_WINOGRAD_LEVELS(T)                                          \
+  PYCNN_WINOGRAD_KERNELS([[gnu::target("arch=x86-64-v4")]], 8, 3, 64, T) \
+  PYCNN_WINOGRAD_KERNELS([[gnu::target("arch=x86-64-v3")]], 4, 2, 32, T) \
+  PYCNN_WINOGRAD_KERNELS([[gnu::target("default")]], 4, 2, 16, T)
+#else
+#define PYCNN_WINOGRAD_LEVELS(T) PYCNN_WINOGRAD_KERNELS(, 4, 2, 16, T)
+#endif
+PYCNN_WINOGRAD_LEVELS(float)
+PYCNN_WINOGRAD_LEVELS(double)
+
+namespace {
+
 template <class T>
 void run(const T* in, const T* U, const T* bias, T* out, const Geometry& g) {
   const int64_t tiles = g.N * g.TH() * g.TW();
   if (tiles == 0) return;
-  const int64_t T_ = std::min(chunk_tiles(g, sizeof(T)), tiles);
-  const int64_t chunks = (tiles + T_ - 1) / T_, per = 16 * (g.C + g.O) * T_ + 8 * (2 * g.TW() + 2);  // V, M, row buffers
+  const int64_t T_ = std::min(chunk_tiles(g, sizeof(T)), (tiles + kLanes - 1) / kLanes * kLanes);
+  const int64_t chunks = (tiles + T_ - 1) / T_, per = 16 * (g.C + g.O) * T_ + 16 * (g.TW() + 2);  // V, M, row buffers
   const int threads = in_parallel() ? 1 : static_cast<int>(std::min<int64_t>(num_threads(), chunks));
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per) * sizeof(T)));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
@@ -153,11 +237,7 @@ void run(const T* in, const T* U, const T* bias, T* out, const Geometry& g) {
     T* M = V + 16 * g.C * T_;
     const int64_t t0 = ch * T_, nt = std::min(T_, tiles - t0);
     T* rows = M + 16 * g.O * T_;
-    transform_input(in, g, t0, nt, T_, V, rows);
-    for (int k = 0; k < 16; ++k)
-      blas::gemm<T>(false, false, g.O, nt, g.C, T(1), U + k * g.O * g.C, g.C, V + k * g.C * T_, T_, T(0),
-                    M + k * g.O * T_, T_);
-    transform_output(M, bias, g, t0, nt, T_, out, rows);
+    chunk(in, U, bias, out, g, t0, nt, T_, V, M, rows);
   }
 }
 
