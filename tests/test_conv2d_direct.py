@@ -1,8 +1,8 @@
 """conv2d's direct path (csrc/ops/conv2d_direct.*): kernels larger than 1x1 with few taps per
 output channel (C/groups*kh*kw <= 256) and at most 64 output channels per group, LeNet's 1->6 and
 6->16 5x5 among them; any stride, padding, dilation and groups (the gradients from batch 2 on, the
-weight gradient from 96 taps on). Checked against the float64 NumPy reference,
-float64 gradcheck, PyTorch, bit-for-bit repeatability at 1 and 2 threads, and the fall-back to
+weight gradient from 96 taps on, or from batch 32 with <= 8 channels per group, in blocks of
+samples). Checked against the float64 NumPy reference, float64 gradcheck, PyTorch, bit-for-bit repeatability at 1 and 2 threads, and the fall-back to
 im2col when a non-finite value would meet the path's zero padding."""
 import numpy as np
 import pytest
@@ -51,6 +51,10 @@ CASES = [
     ((2, 24, 70, 9, 9, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 2)),    # 35 channels per group: tile tails
     ((2, 7, 1, 5, 40, 2, 7), ((1, 3), (0, 0, 3, 3), (1, 1), 1)),     # one output channel, wide and flat
     ((3, 3, 20, 23, 23, 7, 7), ((2, 2), (3, 3, 3, 3), (1, 1), 1)),   # a 7x7 stride-2 stem
+    ((37, 1, 6, 28, 28, 5, 5), ((1, 1), (2, 2, 2, 2), (1, 1), 1)),   # LeNet conv1, weight gradient in 5 sample blocks
+    ((33, 16, 16, 9, 9, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 16)),  # depthwise weight gradient, uneven blocks
+    ((40, 8, 8, 10, 10, 3, 3), ((2, 1), (1, 1, 1, 1), (1, 1), 1)),   # 8 channels, 72 taps, strided
+    ((20, 12, 8, 36, 36, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 1)),  # large samples: several passes per block
 ]
 
 
@@ -93,10 +97,11 @@ def test_gradcheck_float64(geom):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bit_for_bit_repeatable_across_calls_and_thread_counts(dtype):
-    x, w, b = RNG.standard_normal((16, 6, 14, 14)), RNG.standard_normal((16, 6, 5, 5)), RNG.standard_normal(16)
+@pytest.mark.parametrize("N,C,O,H,k", [(16, 6, 16, 14, 5), (40, 1, 6, 28, 5)])
+def test_bit_for_bit_repeatable_across_calls_and_thread_counts(N, C, O, H, k, dtype):
+    x, w, b = RNG.standard_normal((N, C, H, H)), RNG.standard_normal((O, C, k, k)), RNG.standard_normal(O)
     g = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
-    dy = RNG.standard_normal((16, 16, 12, 12))
+    dy = RNG.standard_normal((N, O, H + 3 - k, H + 3 - k))
     old = pc.get_num_threads()
     runs = []
     try:

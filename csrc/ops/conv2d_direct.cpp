@@ -86,7 +86,7 @@ template <class T, int Bytes>
 template <class T, int MB, int KB, int Bytes>
 [[gnu::always_inline]] inline void grad_tile(const T* __restrict dy, int64_t ldy, int64_t dys, const T* __restrict src,
                                              int64_t xs, const int64_t* __restrict off, int64_t N, int64_t P,
-                                             T* __restrict dw, int64_t ldw) {
+                                             T* __restrict dw, int64_t ldw, bool first) {
   using V = Vec<T, Bytes>;
   constexpr int L = Bytes / int(sizeof(T));
   V acc[MB][KB] = {};
@@ -106,27 +106,33 @@ template <class T, int MB, int KB, int Bytes>
     }
   }
   for (int m = 0; m < MB; ++m)
-    for (int k = 0; k < KB; ++k) dw[m * ldw + k] = lane_sum<T, Bytes>(acc[m][k]);
+    for (int k = 0; k < KB; ++k) {
+      const T sum = lane_sum<T, Bytes>(acc[m][k]);
+      dw[m * ldw + k] = first ? sum : dw[m * ldw + k] + sum;
+    }
 }
 
 // K taps for MB rows: blocks of KB, the rest by halving blocks.
 template <class T, int MB, int KB, int Bytes>
 [[gnu::always_inline]] inline void grad_rows(const T* dy, int64_t ldy, int64_t dys, const T* src, int64_t xs,
-                                             const int64_t* off, int64_t K, int64_t N, int64_t P, T* dw, int64_t ldw) {
+                                             const int64_t* off, int64_t K, int64_t N, int64_t P, T* dw, int64_t ldw,
+                                             bool first) {
   int64_t k = 0;
-  for (; k + KB <= K; k += KB) grad_tile<T, MB, KB, Bytes>(dy, ldy, dys, src, xs, off + k, N, P, dw + k, ldw);
+  for (; k + KB <= K; k += KB) grad_tile<T, MB, KB, Bytes>(dy, ldy, dys, src, xs, off + k, N, P, dw + k, ldw, first);
   if constexpr (KB > 1)
-    if (k < K) grad_rows<T, MB, KB / 2, Bytes>(dy, ldy, dys, src, xs, off + k, K - k, N, P, dw + k, ldw);
+    if (k < K) grad_rows<T, MB, KB / 2, Bytes>(dy, ldy, dys, src, xs, off + k, K - k, N, P, dw + k, ldw, first);
 }
 
 template <class T, int MB, int KB, int Bytes>
 [[gnu::always_inline]] inline void grad_all(const T* dy, int64_t ldy, int64_t dys, const T* src, int64_t xs,
                                             const int64_t* off, int64_t M, int64_t K, int64_t N, int64_t P, T* dw,
-                                            int64_t ldw) {
+                                            int64_t ldw, bool first) {
   int64_t m = 0;
-  for (; m + MB <= M; m += MB) grad_rows<T, MB, KB, Bytes>(dy + m * ldy, ldy, dys, src, xs, off, K, N, P, dw + m * ldw, ldw);
+  for (; m + MB <= M; m += MB)
+    grad_rows<T, MB, KB, Bytes>(dy + m * ldy, ldy, dys, src, xs, off, K, N, P, dw + m * ldw, ldw, first);
   if constexpr (MB > 1)
-    if (m < M) grad_all<T, MB / 2, KB, Bytes>(dy + m * ldy, ldy, dys, src, xs, off, M - m, K, N, P, dw + m * ldw, ldw);
+    if (m < M)
+      grad_all<T, MB / 2, KB, Bytes>(dy + m * ldy, ldy, dys, src, xs, off, M - m, K, N, P, dw + m * ldw, ldw, first);
 }
 
 }  // namespace
@@ -140,8 +146,8 @@ template <class T, int MB, int KB, int Bytes>
     taps_all<T, FM, FA, FB>(wt, M, K, off, src, init, out, ldo, P);                                     \
   }                                                                                                                  \
   ATTR void grad(const T* dy, int64_t ldy, int64_t dys, const T* src, int64_t xs, const int64_t* off, int64_t M,    \
-                 int64_t K, int64_t N, int64_t P, T* dw, int64_t ldw) {                                              \
-    grad_all<T, GM, GK, GB>(dy, ldy, dys, src, xs, off, M, K, N, P, dw, ldw);                      \
+                 int64_t K, int64_t N, int64_t P, T* dw, int64_t ldw, bool first) {                                  \
+    grad_all<T, GM, GK, GB>(dy, ldy, dys, src, xs, off, M, K, N, P, dw, ldw, first);                \
   }
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
 #define PYCNN_DIRECT_LEVELS(T)                                                      \
@@ -177,13 +183,18 @@ int threads_for(const Conv2dShape& s, int64_t items) {
 // LeNet's layers to 28->64 3x3): the forward wins at every kernel but 1x1 (0.39-0.76x); the input
 // gradient from batch 2 on (0.45-0.97x; 1.55x at batch 1); the weight gradient once a tap block
 // has enough channels (CK >= 96: 0.45-0.86x; CK 25-27: 1.3-1.4x; batch 1: 3.7-5.3x, the taps
-// split over threads with no work to share).
+// split over threads with no work to share). With the weight gradient's passes over cached samples
+// (2026-12-06, 18 shapes): LeNet's conv1 (1->6 5x5) 0.63-0.86x from batch 32 (1.0-1.2x below),
+// grouped and depthwise layers with <= 8 channels per group 0.63-0.84x at batch 16-32, 3->16 3x3
+// still 1.1x; conv2d_channels.h takes the ungrouped layers with 16 or more channels first.
 namespace {
 bool small_taps(const Conv2dShape& s) { return s.kh * s.kw > 1 && s.CK <= 256 && s.Og <= 64; }
 }  // namespace
 bool applies(const Conv2dShape& s) { return small_taps(s); }
 bool applies_input_grad(const Conv2dShape& s) { return small_taps(s) && s.N >= 2; }
-bool applies_weight_grad(const Conv2dShape& s) { return small_taps(s) && s.N >= 2 && s.CK >= 96; }
+bool applies_weight_grad(const Conv2dShape& s) {
+  return small_taps(s) && ((s.N >= 2 && s.CK >= 96) || (s.N >= 32 && s.Og <= 8));
+}
 
 // ============================================================================ forward
 template <class T>
@@ -306,32 +317,58 @@ bool conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
 }
 
 // ============================================================================ weight gradient
+namespace {
+constexpr int64_t kPassBytes = int64_t(1) << 18;  // the samples of one pass (planes, wide dy): stay in L2
+constexpr int64_t kMaxParts = 8;                  // partial sums over fixed blocks of samples
+constexpr int64_t kMinParts = 4;                  // enough blocks for the threads (splitting the taps refills the planes)
+}  // namespace
+
+// The batch is cut into at most kMaxParts blocks of samples (a function of the shape only); a
+// block's sum is built pass by pass (each pass fills the planes and wide dy of a few samples, then
+// every tile runs over them while they are in cache), and the blocks' sums are added in block
+// order: each dw element's order is fixed by the shape. The work items are (block, block of taps):
+// the taps are split only to give every thread work when the blocks are fewer than the threads.
 template <class T>
 bool conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
   const InputPlanes g(s, sizeof(T));
-  const int64_t dys = s.O * g.P;  // dy in wide rows: (N, O, P), zero in the dropped columns
-  const int threads = threads_for(s, s.N);
-  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(s.N * (g.sample + dys)) * sizeof(T)));
-  T* planes = ws;
-  T* dyw = ws + s.N * g.sample;
+  const int64_t dys = s.O * g.P;  // dy in wide rows: (n, O, P), zero in the dropped columns
+  const int64_t per_sample = g.sample + dys, WN = s.O * s.CK;
+  const int64_t nb = std::clamp<int64_t>(kPassBytes / (per_sample * static_cast<int64_t>(sizeof(T))), 1, s.N);
+  const int64_t cut = std::min({kMaxParts, s.N, std::max<int64_t>(kMinParts, (s.N + nb - 1) / nb)});
+  const int64_t per_part = (s.N + cut - 1) / cut, parts = (s.N + per_part - 1) / per_part;  // none left empty
+  const int64_t want = std::max<int64_t>(1, (num_threads() + parts - 1) / parts);
+  const int64_t ktile = 4, kblock = std::max<int64_t>(ktile, (s.CK + want * ktile - 1) / (want * ktile) * ktile);
+  const int64_t kblocks = (s.CK + kblock - 1) / kblock, items = parts * kblocks;
+  const int threads = threads_for(s, items);
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * nb * per_sample + parts * WN) * sizeof(T)));
+  T* sums = ws + threads * nb * per_sample;  // (parts, O, CK)
   bool bad = false;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1) reduction(|| : bad)
-  for (int64_t n = 0; n < s.N; ++n) {
-    T* pn = planes + n * g.sample;
-    g.fill(x + n * s.C * s.H * s.W, pn, s);
-    bad = bad || !all_finite(pn, g.sample);
-    for (int64_t o = 0; o < s.O; ++o)
-      gather_plane(dy + (n * s.O + o) * s.L, s.OH, s.OW, 0, 1, 0, 1, dyw + n * dys + o * g.P, s.OH, g.Ws, g.P);
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t pt = it / kblocks, k0 = (it % kblocks) * kblock, kc = std::min(kblock, s.CK - k0);
+    T* planes = ws + thread_id() * nb * per_sample;
+    T* dyw = planes + nb * g.sample;
+    const int64_t n_end = std::min(s.N, (pt + 1) * per_part);
+    for (int64_t n0 = pt * per_part; n0 < n_end && !bad; n0 += nb) {
+      const int64_t m = std::min(nb, n_end - n0);
+      for (int64_t n = 0; n < m; ++n) {
+        T* pn = planes + n * g.sample;
+        g.fill(x + (n0 + n) * s.C * s.H * s.W, pn, s);
+        bad = bad || !all_finite(pn, g.sample);
+        for (int64_t o = 0; o < s.O; ++o)
+          gather_plane(dy + ((n0 + n) * s.O + o) * s.L, s.OH, s.OW, 0, 1, 0, 1, dyw + n * dys + o * g.P, s.OH, g.Ws,
+                       g.P);
+      }
+      for (int64_t gr = 0; gr < s.groups && !bad; ++gr)
+        grad(dyw + gr * s.Og * g.P, g.P, dys, planes + gr * s.Cg * g.phases * g.plane, g.sample, g.off.data() + k0,
+             s.Og, kc, m, g.P, sums + pt * WN + gr * s.Og * s.CK + k0, s.CK, n0 == pt * per_part);
+    }
   }
   if (bad) return false;
-  // Items: (group, block of taps); each dw element is one thread's fixed-order sum over n and p.
-  const int64_t kblock = 12, blocks = (s.CK + kblock - 1) / kblock, items = s.groups * blocks;
-  const int gthreads = threads_for(s, items);
-#pragma omp parallel for schedule(static) num_threads(gthreads) if (gthreads > 1)
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t gr = it / blocks, k0 = (it % blocks) * kblock, kc = std::min(kblock, s.CK - k0);
-    grad(dyw + gr * s.Og * g.P, g.P, dys, planes + gr * s.Cg * g.phases * g.plane, g.sample, g.off.data() + k0,
-         s.Og, kc, s.N, g.P, dw + gr * s.Og * s.CK + k0, s.CK);
+  for (int64_t e = 0; e < WN; ++e) {
+    T acc = sums[e];
+    for (int64_t pt = 1; pt < parts; ++pt) acc += sums[pt * WN + e];
+    dw[e] = acc;
   }
   return true;
 }
