@@ -1,9 +1,12 @@
-"""conv2d's weight gradient vectorised over output channels (csrc/ops/conv2d_channels.*): groups 1,
-kernels larger than 1x1 with at least 64 taps per output channel, at least 16 output channels
-(padded to whole vectors by at most a quarter) and output rows of 8 or more; any stride, padding
-and dilation. Every case below takes the path. Checked against the float64 NumPy reference (tile
-and sample-block tails included), float64 gradcheck, PyTorch, bit-for-bit repeatability at 1 and 2
-threads, and non-finite values (the path multiplies exactly what im2col multiplies)."""
+"""conv2d's weight gradient and forward vectorised over output channels (csrc/ops/conv2d_channels.*):
+groups 1, kernels larger than 1x1 with at least 64 taps per output channel, at least 16 output
+channels (padded to whole vectors by at most a quarter); the weight gradient with output rows of 8
+or more, the forward (where neither the direct nor the Winograd path applies: strided, dilated,
+wide layers) from batch 2 with 128 or more wide positions per sample and at most 2048 taps; any
+stride, padding and dilation. Every case below takes the path. Checked against the float64 NumPy
+reference (tile and sample-block tails included), float64 gradcheck, PyTorch, bit-for-bit
+repeatability at 1 and 2 threads, and non-finite values (the path multiplies exactly what im2col
+multiplies)."""
 import numpy as np
 import pytest
 
@@ -20,6 +23,10 @@ TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 def weight_grad(x, w, dy, g, dtype):
     return np.asarray(_core.conv2d_backward(T(dy, dtype), T(x, dtype), T(w, dtype), *g, False, True, False)[1])
+
+
+def forward(x, w, b, g, dtype):
+    return np.asarray(_core.conv2d_forward(T(x, dtype), T(w, dtype), None if b is None else T(b, dtype), *g[:3], 1))
 
 
 def rel(a, b):
@@ -121,3 +128,70 @@ def test_torch_parity_float32():
         ty.backward(torch.from_numpy(dy))
         got = weight_grad(x, w, dy, ((s, s), (p, p, p, p), (1, 1), 1), np.float32)
         assert rel(got, tw.grad.double().numpy()) < 2e-5
+
+
+# Forward cases: not the direct path (more than 256 taps or 64 channels) nor Winograd (not 3x3 stride 1).
+FWD_CASES = [
+    ((2, 32, 48, 31, 31, 3, 3), ((2, 2), (1, 1, 1, 1), (1, 1), 1)),   # stride 2; 48 channels: tiles of 4, 2, 1 vectors
+    ((2, 32, 16, 20, 20, 3, 3), ((1, 1), (2, 2, 2, 2), (2, 2), 1)),   # dilation 2
+    ((2, 12, 24, 16, 16, 5, 5), ((1, 1), (0, 0, 0, 0), (1, 1), 1)),   # 5x5, 24 channels padded to 32
+    ((3, 24, 32, 23, 30, 3, 5), ((2, 1), (0, 2, 1, 0), (1, 1), 1)),   # unequal strides, uneven padding
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,geom", FWD_CASES)
+def test_forward_matches_float64_reference(shape, geom, dtype):
+    N, C, O, H, W, kh, kw = shape
+    x, w, b = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, kh, kw)), RNG.standard_normal(O)
+    for bias in (b, None):
+        got, exp = forward(x, w, bias, geom, dtype), ref.conv2d(x, w, bias, *geom[:3])
+        assert got.shape == exp.shape
+        assert rel(got, exp) < TOL[dtype], f"{rel(got, exp):.3g} for {shape} {geom} {dtype.__name__}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_bit_for_bit_repeatable_across_calls_and_thread_counts(dtype):
+    shape, geom = FWD_CASES[0]
+    N, C, O, H, W, kh, kw = shape
+    x, w, b = RNG.standard_normal((8, C, H, W)), RNG.standard_normal((O, C, kh, kw)), RNG.standard_normal(O)
+    old = pc.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 2, 1):
+            pc.set_num_threads(n)
+            runs.append(forward(x, w, b, geom, dtype))
+    finally:
+        pc.set_num_threads(old)
+    for r in runs[1:]:
+        assert np.array_equal(runs[0], r)
+
+
+@pytest.mark.parametrize("where", ["x", "w"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_forward_non_finite_values_give_what_the_reference_gives(where, value):
+    """The wide columns the path drops read the next row's values: an inf there must not reach a
+    kept output; an inf weight meets the zero padding as in im2col (NaN at the border)."""
+    shape, geom = FWD_CASES[1]
+    N, C, O, H, W, kh, kw = shape
+    x, w, b = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, kh, kw)), RNG.standard_normal(O)
+    a = {"x": x, "w": w}[where]
+    a[0, 1, 2, 1] = value
+    a[1, 2, 0, 0] = value
+    exp = ref.conv2d(x, w, b, *geom[:3])
+    for dtype in (np.float32, np.float64):
+        got = np.asarray(forward(x, w, b, geom, dtype), np.float64)
+        assert np.array_equal(np.isnan(got), np.isnan(exp))
+        assert np.array_equal(np.isposinf(got), np.isposinf(exp)) and np.array_equal(np.isneginf(got), np.isneginf(exp))
+        fin = np.isfinite(exp)
+        assert np.allclose(got[fin], exp[fin], rtol=1e-5, atol=1e-5 * max(np.abs(exp[fin]).max(initial=0), 1))
+
+
+def test_forward_torch_parity_float32():
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal((4, 64, 32, 32)).astype(np.float32)
+    w = (RNG.standard_normal((128, 64, 3, 3)) / 24).astype(np.float32)
+    b = RNG.standard_normal(128).astype(np.float32)
+    ty = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=2, padding=1)
+    got = forward(x, w, b, ((2, 2), (1, 1, 1, 1), (1, 1), 1), np.float32)
+    assert rel(got, ty.double().numpy()) < 2e-5

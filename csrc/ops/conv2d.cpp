@@ -319,6 +319,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
   if (N == 0) return;
   if (direct::applies(s)) return direct::conv2d_forward(x, w, b, y, s);      // few taps: LeNet's layers
   if (winograd::applies(s)) return winograd::conv2d_forward(x, w, b, y, s);  // fast path: 3x3 stride 1
+  if (channels::applies_forward(s)) return channels::conv2d_forward(x, w, b, y, s);  // many taps and channels
   const Plan p = make_plan(s, sizeof(T));
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(p.threads * (p.cols + p.tmp)) * sizeof(T)));
 #pragma omp parallel for schedule(static) num_threads(p.threads) if (p.threads > 1)

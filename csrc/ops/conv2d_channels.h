@@ -1,9 +1,10 @@
-// Weight gradient of an ungrouped convolution on the CPU, vectorised over output channels: for
-// layers with many channels and taps (VGG's and ResNet's 3x3 layers), where im2col's column
-// matrix (C*kh*kw rows by N*L columns) is larger than the caches and the GEMM it feeds runs at
-// 60-70% of the FMA peak.
+// Weight gradient and forward of an ungrouped convolution on the CPU, vectorised over output
+// channels: for layers with many channels and taps (VGG's and ResNet's 3x3 layers, strided and
+// dilated ones), where im2col's column matrix (C*kh*kw rows by N*L columns) is larger than the
+// caches and the GEMM it feeds runs at 60-70% of the FMA peak.
 //
 //   dw[o, k] = sum_n sum_(oh, ow) dy[n, o, oh, ow] * xph[n, off[k] + oh*Ws + ow]
+//   y[n, o, p] = b[o] + sum_k w[o, k] * xph[n, off[k] + p]     (p = oh*Ws + ow, wide: ow >= OW dropped)
 //
 // with xph the zero-padded polyphase planes of conv2d_direct.h (a stride becomes stride-1 reads;
 // tap k = (c, i, j) reads at off[k]) and dy transposed to (N, L, Opad): one vector load gives
@@ -13,16 +14,24 @@
 // non-finite values propagate the same way. The channels of dy are padded with zeros to whole
 // vectors; those lanes are dropped.
 //
-// Threads own disjoint blocks of taps; each dw element is summed over n, then (oh, ow), in
-// order, whatever the thread count: results repeat bit for bit.
+// The forward holds a tile of 6 positions x OV vectors of channels, broadcasting the input and
+// loading the transposed weights; the output is transposed back to NCHW per sample. Only the
+// kept positions' values are returned, and their products are im2col's.
+// Threads own disjoint blocks of taps (weight gradient) or samples (forward); each element is
+// summed in an order fixed by the shape, whatever the thread count: results repeat bit for bit.
 #pragma once
 
 #include "conv2d.h"
 
 namespace pycnn::cpu::channels {
 
-// Where conv2d's weight gradient takes this path (measured: see conv2d_channels.cpp).
+// Where conv2d's forward / weight gradient take this path (measured: see conv2d_channels.cpp).
+bool applies_forward(const Conv2dShape& s);
 bool applies_weight_grad(const Conv2dShape& s);
+
+// y (N, O, OH, OW) = conv(x, w) + b (b may be null).
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s);
 
 // dw (O, C, kh, kw, overwritten) = the weight gradient of conv(x, w) for dy (N, O, OH, OW).
 template <class T>
