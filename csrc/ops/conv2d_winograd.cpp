@@ -125,12 +125,13 @@ template <class T>
         T* row = rows + r * width;
         const int64_t rr = r0 + r;
         if (rr < 0 || rr >= g.IH) {
-          std::fill(row, row + width, T(0));
+          for (int64_t q = 0; q < width; ++q) row[q] = T(0);
           continue;
         }
-        std::fill(row, row + lo, T(0));
-        std::copy(src + rr * g.IW + q0 + lo, src + rr * g.IW + q0 + hi, row + lo);
-        std::fill(row + hi, row + width, T(0));
+        const T* __restrict in_row = src + rr * g.IW + q0;
+        for (int64_t q = 0; q < lo; ++q) row[q] = T(0);
+        for (int64_t q = lo; q < hi; ++q) row[q] = in_row[q];  // a loop, not std::copy: no memmove call per row
+        for (int64_t q = hi; q < width; ++q) row[q] = T(0);
       }
       const T* __restrict d0 = rows; const T* __restrict d1 = rows + width;
       const T* __restrict d2 = rows + 2 * width; const T* __restrict d3 = rows + 3 * width;
@@ -189,8 +190,12 @@ template <class T>
         }
       }
       T* dst = out + (n * g.O + o) * L + 2 * ty * g.OW + oc;
-      std::copy(y0, y0 + ncols, dst);
-      if (nrows == 2) std::copy(y1, y1 + ncols, dst + g.OW);
+      T* __restrict d0 = dst;
+      for (int64_t q = 0; q < ncols; ++q) d0[q] = y0[q];
+      if (nrows == 2) {
+        T* __restrict d1 = dst + g.OW;
+        for (int64_t q = 0; q < ncols; ++q) d1[q] = y1[q];
+      }
     }
   });
 }
