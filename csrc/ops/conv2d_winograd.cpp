@@ -157,47 +157,46 @@ template <class T>
   });
 }
 
-// The output tiles A^T m A (+ bias) of one tile row go to two row buffers, then into out,
-// clipped at its right and bottom edges.
+// The output tiles A^T m A (+ bias), one output channel at a time: A^T m for every tile of the
+// chunk (8 rows of nt: long contiguous loops), then per tile row (A^T m) A with the tiles' two
+// columns interleaved, written straight into out (through two row buffers where the right or
+// bottom edge clips the tiles).
 template <class T>
-[[gnu::always_inline]] inline void transform_output(const T* M, const T* bias, const Geometry& g, int64_t t0, int64_t nt, int64_t T_, T* out,
-                      T* rows) {
+[[gnu::always_inline]] inline void transform_output(const T* M, const T* bias, const Geometry& g, int64_t t0,
+                                                    int64_t nt, int64_t T_, T* out, T* rows) {
   const int64_t L = g.OH * g.OW, OT = g.O * T_;
-  for_each_segment(g, t0, nt, [&](int64_t tt, int64_t n, int64_t ty, int64_t tx0, int64_t seg) [[gnu::always_inline]] {
-    const int64_t oc = 2 * tx0, ncols = std::min(2 * seg, g.OW - oc), nrows = std::min<int64_t>(2, g.OH - 2 * ty);
-    T* __restrict y0 = rows;                // the two output rows
-    T* __restrict y1 = rows + 2 * seg;
-    T* __restrict sm = rows + 4 * seg;      // (A^T m)[r][q] for r < 2, q < 4: 8 rows of seg
-    for (int64_t o = 0; o < g.O; ++o) {
-      const T bo = bias ? bias[o] : T(0);
-      const T* m = M + o * T_ + tt;
-      for (int q = 0; q < 4; ++q) {  // A^T m, a row of tiles at a time (contiguous: vectorises)
-        const T* __restrict m0 = m + q * OT; const T* __restrict m1 = m + (4 + q) * OT;
-        const T* __restrict m2 = m + (8 + q) * OT; const T* __restrict m3 = m + (12 + q) * OT;
-        T* __restrict s0 = sm + q * seg; T* __restrict s1 = sm + (4 + q) * seg;
-        for (int64_t j = 0; j < seg; ++j) {
-          s0[j] = m0[j] + m1[j] + m2[j];
-          s1[j] = m1[j] - m2[j] - m3[j];
-        }
+  T* __restrict sm = rows;                 // (A^T m)[r][q] for r < 2, q < 4: 8 rows of T_
+  T* __restrict clip = rows + 8 * T_;      // one clipped output row (2 * TW)
+  for (int64_t o = 0; o < g.O; ++o) {
+    const T bo = bias ? bias[o] : T(0);
+    const T* m = M + o * T_;
+    for (int q = 0; q < 4; ++q) {
+      const T* __restrict m0 = m + q * OT; const T* __restrict m1 = m + (4 + q) * OT;
+      const T* __restrict m2 = m + (8 + q) * OT; const T* __restrict m3 = m + (12 + q) * OT;
+      T* __restrict s0 = sm + q * T_; T* __restrict s1 = sm + (4 + q) * T_;
+      for (int64_t t = 0; t < nt; ++t) {
+        s0[t] = m0[t] + m1[t] + m2[t];
+        s1[t] = m1[t] - m2[t] - m3[t];
       }
-      for (int r = 0; r < 2; ++r) {  // (A^T m) A + bias, the tiles' two columns interleaved
-        const T* __restrict a0 = sm + 4 * r * seg; const T* __restrict a1 = a0 + seg;
-        const T* __restrict a2 = a1 + seg; const T* __restrict a3 = a2 + seg;
-        T* __restrict yr = r ? y1 : y0;
+    }
+    for_each_segment(g, t0, nt, [&](int64_t tt, int64_t n, int64_t ty, int64_t tx0, int64_t seg) [[gnu::always_inline]] {
+      const int64_t oc = 2 * tx0, ncols = std::min(2 * seg, g.OW - oc), nrows = std::min<int64_t>(2, g.OH - 2 * ty);
+      T* dst = out + (n * g.O + o) * L + 2 * ty * g.OW + oc;
+      for (int64_t r = 0; r < nrows; ++r) {
+        const T* __restrict a0 = sm + 4 * r * T_ + tt; const T* __restrict a1 = a0 + T_;
+        const T* __restrict a2 = a1 + T_; const T* __restrict a3 = a2 + T_;
+        T* __restrict yr = ncols == 2 * seg ? dst + r * g.OW : clip;
         for (int64_t j = 0; j < seg; ++j) {
           yr[2 * j] = a0[j] + a1[j] + a2[j] + bo;
           yr[2 * j + 1] = a1[j] - a2[j] - a3[j] + bo;
         }
+        if (ncols != 2 * seg) {
+          T* __restrict d = dst + r * g.OW;
+          for (int64_t q = 0; q < ncols; ++q) d[q] = clip[q];
+        }
       }
-      T* dst = out + (n * g.O + o) * L + 2 * ty * g.OW + oc;
-      T* __restrict d0 = dst;
-      for (int64_t q = 0; q < ncols; ++q) d0[q] = y0[q];
-      if (nrows == 2) {
-        T* __restrict d1 = dst + g.OW;
-        for (int64_t q = 0; q < ncols; ++q) d1[q] = y1[q];
-      }
-    }
-  });
+    });
+  }
 }
 
 }  // namespace
@@ -233,7 +232,8 @@ void run(const T* in, const T* U, const T* bias, T* out, const Geometry& g) {
   const int64_t tiles = g.N * g.TH() * g.TW();
   if (tiles == 0) return;
   const int64_t T_ = std::min(chunk_tiles(g, sizeof(T)), (tiles + kLanes - 1) / kLanes * kLanes);
-  const int64_t chunks = (tiles + T_ - 1) / T_, per = 16 * (g.C + g.O) * T_ + 16 * (g.TW() + 2);  // V, M, row buffers
+  const int64_t chunks = (tiles + T_ - 1) / T_, rows = std::max(16 * (g.TW() + 2), 8 * T_ + 2 * g.TW());
+  const int64_t per = 16 * (g.C + g.O) * T_ + rows;  // V, M, row buffers
   const int threads = in_parallel() ? 1 : static_cast<int>(std::min<int64_t>(num_threads(), chunks));
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per) * sizeof(T)));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
