@@ -151,7 +151,7 @@ template <class T, int MB, int KB, int Bytes>
   }
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
 #define PYCNN_DIRECT_LEVELS(T)                                                      \
-  PYCNN_DIRECT_KERNELS([[gnu::target("arch=x86-64-v4")]], 8, 16, 64, 4, 4, 64, T)     \
+  PYCNN_DIRECT_KERNELS([[gnu::target("arch=x86-64-v4")]], 4, 16, 64, 4, 4, 64, T)     \
   PYCNN_DIRECT_KERNELS([[gnu::target("arch=x86-64-v3")]], 4, 8, 32, 3, 3, 32, T)      \
   PYCNN_DIRECT_KERNELS([[gnu::target("default")]], 4, 8, 16, 2, 3, 16, T)
 #else
