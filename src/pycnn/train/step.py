@@ -15,6 +15,7 @@ logging point leaves the weights of before the bad batch.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, List, Optional, Tuple
 
@@ -41,11 +42,23 @@ def backward_for_step(model: Module, criterion: Any, loss: Tensor) -> None:
         model.backward(criterion.backward())
 
 
-def _takes_found_inf(step: Any) -> bool:
+def _signature_has_found_inf(fn: Any) -> bool:
     try:
-        return "found_inf" in inspect.signature(step).parameters
+        return "found_inf" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+
+
+@functools.lru_cache(maxsize=64)
+def _function_takes_found_inf(fn: Any) -> bool:
+    return _signature_has_found_inf(fn)
+
+
+def _takes_found_inf(step: Any) -> bool:
+    """Whether optimizer.step accepts found_inf. Asked every step: for a method the answer is
+    cached by its function (inspect.signature cost ~0.1 ms, a tenth of a LeNet-5 step at batch 64)."""
+    fn = getattr(step, "__func__", None)
+    return _function_takes_found_inf(fn) if fn is not None else _signature_has_found_inf(step)
 
 
 class TrainStep:
