@@ -8,8 +8,9 @@ Device cases: an op's test file takes a `device` parameter over `DEVICES` (one `
 
 Also the helpers that several test files of one topic share: float64 comparisons of tensors (`N`,
 `close`, `away_from_zero`), the Trainer tests' toy problems (`blobs`, `mlp`, `images`, `small_cnn`,
-`make_trainer`, `weights`) and the configurations both reference test files run (`CONV_CONFIGS`,
-`_conv_case`, `POOL_CONFIGS`).
+`make_trainer`, `weights`), the configurations both reference test files run (`CONV_CONFIGS`,
+`_conv_case`, `POOL_CONFIGS`) and the conv fast paths' shared checks (`conv_gradcheck`,
+`same_bits_across_threads`, `masks_and_values_agree`).
 
 tests/ is on sys.path (conftest.py), so a test file imports this module as `helpers`.
 """
@@ -212,3 +213,44 @@ POOL_CONFIGS = [  # (H, W, kernel, stride, padding)
     (5, 8, (2, 3), (1, 2), (1, 1)),
     (6, 7, 3, 1, 1),
 ]
+
+
+# ------------------------------------------------------ conv fast paths (test_conv2d_direct/_channels/_fast.py)
+def conv_gradcheck(x, w, geom):
+    """float64 gradcheck of _core's conv2d forward and its (dx, dw) for geom = (stride, padding
+    (top, bottom, left, right), dilation, groups)."""
+    from pycnn import _core
+    from pycnn.testing import gradcheck
+
+    def f(x, w):
+        return _core.conv2d_forward(x, w, None, *geom)
+
+    def g(dy, x, w):
+        return tuple(_core.conv2d_backward(dy, x, w, *geom, True, True, False)[:2])
+
+    return gradcheck((f, g), [pc.from_numpy(np.asarray(x, np.float64)), pc.from_numpy(np.asarray(w, np.float64))])
+
+
+def same_bits_across_threads(run):
+    """run() (an array or a sequence of arrays) gives the same bits at 1, 2, 2 and 1 threads."""
+    old = pc.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 2, 1):
+            pc.set_num_threads(n)
+            out = run()
+            runs.append([np.asarray(a) for a in (out if isinstance(out, (tuple, list)) else (out,))])
+    finally:
+        pc.set_num_threads(old)
+    for r in runs[1:]:
+        for a, b in zip(runs[0], r):
+            assert a.tobytes() == b.tobytes()
+
+
+def masks_and_values_agree(got, exp, rtol=1e-5):
+    """NaN, +inf and -inf where the float64 reference has them, the finite values close to it."""
+    got = np.asarray(got, np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(exp))
+    assert np.array_equal(np.isposinf(got), np.isposinf(exp)) and np.array_equal(np.isneginf(got), np.isneginf(exp))
+    fin = np.isfinite(exp)
+    assert np.allclose(got[fin], exp[fin], rtol=rtol, atol=rtol * max(np.abs(exp[fin]).max(initial=0), 1))

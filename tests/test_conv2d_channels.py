@@ -10,12 +10,10 @@ multiplies)."""
 import numpy as np
 import pytest
 
-import pycnn as pc
 from pycnn import _core
-from pycnn.testing import gradcheck
 
 import reference as ref
-from helpers import T
+from helpers import T, conv_gradcheck, masks_and_values_agree, same_bits_across_threads
 
 RNG = np.random.default_rng(17)
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -69,16 +67,7 @@ def test_matches_float64_reference(shape, geom, dtype):
 
 def test_gradcheck_float64():
     geom = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
-    x = pc.from_numpy(RNG.standard_normal((2, 8, 9, 10)))
-    w = pc.from_numpy(RNG.standard_normal((16, 8, 3, 3)) * 0.3)
-
-    def f(x, w):
-        return _core.conv2d_forward(x, w, None, *geom)
-
-    def g(dy, x, w):
-        return tuple(_core.conv2d_backward(dy, x, w, *geom, True, True, False)[:2])
-
-    assert gradcheck((f, g), [x, w])
+    assert conv_gradcheck(RNG.standard_normal((2, 8, 9, 10)), RNG.standard_normal((16, 8, 3, 3)) * 0.3, geom)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -86,16 +75,7 @@ def test_gradcheck_float64():
 def test_bit_for_bit_repeatable_across_calls_and_thread_counts(shape, dtype):
     geom = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
     x, w, dy = inputs(shape, geom)
-    old = pc.get_num_threads()
-    runs = []
-    try:
-        for n in (1, 2, 2, 1):
-            pc.set_num_threads(n)
-            runs.append(weight_grad(x, w, dy, geom, dtype))
-    finally:
-        pc.set_num_threads(old)
-    for r in runs[1:]:
-        assert np.array_equal(runs[0], r)
+    same_bits_across_threads(lambda: weight_grad(x, w, dy, geom, dtype))
 
 
 @pytest.mark.parametrize("where", ["x", "dy"])
@@ -110,11 +90,7 @@ def test_non_finite_values_give_what_the_reference_gives(where, value):
     a[1, 2, 0, 0] = value  # at the padded border
     exp = ref.conv2d_backward(dy, x, w, *geom[:3])[1]
     for dtype in (np.float32, np.float64):
-        got = np.asarray(weight_grad(x, w, dy, geom, dtype), np.float64)
-        assert np.array_equal(np.isnan(got), np.isnan(exp))
-        assert np.array_equal(np.isposinf(got), np.isposinf(exp)) and np.array_equal(np.isneginf(got), np.isneginf(exp))
-        fin = np.isfinite(exp)
-        assert np.allclose(got[fin], exp[fin], rtol=1e-5, atol=1e-5 * max(np.abs(exp[fin]).max(initial=0), 1))
+        masks_and_values_agree(weight_grad(x, w, dy, geom, dtype), exp)
 
 
 def test_torch_parity_float32():
@@ -155,16 +131,7 @@ def test_forward_bit_for_bit_repeatable_across_calls_and_thread_counts(dtype):
     shape, geom = FWD_CASES[0]
     N, C, O, H, W, kh, kw = shape
     x, w, b = RNG.standard_normal((8, C, H, W)), RNG.standard_normal((O, C, kh, kw)), RNG.standard_normal(O)
-    old = pc.get_num_threads()
-    runs = []
-    try:
-        for n in (1, 2, 2, 1):
-            pc.set_num_threads(n)
-            runs.append(forward(x, w, b, geom, dtype))
-    finally:
-        pc.set_num_threads(old)
-    for r in runs[1:]:
-        assert np.array_equal(runs[0], r)
+    same_bits_across_threads(lambda: forward(x, w, b, geom, dtype))
 
 
 @pytest.mark.parametrize("where", ["x", "w"])
@@ -180,11 +147,7 @@ def test_forward_non_finite_values_give_what_the_reference_gives(where, value):
     a[1, 2, 0, 0] = value
     exp = ref.conv2d(x, w, b, *geom[:3])
     for dtype in (np.float32, np.float64):
-        got = np.asarray(forward(x, w, b, geom, dtype), np.float64)
-        assert np.array_equal(np.isnan(got), np.isnan(exp))
-        assert np.array_equal(np.isposinf(got), np.isposinf(exp)) and np.array_equal(np.isneginf(got), np.isneginf(exp))
-        fin = np.isfinite(exp)
-        assert np.allclose(got[fin], exp[fin], rtol=1e-5, atol=1e-5 * max(np.abs(exp[fin]).max(initial=0), 1))
+        masks_and_values_agree(forward(x, w, b, geom, dtype), exp)
 
 
 def test_forward_torch_parity_float32():

@@ -9,10 +9,9 @@ import pytest
 
 import pycnn as pc
 from pycnn import _core
-from pycnn.testing import gradcheck
 
 import reference as ref
-from helpers import T
+from helpers import T, conv_gradcheck, masks_and_values_agree, same_bits_across_threads
 
 RNG = np.random.default_rng(16)
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
@@ -84,16 +83,7 @@ def test_without_bias_and_batch_zero():
 
 @pytest.mark.parametrize("geom", [((1, 1), (2, 2, 2, 2), (1, 1), 1), ((2, 1), (1, 0, 1, 2), (1, 2), 2)])
 def test_gradcheck_float64(geom):
-    x = pc.from_numpy(RNG.standard_normal((2, 4, 7, 8)))
-    w = pc.from_numpy(RNG.standard_normal((6, 4 // geom[3], 3, 3)) * 0.3)
-
-    def f(x, w):
-        return _core.conv2d_forward(x, w, None, *geom)
-
-    def g(dy, x, w):
-        return tuple(_core.conv2d_backward(dy, x, w, *geom, True, True, False)[:2])
-
-    assert gradcheck((f, g), [x, w])
+    assert conv_gradcheck(RNG.standard_normal((2, 4, 7, 8)), RNG.standard_normal((6, 4 // geom[3], 3, 3)) * 0.3, geom)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -102,27 +92,12 @@ def test_bit_for_bit_repeatable_across_calls_and_thread_counts(N, C, O, H, k, dt
     x, w, b = RNG.standard_normal((N, C, H, H)), RNG.standard_normal((O, C, k, k)), RNG.standard_normal(O)
     g = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
     dy = RNG.standard_normal((N, O, H + 3 - k, H + 3 - k))
-    old = pc.get_num_threads()
-    runs = []
-    try:
-        for n in (1, 2, 2, 1):
-            pc.set_num_threads(n)
-            y = _core.conv2d_forward(T(x, dtype), T(w, dtype), T(b, dtype), *g)
-            grads = _core.conv2d_backward(T(dy, dtype), T(x, dtype), T(w, dtype), *g, True, True, True)
-            runs.append([np.asarray(t) for t in (y, *grads)])
-    finally:
-        pc.set_num_threads(old)
-    for r in runs[1:]:
-        for a, e in zip(runs[0], r):
-            assert np.array_equal(a, e)
 
+    def run():
+        y = _core.conv2d_forward(T(x, dtype), T(w, dtype), T(b, dtype), *g)
+        return (y, *_core.conv2d_backward(T(dy, dtype), T(x, dtype), T(w, dtype), *g, True, True, True))
 
-def _masks_and_values_agree(got, exp):
-    got = np.asarray(got, np.float64)
-    assert np.array_equal(np.isnan(got), np.isnan(exp))
-    assert np.array_equal(np.isposinf(got), np.isposinf(exp)) and np.array_equal(np.isneginf(got), np.isneginf(exp))
-    fin = np.isfinite(exp)
-    assert np.allclose(got[fin], exp[fin], rtol=1e-5, atol=1e-5 * max(np.abs(exp[fin]).max(initial=0), 1))
+    same_bits_across_threads(run)
 
 
 @pytest.mark.parametrize("where", ["x", "w", "dy"])
@@ -139,7 +114,7 @@ def test_non_finite_values_give_what_the_reference_gives(where, value):
     g = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
     for dtype in (np.float32, np.float64):
         for a, e in zip(conv(x, w, b, dy, g, dtype), expected(x, w, b, dy, g)):
-            _masks_and_values_agree(a, e)
+            masks_and_values_agree(a, e)
 
 
 def test_layer_trains_through_the_path():

@@ -7,9 +7,9 @@ import pytest
 
 import pycnn as pc
 from pycnn import _core
-from pycnn.testing import gradcheck
 
 import reference as ref
+from helpers import conv_gradcheck, same_bits_across_threads
 
 RNG = np.random.default_rng(15)
 
@@ -66,17 +66,8 @@ def test_input_grad_matches_float64_reference(shape, pad, dtype):
 
 
 def test_gradcheck_float64():
-    x = pc.from_numpy(RNG.standard_normal((1, 32, 4, 5)))
-    w = pc.from_numpy(RNG.standard_normal((32, 32, 3, 3)) * 0.1)
-    pad = (1, 0, 1, 1)
-
-    def f(x, w):
-        return _core.conv2d_forward(x, w, None, (1, 1), pad, (1, 1), 1)
-
-    def g(dy, x, w):
-        return tuple(_core.conv2d_backward(dy, x, w, (1, 1), pad, (1, 1), 1, True, True, False)[:2])
-
-    assert gradcheck((f, g), [x, w])
+    geom = ((1, 1), (1, 0, 1, 1), (1, 1), 1)
+    assert conv_gradcheck(RNG.standard_normal((1, 32, 4, 5)), RNG.standard_normal((32, 32, 3, 3)) * 0.1, geom)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -84,17 +75,7 @@ def test_bit_for_bit_repeatable_across_calls_and_thread_counts(dtype):
     x, w = RNG.standard_normal((4, 128, 12, 12)), RNG.standard_normal((128, 128, 3, 3))
     dy = RNG.standard_normal((4, 128, 12, 12))
     pad = (1, 1, 1, 1)
-    old = pc.get_num_threads()
-    try:
-        runs = []
-        for n in (1, 2, 2, 1):
-            pc.set_num_threads(n)
-            runs.append((fwd(x, w, None, pad, dtype),) + bwd(dy, x, w, pad, dtype))
-    finally:
-        pc.set_num_threads(old)
-    for r in runs[1:]:
-        for a, b in zip(runs[0], r):
-            assert np.array_equal(a, b)
+    same_bits_across_threads(lambda: (fwd(x, w, None, pad, dtype),) + bwd(dy, x, w, pad, dtype))
 
 
 @pytest.mark.parametrize("kw", [dict(stride=(2, 2)), dict(dilation=(2, 2)), dict(groups=2)])
