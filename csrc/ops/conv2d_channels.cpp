@@ -13,8 +13,7 @@ namespace pycnn::cpu::channels {
 // ============================================================================ kernels, per ISA
 namespace {
 
-template <class T, int Bytes>
-using Vec [[gnu::vector_size(Bytes)]] = T;
+using direct::Vec;
 
 // The sum over nb samples (a block), added to the running sums of an OV-vector x KT-tap tile
 // (two levels: the rounding error grows with the block's and the blocks' count, not their product):
@@ -166,7 +165,7 @@ constexpr int64_t kBlockPositions = 256;
 // and 1.9x at 256->512 on 8x8 (20 positions, 4.7 MB of weights: they leave the cache between
 // position tiles); 1.17x at batch 1 (one sample, one thread).
 bool applies_forward(const Conv2dShape& s) {
-  const int64_t padded = direct::round_up(s.O, 16), wide = s.OW + (s.kw - 1) * s.dw / s.sw;
+  const int64_t padded = direct::round_up(s.O, 16), wide = direct::wide_row(s);
   return s.groups == 1 && s.kh * s.kw > 1 && s.CK >= 64 && s.CK <= 2048 && s.O >= 16 && 4 * s.O >= 3 * padded &&
          s.N >= 2 && s.OH * wide >= 128;
 }
@@ -181,8 +180,7 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
   const direct::InputPlanes g(s, sizeof(T));
   const int64_t ldw = direct::round_up(s.O, direct::kPadBytes / static_cast<int64_t>(sizeof(T)));
   const int64_t dys = s.L * ldw, K = s.CK;
-  const int64_t macs = s.N * s.O * s.L * K;
-  const int threads = macs <= kParallelGrain || in_parallel() ? 1 : std::max(1, num_threads());
+  const int threads = direct::threads_for(s, num_threads());  // the taps are shared out below
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(s.N * (g.sample + dys) + K * ldw) * sizeof(T)));
   T* planes = ws;
   T* dyt = planes + s.N * g.sample;  // (N, L, ldw): dy with the channels last, zero past O
@@ -230,8 +228,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
     if (b) bias[o] = b[o];
   }
   const int64_t per_thread = g.sample + P * ldo;
-  const int threads = s.N * s.O * s.L * K <= kParallelGrain || in_parallel()
-                          ? 1 : static_cast<int>(std::clamp<int64_t>(s.N, 1, num_threads()));
+  const int threads = direct::threads_for(s, s.N);
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t n = 0; n < s.N; ++n) {

@@ -13,11 +13,6 @@ namespace pycnn::cpu::direct {
 // ============================================================================ kernels, per ISA
 namespace {
 
-// A vector of Bytes / sizeof(T) lanes (GCC/Clang vector extension: the compiler picks the
-// instructions of each ISA copy, splitting vectors wider than its registers).
-template <class T, int Bytes>
-using Vec [[gnu::vector_size(Bytes)]] = T;
-
 template <class V, class T>
 [[gnu::always_inline]] inline void load(V& v, const T* p) {
   std::memcpy(&v, p, sizeof(V));
@@ -168,12 +163,6 @@ bool all_finite(const T* p, int64_t n) {
   bool bad = false;
   for (int64_t i = 0; i < n; ++i) bad |= (p[i] - p[i]) != T(0);  // inf - inf and NaN are NaN
   return !bad;
-}
-
-int threads_for(const Conv2dShape& s, int64_t items) {
-  const int64_t macs = s.N * s.O * s.L * s.CK;
-  if (macs <= kParallelGrain || in_parallel()) return 1;
-  return static_cast<int>(std::clamp<int64_t>(items, 1, num_threads()));
 }
 
 }  // namespace

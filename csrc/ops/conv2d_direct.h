@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../parallel.h"
 #include "conv2d.h"
 
 namespace pycnn::cpu::direct {
@@ -47,8 +48,26 @@ bool conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s);
 template <class T>
 bool conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s);
 
-// ---------------------------------------------------------------------------- layout (shared with
-// conv2d_channels.cpp)
+// ---------------------------------------------------------------------------- shared with the other
+// CPU conv paths (conv2d_channels.cpp, conv2d_winograd.cpp)
+
+// A vector of Bytes / sizeof(T) lanes (GCC/Clang vector extension: the compiler picks the
+// instructions of each ISA copy, splitting vectors wider than its registers).
+template <class T, int Bytes>
+using Vec [[gnu::vector_size(Bytes)]] = T;
+
+// Threads for `items` independent pieces of a conv's work: one below the parallel grain (counted
+// in multiply-adds) or inside a parallel region.
+inline int threads_for(const Conv2dShape& s, int64_t items) {
+  const int64_t macs = s.N * s.O * s.L * s.CK;
+  if (macs <= kParallelGrain || in_parallel()) return 1;
+  return static_cast<int>(std::clamp<int64_t>(items, 1, num_threads()));
+}
+
+// Columns of a stride-1 view of the padded input: the output row and the kernel's reach (the
+// "wide" row the direct and channel paths compute along).
+inline int64_t wide_row(const Conv2dShape& s) { return s.OW + (s.kw - 1) * s.dw / s.sw; }
+
 constexpr int64_t kPadBytes = 64;  // wide rows are padded to the widest vector (tiles take their tail a vector at a time)
 
 inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
@@ -88,7 +107,7 @@ struct InputPlanes {
   InputPlanes(const Conv2dShape& s, size_t es) {
     phases = s.sh * s.sw;
     Hs = s.OH + (s.kh - 1) * s.dh / s.sh;
-    Ws = s.OW + (s.kw - 1) * s.dw / s.sw;
+    Ws = wide_row(s);
     P = round_up(s.OH * Ws, kPadBytes / static_cast<int64_t>(es));
     plane = round_up(std::max(Hs * Ws, P + (Hs - s.OH) * Ws + (s.kw - 1) * s.dw / s.sw), 16);
     sample = s.C * phases * plane;

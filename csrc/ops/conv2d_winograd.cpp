@@ -6,6 +6,7 @@
 
 #include "../parallel.h"
 #include "../workspace.h"
+#include "conv2d_direct.h"
 
 namespace pycnn::cpu::winograd {
 namespace {
@@ -36,8 +37,7 @@ int64_t chunk_tiles(const Geometry& g, size_t es) {
 // M_k (O, T) = U_k (O, C) @ V_k (C, T) are small (O, C <= a few hundred, T one chunk) and
 // OpenBLAS reached 45-60% of the FMA peak on them: a register tile of MB rows x NV vectors of tiles,
 // no packing (U is small and V's rows are contiguous), one copy per x86-64 level.
-template <class T, int Bytes>
-using Vec [[gnu::vector_size(Bytes)]] = T;
+using direct::Vec;
 
 // c[m*ldc + n] = sum_k a[m*K + k] * b[k*ldb + n], m < MB, n < NV vectors.
 template <class T, int MB, int NV, int Bytes>
