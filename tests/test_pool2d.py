@@ -376,14 +376,19 @@ def test_pool_deterministic_across_runs_and_thread_counts():
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
-@pytest.mark.parametrize("hw", [(8, 8), (7, 9), (2, 3), (28, 28)])
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9), (2, 3), (28, 28), (4, 32), (3, 33), (5, 70), (6, 18)])
 def test_max_pool_2x2_stride2_fast_path_matches_reference(dt, hw):
-    # The 2x2/stride-2 layer has its own branch-free loop; it must pick exactly what the general
-    # rule picks: first maximum on ties, a NaN wins (the later of two NaNs), -inf windows keep the first.
+    # The 2x2/stride-2 layer has its own vectorised loop (16 / 8 / 4 outputs per step, masked row
+    # tails); it must pick exactly what the general rule picks: first maximum on ties, a NaN wins
+    # (the later of two NaNs), -inf windows keep the first. Rows of 1 to 35 outputs cover full
+    # vectors, tails and several steps per row.
     x = rng(11).integers(-2, 3, size=(2, 3) + hw).astype(np.float64)  # many ties
     x[0, 0, 0, 0] = x[0, 0, 1, 1] = np.nan
     x[0, 1, :2, :2] = -np.inf
     x[1, 2, 0, 1] = np.nan
+    ow = hw[1] // 2  # the last window of the first row pair, and NaNs scattered over every lane
+    x[1, 0, 0, 2 * ow - 1] = x[1, 0, 1, 2 * ow - 2] = np.nan
+    x[1, 1].flat[rng(12).choice(hw[0] * hw[1], size=max(1, hw[0] * hw[1] // 9), replace=False)] = np.nan
     y, idx = _core.max_pool2d_forward(T(x.astype(dt)), (2, 2), (2, 2), (0, 0))
     ry, ridx = ref.max_pool2d(x, 2, 2, 0)
     np.testing.assert_array_equal(A(y), ry.astype(dt))

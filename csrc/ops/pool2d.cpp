@@ -238,50 +238,12 @@ void adaptive_for_each(const Pool2dGeom& g, int64_t rows, int64_t cols, F&& f) {
       for (int64_t c = 0; c < cols; ++c) f(p, r, c);
 }
 
-// One plane of the common 2x2, stride 2, unpadded pooling. Same rule as the general loop
-// (candidates in row-major window order, strict > keeps the first maximum, a NaN wins), written
-// with selects instead of branches so that the compiler vectorises it (AVX2/AVX-512 clones: SSE2
-// has no vector form of the mixed float/int64 selects). A whole plane per call: LeNet's rows are
-// 5 to 14 outputs long, too short to pay for a call and a loop set-up each.
-template <class T>
-[[gnu::always_inline]] inline void max_pool_plane_2x2_impl(const T* __restrict x, int64_t W, int64_t OH, int64_t OW,
-                                                           T* __restrict y, int64_t* __restrict argmax) {
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const T* __restrict r0 = x + 2 * oh * W;
-    const T* __restrict r1 = r0 + W;
-    T* __restrict yr = y + oh * OW;
-    int64_t* __restrict ar = argmax + oh * OW;
-    const int64_t base = 2 * oh * W;
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      const T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
-      T best = a;
-      int64_t at = 0;  // offset of the winner from a: 0, 1, W, W + 1
-      bool take = (b > best) | (b != b);  // bitwise |: no branch, so the loop vectorises
-      best = take ? b : best, at = take ? 1 : at;
-      take = (c > best) | (c != c);
-      best = take ? c : best, at = take ? W : at;
-      take = (d > best) | (d != d);
-      best = take ? d : best, at = take ? W + 1 : at;
-      yr[ow] = best;
-      ar[ow] = base + 2 * ow + at;
-    }
-  }
-}
-PYCNN_SIMD_CLONES void max_pool_plane_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float* y,
-                                          int64_t* argmax) {
-  max_pool_plane_2x2_impl(x, W, OH, OW, y, argmax);
-}
-PYCNN_SIMD_CLONES void max_pool_plane_2x2(const double* x, int64_t W, int64_t OH, int64_t OW, double* y,
-                                          int64_t* argmax) {
-  max_pool_plane_2x2_impl(x, W, OH, OW, y, argmax);
-}
-
 // Each (plane, output row) is one independent task: writes are disjoint, so any schedule gives
 // the same bits.
 template <class T>
 void max_pool2d_forward(const T* x, T* y, int64_t* argmax, Pool2dGeom g) {
   const int64_t in_plane = g.H * g.W, out_plane = g.OH * g.OW;
-  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0) {
+  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.W < (int64_t(1) << 30)) {
 #pragma omp parallel for if (window_pool_parallel(g))
     for (int64_t p = 0; p < g.planes; ++p)
       max_pool_plane_2x2(x + p * in_plane, g.W, g.OH, g.OW, y + p * out_plane, argmax + p * out_plane);

@@ -54,6 +54,13 @@ Tensor avg_pool2d_backward(const Tensor& grad_output, const Shape& input_shape, 
 Tensor adaptive_avg_pool2d_forward(const Tensor& x, PoolPair output_size);
 Tensor adaptive_avg_pool2d_backward(const Tensor& grad_output, const Shape& input_shape);
 
+namespace cpu {
+// One H x W plane of the 2x2, stride 2, unpadded max pool (pool2d_max2x2.cpp: vectorised copies,
+// the general loop's rule); W < 2^30 (window offsets are held as int32).
+void max_pool_plane_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* argmax);
+void max_pool_plane_2x2(const double* x, int64_t W, int64_t OH, int64_t OW, double* y, int64_t* argmax);
+}  // namespace cpu
+
 // First and one-past-last input index of adaptive bin i (PyTorch's rule).
 PYCNN_HD inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
 PYCNN_HD inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
