@@ -54,7 +54,12 @@ CASES = [
     ((33, 16, 16, 9, 9, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 16)),  # depthwise weight gradient, uneven blocks
     ((40, 8, 8, 10, 10, 3, 3), ((2, 1), (1, 1, 1, 1), (1, 1), 1)),   # 8 channels, 72 taps, strided
     ((20, 12, 8, 36, 36, 3, 3), ((1, 1), (1, 1, 1, 1), (1, 1), 1)),  # large samples: several passes per block
+    ((2, 4, 3, 8, 20, 5, 5), ((1, 1), (0, 0, 0, 0), (1, 1), 1)),     # compact rows, whole vectors (4 x 16 outputs)
+    ((3, 5, 7, 9, 31, 3, 3), ((1, 2), (1, 1, 0, 2), (2, 1), 1)),     # compact rows, stride, dilation, 16-wide rows
 ]
+# Most of these forwards run on compact rows (conv2d_direct.h, compact_forward: a tenth fewer computed
+# positions than the wide rows), the output written straight into y with a partial last vector per
+# channel; the others (1x1-like reach, tiny planes) on wide rows.
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

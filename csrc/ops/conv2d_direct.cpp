@@ -5,6 +5,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 #include "../parallel.h"
 #include "../workspace.h"
 
@@ -26,11 +30,12 @@ constexpr int vectors_per_row(int acc, int rows) {
 }
 
 // out[m*ldo + p] = init[m] + sum_k wt[m*K + k] * src[off[k] + p] for m < MB, p < P: tiles of MB
-// rows x NV vectors of Bytes, the tail by halving NV; P a multiple of one vector.
+// rows x NV vectors of Bytes, the tail by halving NV; P a multiple of one vector. Only p < valid
+// is stored (the compact forward writes the output itself, rows ldo = valid apart).
 template <class T, int MB, int NV, int Bytes>
 [[gnu::always_inline]] inline void taps_rows(const T* __restrict wt, int64_t K, const int64_t* __restrict off,
                                              const T* __restrict src, const T* init, T* __restrict out, int64_t ldo,
-                                             int64_t p0, int64_t P) {
+                                             int64_t p0, int64_t P, int64_t valid) {
   using V = Vec<T, Bytes>;
   constexpr int L = Bytes / int(sizeof(T));
   for (; p0 + NV * L <= P; p0 += NV * L) {
@@ -46,23 +51,30 @@ template <class T, int MB, int NV, int Bytes>
       }
     }
     for (int m = 0; m < MB; ++m)
-      for (int v = 0; v < NV; ++v) std::memcpy(out + m * ldo + p0 + v * L, &acc[m][v], sizeof(V));
+      for (int v = 0; v < NV; ++v) {
+        const int64_t at = p0 + v * L;
+        if (at + L <= valid)
+          std::memcpy(out + m * ldo + at, &acc[m][v], sizeof(V));
+        else if (at < valid)
+          std::memcpy(out + m * ldo + at, &acc[m][v], static_cast<size_t>(valid - at) * sizeof(T));
+      }
   }
   if constexpr (NV > 1)
-    if (p0 < P) taps_rows<T, MB, NV / 2, Bytes>(wt, K, off, src, init, out, ldo, p0, P);
+    if (p0 < P) taps_rows<T, MB, NV / 2, Bytes>(wt, K, off, src, init, out, ldo, p0, P, valid);
 }
 
 // All M rows: blocks of MB, the rest by halving blocks (each tile keeps about ACC accumulators).
 template <class T, int MB, int ACC, int Bytes>
 [[gnu::always_inline]] inline void taps_all(const T* wt, int64_t M, int64_t K, const int64_t* off, const T* src,
-                                            const T* init, T* out, int64_t ldo, int64_t P) {
+                                            const T* init, T* out, int64_t ldo, int64_t P, int64_t valid) {
   constexpr int NV = vectors_per_row(ACC, MB);
   int64_t m = 0;
   for (; m + MB <= M; m += MB)
-    taps_rows<T, MB, NV, Bytes>(wt + m * K, K, off, src, init ? init + m : nullptr, out + m * ldo, ldo, 0, P);
+    taps_rows<T, MB, NV, Bytes>(wt + m * K, K, off, src, init ? init + m : nullptr, out + m * ldo, ldo, 0, P, valid);
   if constexpr (MB > 1)
     if (m < M)
-      taps_all<T, MB / 2, ACC, Bytes>(wt + m * K, M - m, K, off, src, init ? init + m : nullptr, out + m * ldo, ldo, P);
+      taps_all<T, MB / 2, ACC, Bytes>(wt + m * K, M - m, K, off, src, init ? init + m : nullptr, out + m * ldo, ldo, P,
+                                      valid);
 }
 
 // Sum of a vector's lanes, pairwise in a fixed order.
@@ -137,8 +149,8 @@ template <class T, int MB, int KB, int Bytes>
 // Tile: forward rows, accumulators; vector bytes; gradient rows x taps (1 vector each); vector bytes.
 #define PYCNN_DIRECT_KERNELS(ATTR, FM, FA, FB, GM, GK, GB, T)                                                          \
   ATTR void taps(const T* wt, int64_t M, int64_t K, const int64_t* off, const T* src, const T* init, T* out,         \
-                 int64_t ldo, int64_t P) {                                                                           \
-    taps_all<T, FM, FA, FB>(wt, M, K, off, src, init, out, ldo, P);                                     \
+                 int64_t ldo, int64_t P, int64_t valid) {                                                            \
+    taps_all<T, FM, FA, FB>(wt, M, K, off, src, init, out, ldo, P, valid);                                           \
   }                                                                                                                  \
   ATTR void grad(const T* dy, int64_t ldy, int64_t dys, const T* src, int64_t xs, const int64_t* off, int64_t M,    \
                  int64_t K, int64_t N, int64_t P, T* dw, int64_t ldw, bool first) {                                  \
@@ -156,6 +168,67 @@ PYCNN_DIRECT_LEVELS(float)
 PYCNN_DIRECT_LEVELS(double)
 
 // ============================================================================ layout
+namespace {
+template <class T>
+void copy_rows_scalar(const T* __restrict src, int64_t ls, T* __restrict dst, int64_t ld, int64_t rows, int64_t lo,
+                      int64_t hi, int64_t len) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* __restrict d = dst + r * ld;
+    std::fill(d, d + lo, T(0));
+    if (hi > lo) std::memcpy(d + lo, src + r * ls + lo, static_cast<size_t>(hi - lo) * sizeof(T));
+    std::fill(d + std::max(hi, lo), d + len, T(0));
+  }
+}
+
+// Lanes q + l (l < W) with a <= q + l < b, as a bit mask.
+inline uint32_t lane_bits(int64_t q, int64_t a, int64_t b, int64_t W) {
+  const int64_t x = std::clamp<int64_t>(a - q, 0, W), y = std::clamp<int64_t>(b - q, 0, W);
+  return ((uint32_t(1) << y) - 1u) & ~((uint32_t(1) << x) - 1u);
+}
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+// One masked load and store per vector of a row: lanes in [lo, hi) copied, the others up to len
+// zeroed (a masked load reads nothing outside [lo, hi)). LeNet's rows are 10 to 32 elements.
+[[gnu::target("arch=x86-64-v4")]] void rows_isa(const float* src, int64_t ls, float* dst, int64_t ld, int64_t rows,
+                                               int64_t lo, int64_t hi, int64_t len) {
+  for (int64_t q = 0; q < len; q += 16) {
+    const __mmask16 in = __mmask16(lane_bits(q, lo, hi, 16)), out = __mmask16(lane_bits(q, 0, len, 16));
+    for (int64_t r = 0; r < rows; ++r)
+      _mm512_mask_storeu_ps(dst + r * ld + q, out, _mm512_maskz_loadu_ps(in, src + r * ls + q));
+  }
+}
+[[gnu::target("arch=x86-64-v4")]] void rows_isa(const double* src, int64_t ls, double* dst, int64_t ld, int64_t rows,
+                                               int64_t lo, int64_t hi, int64_t len) {
+  for (int64_t q = 0; q < len; q += 8) {
+    const __mmask8 in = __mmask8(lane_bits(q, lo, hi, 8)), out = __mmask8(lane_bits(q, 0, len, 8));
+    for (int64_t r = 0; r < rows; ++r)
+      _mm512_mask_storeu_pd(dst + r * ld + q, out, _mm512_maskz_loadu_pd(in, src + r * ls + q));
+  }
+}
+#define PYCNN_ROWS_DEFAULT [[gnu::target("default")]]
+#else
+#define PYCNN_ROWS_DEFAULT
+#endif
+PYCNN_ROWS_DEFAULT void rows_isa(const float* src, int64_t ls, float* dst, int64_t ld, int64_t rows, int64_t lo,
+                                 int64_t hi, int64_t len) {
+  copy_rows_scalar(src, ls, dst, ld, rows, lo, hi, len);
+}
+PYCNN_ROWS_DEFAULT void rows_isa(const double* src, int64_t ls, double* dst, int64_t ld, int64_t rows, int64_t lo,
+                                 int64_t hi, int64_t len) {
+  copy_rows_scalar(src, ls, dst, ld, rows, lo, hi, len);
+}
+}  // namespace
+
+// The entry points gather_plane calls (no target attribute: one function for every caller).
+void copy_rows(const float* src, int64_t ls, float* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi,
+               int64_t len) {
+  rows_isa(src, ls, dst, ld, rows, lo, hi, len);
+}
+void copy_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi,
+               int64_t len) {
+  rows_isa(src, ls, dst, ld, rows, lo, hi, len);
+}
+
 namespace {
 
 // A local flag and a call of its own, so that the loop vectorises (inlined into the weight
@@ -192,21 +265,26 @@ bool applies_weight_grad(const Conv2dShape& s) {
 // ============================================================================ forward
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
-  const InputPlanes g(s, sizeof(T));
-  const int64_t per_thread = g.sample + s.O * g.P;
+  const InputPlanes g(s, sizeof(T), compact_forward(s, sizeof(T)));
+  // Compact rows: every computed position is an output, written straight into y. Wide rows: into a
+  // buffer, then the kept columns are copied out.
+  const int64_t per_thread = g.sample + (g.compact ? 0 : s.O * g.P);
   const int threads = threads_for(s, s.N);
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t n = 0; n < s.N; ++n) {
     T* planes = ws + thread_id() * per_thread;
-    T* wide = planes + g.sample;  // (O, P)
+    T* yn = y + n * s.O * s.L;
+    T* out = g.compact ? yn : planes + g.sample;  // (O, L) or (O, P)
+    const int64_t ldo = g.compact ? s.L : g.P;
     g.fill(x + n * s.C * s.H * s.W, planes, s);
     for (int64_t gr = 0; gr < s.groups; ++gr)
       taps(w + gr * s.Og * s.CK, s.Og, s.CK, g.off.data(), planes + gr * s.Cg * g.phases * g.plane,
-           b ? b + gr * s.Og : nullptr, wide + gr * s.Og * g.P, g.P, g.P);
-    for (int64_t o = 0; o < s.O; ++o)
-      for (int64_t oh = 0; oh < s.OH; ++oh)
-        std::memcpy(y + ((n * s.O + o) * s.OH + oh) * s.OW, wide + o * g.P + oh * g.Ws, s.OW * sizeof(T));
+           b ? b + gr * s.Og : nullptr, out + gr * s.Og * ldo, ldo, g.P, ldo);
+    if (!g.compact)
+      for (int64_t o = 0; o < s.O; ++o)
+        for (int64_t oh = 0; oh < s.OH; ++oh)
+          std::memcpy(yn + o * s.L + oh * s.OW, out + o * g.P + oh * g.Ws, s.OW * sizeof(T));
   }
 }
 
@@ -293,7 +371,7 @@ bool conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
       const Phase& f = ph[q];
       for (int64_t gr = 0; gr < s.groups; ++gr)
         taps(wts[q].data() + gr * s.Cg * f.K, s.Cg, f.K, f.off.data(), dyp + gr * s.Og * dplane, nullptr,
-             wide + gr * s.Cg * f.P, f.P, f.P);
+             wide + gr * s.Cg * f.P, f.P, f.P, f.P);
       for (int64_t c = 0; c < s.C; ++c)
         for (int64_t u = 0; u < f.Uc; ++u) {
           T* __restrict row = dxn + c * HW + ((f.U0 + u) * s.sh + f.a - s.pt) * s.W + f.V0 * s.sw + f.b - s.pl;
