@@ -325,6 +325,26 @@ def test_max_pool_backward_bad_inputs():
         _core.max_pool2d_backward(T(np.ones((2, 3, 3, 3), np.int64)), idx, shape)
 
 
+def test_max_pool_backward_names_the_first_bad_argmax_of_a_large_tensor():
+    # The range check runs vectorised over blocks of 65536 indices (several threads past 2^18):
+    # the error still names the first bad index, wherever the bad ones sit.
+    x = rng(24).normal(size=(40, 16, 30, 30)).astype(np.float32)
+    y, idx = _core.max_pool2d_forward(T(x), (2, 2), (2, 2), (0, 0))
+    dy = T(np.ones(tuple(y.shape), np.float32))
+    bad = A(idx).copy()  # 144,000 indices
+    bad[39, 15, 14, 14] = -(2 ** 63)
+    bad[30, 3, 7, 2] = 900
+    with pytest.raises(ValueError, match=r"argmax\(30, 3, 7, 2\) = 900 is outside \[0, 900\)"):
+        _core.max_pool2d_backward(dy, T(bad), [40, 16, 30, 30])
+    bad[30, 3, 7, 2] = idx.numpy()[30, 3, 7, 2]
+    with pytest.raises(ValueError, match=r"argmax\(39, 15, 14, 14\) = -9223372036854775808 is outside"):
+        _core.max_pool2d_backward(dy, T(bad), [40, 16, 30, 30])
+    big = np.concatenate([A(idx)] * 3)  # 432,000 indices: the threaded check
+    big[100, 0, 0, 0] = 901
+    with pytest.raises(ValueError, match=r"argmax\(100, 0, 0, 0\) = 901"):
+        _core.max_pool2d_backward(T(np.ones(big.shape, np.float32)), T(big), [120, 16, 30, 30])
+
+
 def test_avg_and_adaptive_backward_bad_inputs():
     dy = T(np.ones((2, 3, 3, 3)))
     with pytest.raises(ValueError, match=r"avg_pool2d_backward: expected grad_output of shape \(2, 3, 2, 2\), got "

@@ -136,9 +136,9 @@ Tensor max_pool2d_backward(const Tensor& dy_, const Tensor& am_, const Shape& in
     const int64_t* a = am.data<int64_t>();
     const int64_t n = am.numel(), hw = g.H * g.W;
     int64_t first_bad = n;
-#pragma omp parallel for reduction(min : first_bad) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i)
-      if ((a[i] < 0 || a[i] >= hw) && i < first_bad) first_bad = i;
+    if (!cpu::all_below(a, n, hw))  // vectorised; the first bad index is looked for only when there is one
+      for (int64_t i = 0; i < n && first_bad == n; ++i)
+        if (a[i] < 0 || a[i] >= hw) first_bad = i;
     if (first_bad < n) {
       const Shape& s = am.shape();
       const int64_t i = first_bad;
@@ -204,6 +204,23 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& dy_, const Shape& input_shape)
 }
 
 namespace cpu {
+
+// Whether 0 <= a[i] < bound for every i < n: compares as unsigned (a negative index is huge), with an
+// OR over all elements instead of an early exit, so that the loop vectorises; blocks over the threads.
+PYCNN_SIMD_CLONES bool all_below_block(const int64_t* a, int64_t n, int64_t bound) {
+  uint64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint64_t>(a[i]) >= static_cast<uint64_t>(bound);
+  return bad == 0;
+}
+bool all_below(const int64_t* a, int64_t n, int64_t bound) {
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  int bad = 0;
+#pragma omp parallel for reduction(| : bad) if (n > kParallelGrain && !in_parallel())
+  for (int64_t b = 0; b < blocks; ++b)
+    bad |= !all_below_block(a + b * kBlock, std::min(kBlock, n - b * kBlock), bound);
+  return bad == 0;
+}
 
 // Whether a window pool is worth the threads: its work is about one step per window element.
 bool window_pool_parallel(const Pool2dGeom& g) {

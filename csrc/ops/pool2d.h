@@ -59,6 +59,8 @@ namespace cpu {
 // the general loop's rule); W < 2^30 (window offsets are held as int32).
 void max_pool_plane_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* argmax);
 void max_pool_plane_2x2(const double* x, int64_t W, int64_t OH, int64_t OW, double* y, int64_t* argmax);
+// Whether 0 <= a[i] < bound for all i < n (max_pool2d_backward's check of the argmax it is given).
+bool all_below(const int64_t* a, int64_t n, int64_t bound);
 }  // namespace cpu
 
 // First and one-past-last input index of adaptive bin i (PyTorch's rule).
