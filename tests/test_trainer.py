@@ -213,6 +213,33 @@ def test_host_syncs_only_at_logging_points(monkeypatch):
     assert calls == {"isfinite_all": 0, "nonfinite_flag": 25, "check": 3}
 
 
+def test_parameters_outside_the_optimizer_hold_the_last_steps_gradient():
+    """The step clears every gradient of the model, also of parameters the optimizer does not hold
+    (listed once per epoch): after a fit their .grad is the last batch's, never a running sum over
+    the steps, and they are not changed; a layer added between fits is covered too."""
+    pc.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = blobs(64, classes=2)
+    crit = nn.CrossEntropyLoss()
+
+    def last_batch_grad(layer):  # lr=0 below: every step sees the same weights
+        model.zero_grad()
+        crit(model(pc.from_numpy(x[48:64])), pc.from_numpy(y[48:64]))
+        model.backward(crit.backward())
+        return layer.weight.grad.numpy().copy()
+
+    tr = Trainer(model, optim.SGD(list(model[0].parameters()), lr=0.0), crit, metrics=())
+    w_out = model[2].weight.numpy().copy()
+    tr.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(model[2].weight.numpy(), w_out)  # not in the optimizer: unchanged
+    got = model[2].weight.grad.numpy().copy()
+    np.testing.assert_allclose(got, last_batch_grad(model[2]), rtol=1e-5, atol=1e-7)
+    model.append(nn.Linear(2, 2))  # a new layer between fits, outside the optimizer
+    tr.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    got = model[3].weight.grad.numpy().copy()
+    np.testing.assert_allclose(got, last_batch_grad(model[3]), rtol=1e-5, atol=1e-7)
+
+
 # ----------------------------------------------------------------------------- failures
 def test_nan_loss_raises_floating_point_error():
     x, y = blobs(64)

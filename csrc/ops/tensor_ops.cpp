@@ -204,7 +204,8 @@ Tensor nonfinite_flag(const std::vector<Tensor>& tensors) {
   const char* op = "nonfinite_flag";
   PYCNN_CHECK(!tensors.empty(), ValueError, op, ": expected at least one tensor, got an empty list");
   for (size_t i = 0; i < tensors.size(); ++i) {
-    const std::string arg = cat("tensors[", i, "]");
+    if (tensors[i].defined() && tensors[i].device() == tensors[0].device()) continue;  // the names only on failure:
+    const std::string arg = cat("tensors[", i, "]");                                   // the Trainer calls this every step
     check_defined(tensors[i], op, arg.c_str());
     check_same_device(tensors[0], tensors[i], op, "tensors[0]", arg.c_str());
   }
@@ -315,6 +316,10 @@ bool any_nonfinite(const T* x, int64_t n) {
 template <class T>
 void isfinite_all(const T* x, int64_t n, bool* result) {
   constexpr int64_t kGrain = 1 << 20;  // a memory-bound pass: threads pay off on large tensors only
+  if (n <= kSumBlock) {  // one block (most gradients): no scratch
+    *result = !any_nonfinite(x, n);
+    return;
+  }
   const int64_t nb = (n + kSumBlock - 1) / kSumBlock;
   std::vector<char> bad(static_cast<size_t>(nb));
 #pragma omp parallel for if (n > kGrain)

@@ -132,6 +132,8 @@ class Trainer:
         return float32
 
     def _to_tensor(self, a: Any, dtype: Any) -> Tensor:
+        if type(a) is np.ndarray and a.dtype == dtype.numpy and a.flags.c_contiguous and self.device == "cpu":
+            return from_numpy(a)  # the common batch: what the branches below come to, without their checks
         if isinstance(a, Tensor):
             t = a if a.dtype == dtype else a.to(dtype)
         else:
@@ -142,16 +144,18 @@ class Trainer:
             t = from_numpy(arr)
         return t.to(self.device) if t.device != self.device else t
 
-    def _to_input(self, xb: Any) -> Tensor:
-        return self._to_tensor(xb, self.dtype)
+    def _to_input(self, xb: Any, dtype: Any = None) -> Tensor:
+        """A batch of inputs as a Tensor of the model's dtype (`dtype`: that dtype, when the caller
+        has it already: finding it walks the model's parameters) on the Trainer's device."""
+        return self._to_tensor(xb, self.dtype if dtype is None else dtype)
 
-    def _to_target(self, yb: Any) -> Tensor:
+    def _to_target(self, yb: Any, dtype: Any = None) -> Tensor:
         if isinstance(yb, Tensor):
             kind = "i" if yb.dtype == int64 else "f"
         else:
             yb = np.asarray(yb)
             kind = yb.dtype.kind
-        return self._to_tensor(yb, int64 if kind in "iub" else self.dtype)
+        return self._to_tensor(yb, int64 if kind in "iub" else (self.dtype if dtype is None else dtype))
 
     @staticmethod
     def _split_batch(batch: Any, who: str) -> Tuple[Any, Any]:
@@ -382,6 +386,8 @@ class Trainer:
         """(the epoch's logs, its samples per second)."""
         self.model.train()
         run = self._graph_step if self._graph_step is not None else self._step
+        self._step.begin_epoch()
+        dtype = self.dtype
         sums = self._sums()
         window: List[Tuple[int, Tensor, Tensor]] = []
         t0 = time.perf_counter()
@@ -390,8 +396,8 @@ class Trainer:
         who = "fit"
         for b, batch in enumerate(loader):
             xb, yb = self._split_batch(batch, who)
-            xt = self._to_input(xb)
-            yt = self._to_target(yb)
+            xt = self._to_input(xb, dtype)
+            yt = self._to_target(yb, dtype)
             n = int(xt.shape[0])
             try:
                 loss_t, logits, flag = run(xt, yt)
