@@ -72,8 +72,8 @@ constexpr int64_t kPadBytes = 64;  // wide rows are padded to the widest vector 
 
 inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
-// dst[r*ld + q] = src[r*ls + q] for lo <= q < hi, zero for the other q < len, r < rows (a
-// compiled copy per x86-64 level: the rows of LeNet's layers are 10 to 32 elements long).
+// dst[r*ld + q] = src[r*ls + q] for lo <= q < hi, zero for the other q < len, r < rows (float:
+// masked AVX-512 rows where the CPU has them; the rows of LeNet's layers are 10 to 32 elements long).
 void copy_rows(const float* src, int64_t ls, float* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi, int64_t len);
 void copy_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi,
                int64_t len);
@@ -92,15 +92,11 @@ void gather_plane(const T* src, int64_t H, int64_t W, int64_t r0, int64_t rs, in
     std::fill(dst + r_hi * Q, dst + len, T(0));
     return;
   }
-  for (int64_t r = r_lo; r < r_hi; ++r) {
+  for (int64_t r = r_lo; r < r_hi; ++r) {  // strided columns (polyphase planes)
     T* __restrict d = dst + r * Q;
     const T* __restrict row = src + (r * rs + r0) * W + c0;
     std::fill(d, d + q_lo, T(0));
-    if (cs == 1) {
-      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q];
-    } else {
-      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
-    }
+    for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
     std::fill(d + q_hi, d + Q, T(0));
   }
   std::fill(dst + r_hi * Q, dst + len, T(0));

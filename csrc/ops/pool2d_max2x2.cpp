@@ -6,8 +6,8 @@
 // The rule is the general loop's (pool2d.h, max_at): candidates in row-major window order, a later
 // one wins if it is greater or NaN (first maximum on ties, the last NaN). A compiler writes this
 // scalar loop with branches, and on real activations they mispredict about once per window
-// (LeNet-5's pools at batch 256: 0.76 and 0.51 ms of a 9.6 ms step). The AVX-512 and AVX2 copies
-// hold a run of outputs in one vector (16 / 8 floats, 8 / 4 doubles): the row pairs are loaded with
+// (LeNet-5's pools at batch 256: 0.76 and 0.51 ms of a 9.6 ms step). For float32, the AVX-512 and
+// AVX2 copies hold a run of outputs in one vector (16 / 8 floats): the row pairs are loaded with
 // masks (no read past the row), split into even and odd columns, and the three "later one wins"
 // steps are compare + blend, the same rule lane by lane. LeNet's rows are 5 to 14 outputs long: one
 // masked vector per row, no scalar tail.
@@ -84,39 +84,6 @@ inline void plane_scalar(const T* __restrict x, int64_t W, int64_t OH, int64_t O
   }
 }
 
-// 8 outputs per step (double); the offsets are int64 lanes already.
-[[gnu::target("arch=x86-64-v4")]] void plane_2x2(const double* x, int64_t W, int64_t OH, int64_t OW,
-                                                        double* y, int64_t* argmax) {
-  const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m512i odd = _mm512_add_epi64(even, _mm512_set1_epi64(1));
-  const __m512i one = _mm512_set1_epi64(1), offW = _mm512_set1_epi64(W), offW1 = _mm512_set1_epi64(W + 1);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const double* r0 = x + 2 * oh * W;
-    const double* r1 = r0 + W;
-    for (int64_t ow = 0; ow < OW; ow += 8) {
-      const int n = int(OW - ow < 8 ? OW - ow : 8);
-      const __mmask8 out = __mmask8((1u << n) - 1u);
-      const __mmask8 in0 = __mmask8(n >= 4 ? 0xffu : (1u << (2 * n)) - 1u);
-      const __mmask8 in1 = __mmask8(n > 4 ? (1u << (2 * n - 8)) - 1u : 0u);
-      const __m512d p0 = _mm512_maskz_loadu_pd(in0, r0 + 2 * ow), p1 = _mm512_maskz_loadu_pd(in1, r0 + 2 * ow + 8);
-      const __m512d q0 = _mm512_maskz_loadu_pd(in0, r1 + 2 * ow), q1 = _mm512_maskz_loadu_pd(in1, r1 + 2 * ow + 8);
-      const __m512d a = _mm512_permutex2var_pd(p0, even, p1), b = _mm512_permutex2var_pd(p0, odd, p1);
-      const __m512d c = _mm512_permutex2var_pd(q0, even, q1), d = _mm512_permutex2var_pd(q0, odd, q1);
-      __m512d best = a;
-      __m512i at = _mm512_setzero_si512();
-      __mmask8 take = _mm512_cmp_pd_mask(b, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(b, b, _CMP_UNORD_Q);
-      best = _mm512_mask_mov_pd(best, take, b), at = _mm512_mask_mov_epi64(at, take, one);
-      take = _mm512_cmp_pd_mask(c, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(c, c, _CMP_UNORD_Q);
-      best = _mm512_mask_mov_pd(best, take, c), at = _mm512_mask_mov_epi64(at, take, offW);
-      take = _mm512_cmp_pd_mask(d, best, _CMP_GT_OQ) | _mm512_cmp_pd_mask(d, d, _CMP_UNORD_Q);
-      best = _mm512_mask_mov_pd(best, take, d), at = _mm512_mask_mov_epi64(at, take, offW1);
-      _mm512_mask_storeu_pd(y + oh * OW + ow, out, best);
-      const __m512i base = _mm512_add_epi64(_mm512_set1_epi64(2 * oh * W + 2 * ow), even);
-      _mm512_mask_storeu_epi64(argmax + oh * OW + ow, out, _mm512_add_epi64(base, at));
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------- AVX2
 // Lanes i < n all ones: the masks of vmaskmov (which neither reads nor faults past them).
 [[gnu::target("arch=x86-64-v3")]] inline __m256i first_lanes32(int n) {
@@ -128,9 +95,6 @@ inline void plane_scalar(const T* __restrict x, int64_t W, int64_t OH, int64_t O
 // A later candidate v wins where it is greater than best or NaN: all-ones lanes.
 [[gnu::target("arch=x86-64-v3")]] inline __m256 wins(__m256 v, __m256 best) {
   return _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-}
-[[gnu::target("arch=x86-64-v3")]] inline __m256d wins(__m256d v, __m256d best) {
-  return _mm256_or_pd(_mm256_cmp_pd(v, best, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q));
 }
 
 // (x0..x7), (x8..x15) -> (x0, x2, .., x14) / (x1, x3, .., x15): an in-lane shuffle, then a 64-bit permute.
@@ -175,39 +139,6 @@ inline void plane_scalar(const T* __restrict x, int64_t W, int64_t OH, int64_t O
   }
 }
 
-// 4 outputs per step (double): (x0..x3, x4..x7) -> evens / odds by unpack and a 64-bit permute.
-[[gnu::target("arch=x86-64-v3")]] void plane_2x2(const double* x, int64_t W, int64_t OH, int64_t OW,
-                                                        double* y, int64_t* argmax) {
-  const __m256d one = _mm256_castsi256_pd(_mm256_set1_epi64x(1)), offW = _mm256_castsi256_pd(_mm256_set1_epi64x(W));
-  const __m256d offW1 = _mm256_castsi256_pd(_mm256_set1_epi64x(W + 1));
-  const __m256i lanes2 = _mm256_setr_epi64x(0, 2, 4, 6);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const double* r0 = x + 2 * oh * W;
-    const double* r1 = r0 + W;
-    for (int64_t ow = 0; ow < OW; ow += 4) {
-      const int n = int(OW - ow < 4 ? OW - ow : 4);
-      const __m256i in0 = first_lanes64(2 * n), in1 = first_lanes64(2 * n - 4), out = first_lanes64(n);
-      const __m256d p0 = _mm256_maskload_pd(r0 + 2 * ow, in0), p1 = _mm256_maskload_pd(r0 + 2 * ow + 4, in1);
-      const __m256d q0 = _mm256_maskload_pd(r1 + 2 * ow, in0), q1 = _mm256_maskload_pd(r1 + 2 * ow + 4, in1);
-      const __m256d a = _mm256_permute4x64_pd(_mm256_unpacklo_pd(p0, p1), 0xd8);
-      const __m256d b = _mm256_permute4x64_pd(_mm256_unpackhi_pd(p0, p1), 0xd8);
-      const __m256d c = _mm256_permute4x64_pd(_mm256_unpacklo_pd(q0, q1), 0xd8);
-      const __m256d d = _mm256_permute4x64_pd(_mm256_unpackhi_pd(q0, q1), 0xd8);
-      __m256d best = a, at = _mm256_setzero_pd();
-      __m256d take = wins(b, best);
-      best = _mm256_blendv_pd(best, b, take), at = _mm256_blendv_pd(at, one, take);
-      take = wins(c, best);
-      best = _mm256_blendv_pd(best, c, take), at = _mm256_blendv_pd(at, offW, take);
-      take = wins(d, best);
-      best = _mm256_blendv_pd(best, d, take), at = _mm256_blendv_pd(at, offW1, take);
-      _mm256_maskstore_pd(y + oh * OW + ow, out, best);
-      const __m256i base = _mm256_add_epi64(_mm256_set1_epi64x(2 * oh * W + 2 * ow), lanes2);
-      _mm256_maskstore_epi64(reinterpret_cast<long long*>(argmax + oh * OW + ow), out,
-                             _mm256_add_epi64(base, _mm256_castpd_si256(at)));
-    }
-  }
-}
-
 #define PYCNN_MAX2X2_DEFAULT [[gnu::target("default")]]
 #else
 #define PYCNN_MAX2X2_DEFAULT
@@ -215,9 +146,6 @@ inline void plane_scalar(const T* __restrict x, int64_t W, int64_t OH, int64_t O
 
 // ---------------------------------------------------------------------------- any CPU
 PYCNN_MAX2X2_DEFAULT void plane_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float* y, int64_t* argmax) {
-  plane_scalar(x, W, OH, OW, y, argmax);
-}
-PYCNN_MAX2X2_DEFAULT void plane_2x2(const double* x, int64_t W, int64_t OH, int64_t OW, double* y, int64_t* argmax) {
   plane_scalar(x, W, OH, OW, y, argmax);
 }
 
@@ -228,7 +156,7 @@ void max_pool_plane_2x2(const float* x, int64_t W, int64_t OH, int64_t OW, float
   plane_2x2(x, W, OH, OW, y, argmax);
 }
 void max_pool_plane_2x2(const double* x, int64_t W, int64_t OH, int64_t OW, double* y, int64_t* argmax) {
-  plane_2x2(x, W, OH, OW, y, argmax);
+  plane_scalar(x, W, OH, OW, y, argmax);  // float64 is the reference dtype: the scalar rule
 }
 
 }  // namespace pycnn::cpu

@@ -152,6 +152,7 @@ class EpochSums:
     def __init__(self, device: str, reduction: str, track_acc: bool) -> None:
         self.device, self.reduction = device, reduction
         self.loss: Optional[Tensor] = None
+        self.one: Optional[Tensor] = None  # float64 () scratch: each step's loss, cast, before it is added
         self.correct = zeros((), dtype=int64, device=device) if track_acc else None
         self.seen = 0
 

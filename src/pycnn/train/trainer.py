@@ -334,6 +334,7 @@ class Trainer:
             raise
         finally:
             self.model.train(was_training)
+            self._step.outside = None  # the per-epoch parameter list: not kept past the fit
         for cb in cbs:
             cb.on_train_end(train_logs)
         if distributed:
