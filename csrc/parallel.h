@@ -92,6 +92,22 @@ class ThreadScope {
   int callers_threads_ = 0;  // the caller's OpenMP thread count to restore; 0 when left unchanged
 };
 
+// Keeps the calling thread on the CPU it runs on for the scope's life, when `heavy` (an op long
+// enough that two system calls are noise) and pycnn runs more than one thread: an op with several
+// parallel regions would otherwise see its caller, woken at a region's end by a worker, moved onto
+// that worker's CPU for the regions after (parallel.cpp, worker placement). Restores the caller's mask.
+class CallerStaysPut {
+ public:
+  explicit CallerStaysPut(bool heavy);
+  ~CallerStaysPut();
+  CallerStaysPut(const CallerStaysPut&) = delete;
+  CallerStaysPut& operator=(const CallerStaysPut&) = delete;
+
+ private:
+  bool pinned_ = false;
+  uint64_t saved_[16] = {};  // the caller's CPU mask (cpu_set_t: 1024 CPUs)
+};
+
 // File of the OpenMP runtime this module's loops run on ("" without OpenMP).
 std::string openmp_library();
 // Makes idle OpenMP threads go to sleep at once when the runtime was loaded (by another library)

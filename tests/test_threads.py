@@ -394,3 +394,55 @@ def test_torch_imported_first_and_used_between_calls_costs_pycnn_nothing():
         if ratios[-1] <= 1.1:
             break
     assert min(ratios) <= 1.1, f"with torch imported first a pycnn step took {ratios} x the time"
+
+
+# ---------------------------------------------------------------------------- where the threads run
+# A heavy conv on 2 threads; prints the calling thread's CPU mask before and after, every thread's
+# mask, and the output (compared against one thread).
+_PLACEMENT_CHILD = """
+import json, os
+import numpy as np
+import pycnn as pc
+from pycnn import functional as F
+r = np.random.default_rng(0)
+x = pc.from_numpy(r.standard_normal((16, 32, 32, 32)).astype(np.float32))
+w = pc.from_numpy(r.standard_normal((32, 32, 3, 3)).astype(np.float32))
+dy = pc.from_numpy(r.standard_normal((16, 32, 32, 32)).astype(np.float32))
+def run(n):
+    pc.set_num_threads(n)
+    y = F.conv2d(x, w, padding=1)
+    return [y.numpy().tolist()] + [g.numpy().ravel()[:4096].tolist() for g in F.conv2d_backward(dy, x, w, padding=1)]
+before = sorted(os.sched_getaffinity(0))
+two = run(2)
+after = sorted(os.sched_getaffinity(0))
+masks = [sorted(os.sched_getaffinity(int(t))) for t in os.listdir("/proc/self/task")]
+print(json.dumps({"before": before, "after": after, "masks": masks, "same": two == run(1)}))
+"""
+
+
+def _linux_with_cpus(n):
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < n:
+        pytest.skip(f"needs Linux and {n} CPUs")
+
+
+def test_workers_leave_the_callers_cpu_and_the_caller_gets_its_mask_back():
+    _linux_with_cpus(2)
+    out = _run_child(_PLACEMENT_CHILD)
+    before = set(out["before"])
+    assert out["after"] == out["before"], "a heavy conv left the calling thread pinned"
+    # The worker: the caller's CPUs but one (the caller's own when the team started).
+    off = [m for m in out["masks"] if set(m) < before and len(m) == len(before) - 1]
+    assert off, f"no thread kept off one CPU of the caller's {sorted(before)}: masks {out['masks']}"
+    assert out["same"], "2 threads gave other results than 1"
+
+
+def test_placement_stays_inside_a_callers_single_cpu():
+    _linux_with_cpus(1)
+    out = _run_child(_PLACEMENT_CHILD, first="import os\nos.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n")
+    only = out["before"]
+    assert len(only) == 1 and out["after"] == only
+    assert all(m == only for m in out["masks"]), f"a thread left the caller's CPU {only}: {out['masks']}"
+    assert out["same"]

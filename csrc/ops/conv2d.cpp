@@ -188,6 +188,7 @@ constexpr int64_t kChunkBytes = int64_t(1) << 20;   // an item's column matrix: 
 constexpr int64_t kTargetColumns = 512;             // GEMM width nb*L worth batching samples for
 constexpr int64_t kMinItems = 16;                   // keep at least this many items for load balance
 constexpr int64_t kMaxBlocks = 16;                  // dW partial sums (see backward)
+constexpr int64_t kPinCallerMacs = int64_t(1) << 25;  // ~0.3 ms of work: a 4 us pin is ~1%
 
 // How the batch is cut and how many threads work on it.
 struct Plan {
@@ -312,11 +313,15 @@ void col2im(const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t ss, 
     for (int64_t c = 0; c < C; ++c) col2im_plane(cols + n * ss + c * KK * rs, rs, dx + (n * C + c) * HW, s);
 }
 
+// Long enough (multiply-adds) that keeping the caller on its CPU pays (CallerStaysPut).
+bool heavy(const Conv2dShape& s) { return s.N * s.O * s.L * s.CK >= kPinCallerMacs; }
+
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
   const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK;
   const int64_t HW = s.H * s.W;
   if (N == 0) return;
+  const CallerStaysPut stay(heavy(s));
   if (direct::applies(s)) return direct::conv2d_forward(x, w, b, y, s);      // few taps: LeNet's layers
   if (winograd::applies(s)) return winograd::conv2d_forward(x, w, b, y, s);  // fast path: 3x3 stride 1
   if (channels::applies_forward(s)) return channels::conv2d_forward(x, w, b, y, s);  // many taps and channels
@@ -357,6 +362,7 @@ template <class T>
 void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, const Conv2dShape& s) {
   const int64_t N = s.N, C = s.C, O = s.O, L = s.L, G = s.groups, Og = s.Og, CK = s.CK;
   const int64_t HW = s.H * s.W, WN = O * CK;
+  const CallerStaysPut stay(heavy(s));
   if (db) {  // db[o] = sum over n, then l, of dy[n, o, l]
 #pragma omp parallel for schedule(static) if (N * O * L > kParallelGrain && !in_parallel())
     for (int64_t o = 0; o < O; ++o) {
