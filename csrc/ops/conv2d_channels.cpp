@@ -185,18 +185,13 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
   T* planes = ws;
   T* dyt = planes + s.N * g.sample;  // (N, L, ldw): dy with the channels last, zero past O
   T* dwt = dyt + s.N * dys;          // (K, ldw): dw transposed
-  const int64_t tb = 16;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t n = 0; n < s.N; ++n) {
     g.fill(x + n * s.C * s.H * s.W, planes + n * g.sample, s);
-    const T* dn = dy + n * s.O * s.L;
     T* tn = dyt + n * dys;
-    for (int64_t l0 = 0; l0 < s.L; l0 += tb) {  // in blocks of tb positions, so both sides stay in cache
-      const int64_t l1 = std::min(s.L, l0 + tb);
-      for (int64_t o = 0; o < s.O; ++o)
-        for (int64_t l = l0; l < l1; ++l) tn[l * ldw + o] = dn[o * s.L + l];
-      for (int64_t l = l0; l < l1; ++l) std::fill(tn + l * ldw + s.O, tn + (l + 1) * ldw, T(0));
-    }
+    direct::transpose(dy + n * s.O * s.L, s.L, tn, ldw, s.O, s.L);
+    if (ldw > s.O)
+      for (int64_t l = 0; l < s.L; ++l) std::fill(tn + l * ldw + s.O, tn + (l + 1) * ldw, T(0));
   }
   // Each thread owns a fixed range of taps (whole tiles) and runs the samples over it in order, in
   // blocks of about kBlockPositions output positions (a tile's setup and its sums' loads and stores
@@ -236,12 +231,8 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
     T* out = planes + g.sample;  // (P, ldo): channels last
     g.fill(x + n * s.C * s.H * s.W, planes, s);
     sample_forward(wt.data(), ldo, planes, g.off.data(), K, b ? bias.data() : nullptr, out, P);
-    for (int64_t o = 0; o < s.O; ++o)
-      for (int64_t oh = 0; oh < s.OH; ++oh) {
-        T* __restrict dst = y + ((n * s.O + o) * s.OH + oh) * s.OW;
-        const T* __restrict src = out + oh * g.Ws * ldo + o;
-        for (int64_t ow = 0; ow < s.OW; ++ow) dst[ow] = src[ow * ldo];
-      }
+    for (int64_t oh = 0; oh < s.OH; ++oh)  // (OW, O) of each row, channels last -> y's channel planes
+      direct::transpose(out + oh * g.Ws * ldo, ldo, y + n * s.O * s.L + oh * s.OW, s.L, s.OW, s.O);
   }
 }
 

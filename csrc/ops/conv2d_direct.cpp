@@ -219,6 +219,84 @@ void copy_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t r
 
 namespace {
 
+// Rows r0..r0+7, columns c0..c0+7 of src -> columns / rows of dst: an 8 x 8 float tile transposed
+// in registers (three rounds of two-vector shuffles; 256-bit vectors, two 128-bit halves on the
+// baseline x86-64 copy).
+using V8 = Vec<float, 32>;
+using I8 = int32_t __attribute__((vector_size(32)));
+[[gnu::always_inline]] inline void tile8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  V8 r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * lds, sizeof(V8));
+  for (int i = 0; i < 8; i += 2) {  // t: pairs of rows interleaved
+    t[i] = __builtin_shuffle(r[i], r[i + 1], I8{0, 8, 1, 9, 4, 12, 5, 13});
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], I8{2, 10, 3, 11, 6, 14, 7, 15});
+  }
+  for (int i = 0; i < 8; i += 4)  // u: four rows per 128-bit half
+    for (int h = 0; h < 2; ++h) {
+      u[i + 2 * h] = __builtin_shuffle(t[i + h], t[i + h + 2], I8{0, 1, 8, 9, 4, 5, 12, 13});
+      u[i + 2 * h + 1] = __builtin_shuffle(t[i + h], t[i + h + 2], I8{2, 3, 10, 11, 6, 7, 14, 15});
+    }
+  for (int j = 0; j < 4; ++j) {  // columns j and j + 4: the halves of u[j] and u[j + 4]
+    const V8 lo = __builtin_shuffle(u[j], u[j + 4], I8{0, 1, 2, 3, 8, 9, 10, 11});
+    const V8 hi = __builtin_shuffle(u[j], u[j + 4], I8{4, 5, 6, 7, 12, 13, 14, 15});
+    std::memcpy(dst + j * ldd, &lo, sizeof(V8));
+    std::memcpy(dst + (j + 4) * ldd, &hi, sizeof(V8));
+  }
+}
+
+template <class T>
+[[gnu::always_inline]] inline void transpose_impl(const T* __restrict src, int64_t lds, T* __restrict dst, int64_t ldd,
+                                                  int64_t rows, int64_t cols) {
+  int64_t r0 = 0;
+  if constexpr (sizeof(T) == 4)
+    for (; r0 + 8 <= rows; r0 += 8) {
+      int64_t c0 = 0;
+      for (; c0 + 8 <= cols; c0 += 8) tile8(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+      for (int64_t c = c0; c < cols; ++c)
+        for (int64_t r = r0; r < r0 + 8; ++r) dst[c * ldd + r] = src[r * lds + c];
+    }
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = r0; r < rows; ++r) dst[c * ldd + r] = src[r * lds + c];
+}
+PYCNN_SIMD_CLONES void transpose_float(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows,
+                                       int64_t cols) {
+  transpose_impl(src, lds, dst, ldd, rows, cols);
+}
+
+// d[q] = row[2q] for q < n, reading row[0, 2n - 2] only: 8 outputs from the 15 floats
+// row[2q, 2q + 14] (two loads, the second one float further on, so that it ends at row[2q + 14]);
+// the last 8 overlap the previous ones.
+[[gnu::always_inline]] inline void even8(const float* row, float* d) {
+  V8 a, b;
+  std::memcpy(&a, row, sizeof(V8));
+  std::memcpy(&b, row + 7, sizeof(V8));
+  const V8 e = __builtin_shuffle(a, b, I8{0, 2, 4, 6, 9, 11, 13, 15});
+  std::memcpy(d, &e, sizeof(V8));
+}
+PYCNN_SIMD_CLONES void even_columns_float(const float* __restrict row, float* __restrict d, int64_t n) {
+  if (n < 8) {
+    for (int64_t q = 0; q < n; ++q) d[q] = row[2 * q];
+    return;
+  }
+  for (int64_t q = 0; q + 8 <= n; q += 8) even8(row + 2 * q, d + q);
+  if (n % 8) even8(row + 2 * (n - 8), d + n - 8);
+}
+
+}  // namespace
+
+void transpose(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols) {
+  transpose_float(src, lds, dst, ldd, rows, cols);
+}
+void transpose(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t rows, int64_t cols) {
+  transpose_impl(src, lds, dst, ldd, rows, cols);  // float64, the reference dtype: the plain loop
+}
+void even_columns(const float* row, float* d, int64_t n) { even_columns_float(row, d, n); }
+void even_columns(const double* row, double* d, int64_t n) {
+  for (int64_t q = 0; q < n; ++q) d[q] = row[2 * q];
+}
+
+namespace {
+
 // A local flag and a call of its own, so that the loop vectorises (inlined into the weight
 // gradient's parallel loop, the flag lived in memory: a scalar loop, a fifth of LeNet conv1's dW).
 template <class T>

@@ -78,6 +78,14 @@ void copy_rows(const float* src, int64_t ls, float* dst, int64_t ld, int64_t row
 void copy_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi,
                int64_t len);
 
+// dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (float: 8 x 8 tiles in registers).
+void transpose(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols);
+void transpose(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t rows, int64_t cols);
+
+// d[q] = row[2q] for q < n (a row of a stride-2 polyphase plane), reading no further than row[2n - 2].
+void even_columns(const float* row, float* d, int64_t n);
+void even_columns(const double* row, double* d, int64_t n);
+
 // dst[r*Q + q] = src[(r*rs + r0)*W + q*cs + c0] inside the H x W plane src, zero outside, for
 // r < R, q < Q; then zero up to dst[len).
 template <class T>
@@ -96,7 +104,11 @@ void gather_plane(const T* src, int64_t H, int64_t W, int64_t r0, int64_t rs, in
     T* __restrict d = dst + r * Q;
     const T* __restrict row = src + (r * rs + r0) * W + c0;
     std::fill(d, d + q_lo, T(0));
-    for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
+    if (cs == 2) {
+      even_columns(row + q_lo * 2, d + q_lo, q_hi - q_lo);
+    } else {
+      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
+    }
     std::fill(d + q_hi, d + Q, T(0));
   }
   std::fill(dst + r_hi * Q, dst + len, T(0));
