@@ -163,13 +163,17 @@ def test_forward_torch_parity_float32():
 @pytest.mark.parametrize("O", [16, 28])
 @pytest.mark.parametrize("pad", [0, 1])
 def test_stride2_rows_of_every_width(pad, O):
-    """Stride 2 on input rows 6..27 wide (the weight gradient takes the path from 16): the polyphase rows' even-column copies (8 at a time, the
-    last 8 overlapping, fewer than 8 one by one, never reading past the row) and the transposes
-    between channels-last tiles and NCHW (8 x 8 tiles, row and column tails) at every length."""
+    """Stride 2 on input rows 6..27 wide (the weight gradient takes the path from 16): the polyphase
+    rows' even-column copies (8 at a time, the last 8 overlapping, fewer than 8 one by one, never
+    reading past the row), the transposes between channels-last tiles and NCHW (8 x 8 tiles, row and
+    column tails) and, in the input gradient (im2col), col2im's even-column adds at every length."""
     geom = ((2, 2), (pad,) * 4, (1, 1), 1)
     for W in range(6, 28):
         x, w, dy = inputs((2, 32, O, 96, W, 3, 3), geom)  # 288 taps, 48 rows: this path (forward from W = 6)
         exp_y, exp_dw = ref.conv2d(x, w, None, *geom[:3]), ref.conv2d_backward(dy, x, w, *geom[:3])[1]
         got_y, got_dw = forward(x, w, None, geom, np.float32), weight_grad(x, w, dy, geom, np.float32)
+        got_dx = np.asarray(_core.conv2d_backward(T(dy, np.float32), T(x, np.float32), T(w, np.float32), *geom,
+                                                  True, False, False)[0])
         assert rel(got_y, exp_y) < 2e-5, f"forward, W={W}"
         assert rel(got_dw, exp_dw) < 2e-5, f"weight gradient, W={W}"
+        assert rel(got_dx, ref.conv2d_backward(dy, x, w, *geom[:3])[0]) < 2e-5, f"input gradient, W={W}"

@@ -285,6 +285,8 @@ void col2im_plane(const T* src0, int64_t rs, T* xc, const Conv2dShape& s) {
         const T* __restrict sr = src + oh * OW;
         if (sw == 1) {
           for (int64_t ow = lo; ow < hi; ++ow) row[ow + off] += sr[ow];
+        } else if (sw == 2 && hi > lo) {  // within the plane: its last element is xc[H*W - 1]
+          direct::add_to_even_columns(row + lo * 2 + off, sr + lo, hi - lo, xc + H * W - (row + lo * 2 + off));
         } else {
           for (int64_t ow = lo; ow < hi; ++ow) row[ow * sw + off] += sr[ow];
         }

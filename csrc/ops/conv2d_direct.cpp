@@ -282,7 +282,27 @@ PYCNN_SIMD_CLONES void even_columns_float(const float* __restrict row, float* __
   if (n % 8) even8(row + 2 * (n - 8), d + n - 8);
 }
 
+PYCNN_SIMD_CLONES void add_even_float(float* __restrict row, const float* __restrict src, int64_t n, int64_t room) {
+  int64_t q = 0;
+  for (; q + 8 <= n && 2 * q + 16 <= room; q += 8) {
+    V8 v, a, b;
+    std::memcpy(&v, src + q, sizeof(V8));
+    std::memcpy(&a, row + 2 * q, sizeof(V8));
+    std::memcpy(&b, row + 2 * q + 8, sizeof(V8));
+    a += __builtin_shuffle(v, V8{}, I8{0, 8, 1, 8, 2, 8, 3, 8});
+    b += __builtin_shuffle(v, V8{}, I8{4, 8, 5, 8, 6, 8, 7, 8});
+    std::memcpy(row + 2 * q, &a, sizeof(V8));
+    std::memcpy(row + 2 * q + 8, &b, sizeof(V8));
+  }
+  for (; q < n; ++q) row[2 * q] += src[q];
+}
+
 }  // namespace
+
+void add_to_even_columns(float* row, const float* src, int64_t n, int64_t room) { add_even_float(row, src, n, room); }
+void add_to_even_columns(double* row, const double* src, int64_t n, int64_t) {
+  for (int64_t q = 0; q < n; ++q) row[2 * q] += src[q];
+}
 
 void transpose(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols) {
   transpose_float(src, lds, dst, ldd, rows, cols);

@@ -86,6 +86,12 @@ void transpose(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t
 void even_columns(const float* row, float* d, int64_t n);
 void even_columns(const double* row, double* d, int64_t n);
 
+// row[2q] += src[q] for q < n; row[0, room) is the caller's to write (room >= 2n - 1). float: 8 at a
+// time, +0 added to the odd columns in between: exact unless one holds -0 (col2im's sums start at +0,
+// and a sum from +0 never becomes -0 when rounding to nearest).
+void add_to_even_columns(float* row, const float* src, int64_t n, int64_t room);
+void add_to_even_columns(double* row, const double* src, int64_t n, int64_t room);
+
 // dst[r*Q + q] = src[(r*rs + r0)*W + q*cs + c0] inside the H x W plane src, zero outside, for
 // r < R, q < Q; then zero up to dst[len).
 template <class T>
