@@ -273,13 +273,21 @@ PYCNN_SIMD_CLONES void transpose_float(const float* src, int64_t lds, float* dst
   const V8 e = __builtin_shuffle(a, b, I8{0, 2, 4, 6, 9, 11, 13, 15});
   std::memcpy(d, &e, sizeof(V8));
 }
-PYCNN_SIMD_CLONES void even_columns_float(const float* __restrict row, float* __restrict d, int64_t n) {
-  if (n < 8) {
-    for (int64_t q = 0; q < n; ++q) d[q] = row[2 * q];
-    return;
+PYCNN_SIMD_CLONES void even_rows_float(const float* src, int64_t ls, float* dst, int64_t ld, int64_t rows, int64_t lo,
+                                       int64_t hi, int64_t len) {
+  const int64_t n = hi - lo;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict row = src + r * ls + 2 * lo;
+    float* __restrict d = dst + r * ld;
+    std::fill(d, d + std::max<int64_t>(lo, 0), 0.0f);
+    if (n >= 8) {
+      for (int64_t q = 0; q + 8 <= n; q += 8) even8(row + 2 * q, d + lo + q);
+      if (n % 8) even8(row + 2 * (n - 8), d + lo + n - 8);
+    } else {
+      for (int64_t q = 0; q < n; ++q) d[lo + q] = row[2 * q];
+    }
+    std::fill(d + std::max(hi, lo), d + len, 0.0f);
   }
-  for (int64_t q = 0; q + 8 <= n; q += 8) even8(row + 2 * q, d + q);
-  if (n % 8) even8(row + 2 * (n - 8), d + n - 8);
 }
 
 PYCNN_SIMD_CLONES void add_even_float(float* __restrict row, const float* __restrict src, int64_t n, int64_t room) {
@@ -310,9 +318,15 @@ void transpose(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t r
 void transpose(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t rows, int64_t cols) {
   transpose_impl(src, lds, dst, ldd, rows, cols);  // float64, the reference dtype: the plain loop
 }
-void even_columns(const float* row, float* d, int64_t n) { even_columns_float(row, d, n); }
-void even_columns(const double* row, double* d, int64_t n) {
-  for (int64_t q = 0; q < n; ++q) d[q] = row[2 * q];
+void even_rows(const float* src, int64_t ls, float* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi, int64_t len) {
+  even_rows_float(src, ls, dst, ld, rows, lo, hi, len);
+}
+void even_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi,
+               int64_t len) {
+  for (int64_t r = 0; r < rows; ++r) {
+    double* d = dst + r * ld;
+    for (int64_t q = 0; q < len; ++q) d[q] = q >= lo && q < hi ? src[r * ls + 2 * q] : 0.0;
+  }
 }
 
 namespace {

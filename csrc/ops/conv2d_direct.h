@@ -82,9 +82,12 @@ void copy_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t r
 void transpose(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols);
 void transpose(const double* src, int64_t lds, double* dst, int64_t ldd, int64_t rows, int64_t cols);
 
-// d[q] = row[2q] for q < n (a row of a stride-2 polyphase plane), reading no further than row[2n - 2].
-void even_columns(const float* row, float* d, int64_t n);
-void even_columns(const double* row, double* d, int64_t n);
+// copy_rows with columns 2 apart (the rows of a stride-2 polyphase plane): dst[r*ld + q] =
+// src[r*ls + 2q] for lo <= q < hi, zero for the other q < len; reads no further than src[r*ls + 2hi - 2]
+// (float: 8 columns from 15 consecutive floats, the last 8 of a row overlapping).
+void even_rows(const float* src, int64_t ls, float* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi, int64_t len);
+void even_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t rows, int64_t lo, int64_t hi,
+               int64_t len);
 
 // row[2q] += src[q] for q < n; row[0, room) is the caller's to write (room >= 2n - 1). float: 8 at a
 // time, +0 added to the odd columns in between: exact unless one holds -0 (col2im's sums start at +0,
@@ -101,20 +104,20 @@ void gather_plane(const T* src, int64_t H, int64_t W, int64_t r0, int64_t rs, in
   valid_range(r0, rs, H, R, r_lo, r_hi);
   valid_range(c0, cs, W, Q, q_lo, q_hi);
   std::fill(dst, dst + r_lo * Q, T(0));
-  if (cs == 1 && r_hi > r_lo) {
-    copy_rows(src + (r_lo * rs + r0) * W + c0, rs * W, dst + r_lo * Q, Q, r_hi - r_lo, q_lo, q_hi, Q);
+  if (cs <= 2 && r_hi > r_lo) {  // contiguous rows, or every second column (stride-2 polyphase planes)
+    const T* first = src + (r_lo * rs + r0) * W + c0;
+    if (cs == 1)
+      copy_rows(first, rs * W, dst + r_lo * Q, Q, r_hi - r_lo, q_lo, q_hi, Q);
+    else
+      even_rows(first, rs * W, dst + r_lo * Q, Q, r_hi - r_lo, q_lo, q_hi, Q);
     std::fill(dst + r_hi * Q, dst + len, T(0));
     return;
   }
-  for (int64_t r = r_lo; r < r_hi; ++r) {  // strided columns (polyphase planes)
+  for (int64_t r = r_lo; r < r_hi; ++r) {  // larger column strides
     T* __restrict d = dst + r * Q;
     const T* __restrict row = src + (r * rs + r0) * W + c0;
     std::fill(d, d + q_lo, T(0));
-    if (cs == 2) {
-      even_columns(row + q_lo * 2, d + q_lo, q_hi - q_lo);
-    } else {
-      for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
-    }
+    for (int64_t q = q_lo; q < q_hi; ++q) d[q] = row[q * cs];
     std::fill(d + q_hi, d + Q, T(0));
   }
   std::fill(dst + r_hi * Q, dst + len, T(0));
