@@ -95,7 +95,11 @@ void keep_workers_off_callers_cpu(int n) {
       pthread_setaffinity_np(pthread_self(), sizeof(mask), &mask);
       placed.fetch_add(1, std::memory_order_release);
     } else {
-      while (placed.load(std::memory_order_acquire) < omp_get_num_threads() - 1) __builtin_ia32_pause();
+      while (placed.load(std::memory_order_acquire) < omp_get_num_threads() - 1) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
     }
   }
 #else
@@ -124,7 +128,9 @@ ThreadScope::ThreadScope() {
 #endif
 }
 
+#if defined(__linux__)
 static_assert(sizeof(cpu_set_t) <= sizeof(uint64_t[16]), "CallerStaysPut::saved_ holds a cpu_set_t");
+#endif
 
 CallerStaysPut::CallerStaysPut(bool heavy) {
 #if defined(_OPENMP) && defined(__linux__)

@@ -315,8 +315,10 @@ void col2im(const T* cols, T* dx, const Conv2dShape& s, int64_t nb, int64_t ss, 
     for (int64_t c = 0; c < C; ++c) col2im_plane(cols + n * ss + c * KK * rs, rs, dx + (n * C + c) * HW, s);
 }
 
+namespace {
 // Long enough (multiply-adds) that keeping the caller on its CPU pays (CallerStaysPut).
 bool heavy(const Conv2dShape& s) { return s.N * s.O * s.L * s.CK >= kPinCallerMacs; }
+}  // namespace
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
