@@ -121,6 +121,12 @@ template <class T>
     T* b = rows + 4 * width;
     for (int64_t c = 0; c < g.C; ++c) {
       const T* src = in + (n * g.C + c) * plane;
+      // The next channel's rows, a plane further on: short runs a plane apart, which the hardware
+      // prefetchers missed (their loads were a twentieth of ResNet 128->128's forward, 1 thread: 5% faster).
+      for (int r = 0; r < 4 && c + 1 < g.C && hi > lo; ++r)
+        if (r0 + r >= 0 && r0 + r < g.IH)
+          for (int64_t b = 0; b < (hi - lo) * int64_t(sizeof(T)); b += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(src + plane + (r0 + r) * g.IW + q0 + lo) + b);
       for (int r = 0; r < 4; ++r) {
         T* row = rows + r * width;
         const int64_t rr = r0 + r;
