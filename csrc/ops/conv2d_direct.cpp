@@ -11,6 +11,7 @@
 
 #include "../parallel.h"
 #include "../workspace.h"
+#include "tensor_ops.h"
 
 namespace pycnn::cpu::direct {
 
@@ -329,21 +330,6 @@ void even_rows(const double* src, int64_t ls, double* dst, int64_t ld, int64_t r
   }
 }
 
-namespace {
-
-// A local flag and a call of its own, so that the loop vectorises (inlined into the weight
-// gradient's parallel loop, the flag lived in memory: a scalar loop, a fifth of LeNet conv1's dW).
-template <class T>
-[[gnu::always_inline]] inline bool all_finite_impl(const T* p, int64_t n) {
-  unsigned bad = 0;
-  for (int64_t i = 0; i < n; ++i) bad |= (p[i] - p[i]) != T(0);  // inf - inf and NaN are NaN
-  return bad == 0;
-}
-PYCNN_SIMD_CLONES [[gnu::noinline]] bool all_finite(const float* p, int64_t n) { return all_finite_impl(p, n); }
-PYCNN_SIMD_CLONES [[gnu::noinline]] bool all_finite(const double* p, int64_t n) { return all_finite_impl(p, n); }
-
-}  // namespace
-
 // ============================================================================ dispatch rule
 // Measured against im2col on Zen 4, 2 threads, float32 (min of 3 runs of medians, 14 shapes from
 // LeNet's layers to 28->64 3x3): the forward wins at every kernel but 1x1 (0.39-0.76x); the input
@@ -410,7 +396,7 @@ void phase_range(int64_t a, int64_t st, int64_t pad, int64_t size, int64_t& u0, 
 
 template <class T>
 bool conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
-  if (!all_finite(w, s.O * s.CK)) return false;
+  if (any_nonfinite(w, s.O * s.CK)) return false;
   const int64_t top = (s.kh - 1) * s.dh / s.sh, left = (s.kw - 1) * s.dw / s.sw;
   std::vector<Phase> ph;
   int64_t Hd = s.OH + top, Wd = s.OW + left;
@@ -552,7 +538,7 @@ bool conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
       for (int64_t n = 0; n < m; ++n) {
         T* pn = planes + n * g.sample;
         g.fill(x + (n0 + n) * s.C * s.H * s.W, pn, s);
-        bad = bad || !all_finite(pn, g.sample);
+        bad = bad || any_nonfinite(pn, g.sample);
         for (int64_t o = 0; o < s.O; ++o)
           gather_plane(dy + ((n0 + n) * s.O + o) * s.L, s.OH, s.OW, 0, 1, 0, 1, dyw + n * dys + o * g.P, s.OH, g.Ws,
                        g.P);

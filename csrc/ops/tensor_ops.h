@@ -44,7 +44,12 @@ void keep_or_undo_(const std::vector<Tensor>& tensors, const std::vector<Tensor>
   X(isfinite_all, (const T* x, int64_t n, bool* result))                                                               \
   X(mark_nonfinite, (const T* x, int64_t n, float* flag))
 #define PYCNN_TENSOR_OPS_KERNELS(X, T) PYCNN_TENSOR_OPS_KERNELS_WITH_INT64(X, T) PYCNN_TENSOR_OPS_KERNELS_FLOAT(X, T)
-namespace cpu { PYCNN_DECLARE_KERNELS(PYCNN_TENSOR_OPS_KERNELS) }  // namespace cpu
+namespace cpu {
+PYCNN_DECLARE_KERNELS(PYCNN_TENSOR_OPS_KERNELS)
+// Whether any of x[0, n) is NaN or Inf, on the calling thread (vectorised; one copy per x86-64 level).
+bool any_nonfinite(const float* x, int64_t n);
+bool any_nonfinite(const double* x, int64_t n);
+}  // namespace cpu
 namespace cuda { PYCNN_DECLARE_KERNELS(PYCNN_TENSOR_OPS_KERNELS) }  // namespace cuda
 
 }  // namespace pycnn
