@@ -1,7 +1,9 @@
 """conv2d's Winograd F(2x2, 3x3) path (csrc/ops/conv2d_winograd.*): 3x3, stride 1, groups 1, with
-at least 32 channels for the forward and 64 for the input gradient; the 16 products by the path's own
+at least 32 channels for the forward, 64 for the input gradient, and 64 in and 96 out (or 64 out
+with 1024 output positions) for the weight gradient; the 16 products by the path's own
 register-tiled kernel (row and column tails, several chunks of tiles). Checked against the float64
-NumPy reference, float64 gradcheck, bit-for-bit repeatability, and the fall-back shapes."""
+NumPy reference, float64 gradcheck, bit-for-bit repeatability, non-finite values, and the fall-back
+shapes."""
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ import pycnn as pc
 from pycnn import _core
 
 import reference as ref
-from helpers import conv_gradcheck, same_bits_across_threads
+from helpers import conv_gradcheck, masks_and_values_agree, same_bits_across_threads
 
 RNG = np.random.default_rng(15)
 
@@ -63,6 +65,49 @@ def test_input_grad_matches_float64_reference(shape, pad, dtype):
     assert rel(dx, edx) < TOL[dtype]
     assert rel(dw, edw) < TOL[dtype]
     assert rel(db, edb) < TOL[dtype]
+
+
+def weight_grad(dy, x, w, pad, dtype):
+    return np.asarray(_core.conv2d_backward(T(dy, dtype), T(x, dtype), T(w, dtype), (1, 1), tuple(pad), (1, 1), 1,
+                                            False, True, False)[1])
+
+
+# Weight-gradient shapes that take the Winograd path: odd output sizes (clipped tiles), output
+# channels that are not whole vectors (129, 100: pad lanes), input channels split unevenly between
+# threads (130, 97), several chunks of tiles (3 x 96 x 24 x 23), 64 output channels with 32 x 32 outputs.
+WGRAD_SHAPES = [(2, 96, 96, 7, 9), (1, 130, 129, 6, 5), (3, 97, 100, 24, 23), (1, 64, 64, 34, 34)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pad", PADS)
+@pytest.mark.parametrize("shape", WGRAD_SHAPES)
+def test_weight_grad_matches_float64_reference(shape, pad, dtype):
+    N, C, O, H, W = shape
+    x, w = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, 3, 3))
+    dy = RNG.standard_normal((N, O, H + pad[0] + pad[1] - 2, W + pad[2] + pad[3] - 2))
+    assert rel(weight_grad(dy, x, w, pad, dtype), ref.conv2d_backward(dy, x, w, padding=pad)[1]) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_grad_same_bits_across_thread_counts(dtype):
+    N, C, O, H, W = WGRAD_SHAPES[2]
+    x, w, dy = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, 3, 3)), RNG.standard_normal((N, O, H, W))
+    same_bits_across_threads(lambda: weight_grad(dy, x, w, (1, 1, 1, 1), dtype))
+
+
+@pytest.mark.parametrize("where", ["x", "dy"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_weight_grad_non_finite_values_give_what_the_reference_gives(where, value):
+    """The transforms would carry an inf to other places than im2col's products (inf - inf = NaN
+    inside a tile): the path hands such a call to the channel path, which gives the reference's."""
+    N, C, O, H, W = WGRAD_SHAPES[0]
+    x, w, dy = RNG.standard_normal((N, C, H, W)), RNG.standard_normal((O, C, 3, 3)), RNG.standard_normal((N, O, H, W))
+    a = {"x": x, "dy": dy}[where]
+    a[0, 1, 2, 1] = value
+    a[1, 2, 0, 0] = value  # at the padded border
+    exp = ref.conv2d_backward(dy, x, w, padding=(1, 1, 1, 1))[1]
+    for dtype in (np.float32, np.float64):
+        masks_and_values_agree(weight_grad(dy, x, w, (1, 1, 1, 1), dtype), exp)
 
 
 def test_gradcheck_float64():

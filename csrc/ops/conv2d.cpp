@@ -375,7 +375,7 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
       db[o] = acc.total();
     }
   }
-  if (dx && N > 0 && winograd::applies_input_grad(s)) {  // fast path: 3x3 stride 1; dW stays im2col below
+  if (dx && N > 0 && winograd::applies_input_grad(s)) {  // fast path: 3x3 stride 1
     winograd::conv2d_input_grad(dy, w, dx, s);
     dx = nullptr;
   }
@@ -385,6 +385,7 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
     return;
   }
   if (dx && direct::applies_input_grad(s) && direct::conv2d_input_grad(dy, w, dx, s)) dx = nullptr;
+  if (dw && winograd::applies_weight_grad(s) && winograd::conv2d_weight_grad(dy, x, dw, s)) dw = nullptr;
   if (dw && channels::applies_weight_grad(s)) {  // many taps and channels: no column matrix
     channels::conv2d_weight_grad(dy, x, dw, s);
     dw = nullptr;
