@@ -1,6 +1,6 @@
 // Weight gradient and forward of an ungrouped convolution on the CPU, vectorised over output
-// channels: for layers with many channels and taps (VGG's and ResNet's 3x3 layers, strided and
-// dilated ones), where im2col's column matrix (C*kh*kw rows by N*L columns) is larger than the
+// channels: for layers with many channels and taps (strided and dilated ones; 3x3 stride-1 layers
+// whose weight gradient conv2d_winograd.h does not take), where im2col's column matrix (C*kh*kw rows by N*L columns) is larger than the
 // caches and the GEMM it feeds runs at 60-70% of the FMA peak.
 //
 //   dw[o, k] = sum_n sum_(oh, ow) dy[n, o, oh, ow] * xph[n, off[k] + oh*Ws + ow]
