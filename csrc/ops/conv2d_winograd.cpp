@@ -122,12 +122,12 @@ inline Segment segment_at(const Geometry& g, int64_t t0, int64_t tt, int64_t nt)
   return {tt, t / (g.TH() * TW), (t / TW) % g.TH(), tx0, std::min(TW - tx0, nt - tt)};
 }
 
-// V[k*C*T + c*T + tt] = (B^T d B)_k for the chunk's tiles, channels c0 <= c < c1. Per channel and tile row: the 4 input
-// rows (zero outside) go to `rows`, B^T runs down the columns, then B along each row; every loop is
-// over contiguous or stride-2 data, so it vectorises.
+// V[k*C*T + c*T + tt] = (B^T d B)_k for the chunk's tiles and channels c0 <= c < c1. Per channel and
+// tile row: the 4 input rows (zero outside) go to `rows`, B^T runs down the columns, then B along each
+// row; every loop is over contiguous or stride-2 data, so it vectorises.
 template <class T>
-[[gnu::always_inline]] inline void transform_input(const T* in, const Geometry& g, int64_t t0, int64_t nt, int64_t T_, T* V, T* rows,
-                                                   int64_t c0, int64_t c1) {
+[[gnu::always_inline]] inline void transform_input(const T* in, const Geometry& g, int64_t t0, int64_t nt, int64_t T_,
+                                                   T* V, T* rows, int64_t c0, int64_t c1) {
   const int64_t plane = g.IH * g.IW, CT = g.C * T_;
   for (Segment sg{}; sg.tt < nt; sg.tt += sg.seg) {
     sg = segment_at(g, t0, sg.tt, nt);
@@ -226,9 +226,9 @@ template <class T>
 // ---------------------------------------------------------------------------- weight gradient
 // dU = sum over tiles of (A dy A^T) (x) (B^T d B) per (in, out) channel pair, and dw = G^T dU G:
 // the transpose of the forward's U -> y map. Z[k*T*Op + tt*Op + o] = (A dy_t A^T)_k for the chunk's
-// tiles, output channels o0 <= o < o1 (o1 - o0 whole vectors, Op: O padded to whole vectors, the pad
-// lanes zero). The tile's 2x2 of dy (zero past the output's edge) comes through `tr`, two rows of
-// (2 * seg, Op): dy transposed so that each loop below runs over contiguous output channels.
+// tiles and every output channel (Op: O padded to whole vectors of kLanes, the pad lanes zero). The
+// tile's 2x2 of dy (zero past the output's edge) comes through `tr`, two rows of (2 * seg, Op): dy
+// transposed so that each loop below runs over contiguous output channels.
 template <class T>
 [[gnu::always_inline]] inline void transform_grad(const T* dy, const Geometry& g, int64_t t0, int64_t nt, int64_t T_,
                                                   int64_t Op, T* Z, T* tr) {
@@ -241,7 +241,8 @@ template <class T>
     for (int r = 0; r < 2; ++r) {
       const int64_t row = 2 * ty + r;
       if (row < g.OH) direct::transpose(dy + n * g.O * L + row * g.OW + oc, L, rows[r], Op, g.O, ncols);
-      for (int64_t q = row < g.OH ? ncols : 0; q < 2 * seg; ++q) std::fill(rows[r] + q * Op, rows[r] + (q + 1) * Op, T(0));
+      for (int64_t q = row < g.OH ? ncols : 0; q < 2 * seg; ++q)
+        std::fill(rows[r] + q * Op, rows[r] + (q + 1) * Op, T(0));
     }
     using W = Vec<T, kLanes * sizeof(T)>;  // Op is whole vectors of kLanes
     for (int64_t j = 0; j < seg; ++j) {
@@ -287,9 +288,10 @@ void transform_weight_grad(const T* dU, int64_t C, int64_t O, int64_t Op, int64_
 
 }  // namespace
 
-// One chunk of nt tiles from t0: input transform, the 16 products, output transform. One copy per
-// x86-64 level (each with the register tile of its product kernel and the transforms' loops
-// vectorised for its registers); V, M, rows: the thread's scratch.
+// One chunk of nt tiles from t0: input transform, the 16 products, output transform (chunk), and the
+// weight gradient's transforms and products (grad_chunk, grad_products). One copy per x86-64 level
+// (each with the register tiles of its product kernels, MB x NV and GMB x GNV, and the transforms'
+// loops vectorised for its registers); V, M, Z, rows, tr: the thread's scratch.
 #define PYCNN_WINOGRAD_KERNELS(ATTR, MB, NV, GMB, GNV, B, T)                                                        \
   ATTR void chunk(const T* in, const T* U, const T* bias, T* out, const Geometry& g, int64_t t0, int64_t nt, \
                   int64_t T_, T* V, T* M, T* rows) {                                                        \

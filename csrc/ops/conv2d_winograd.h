@@ -16,8 +16,8 @@
 // The weight gradient runs the products the other way round, summing over tiles:
 //   dU_k (C, O) = sum over chunks of V_k (C, T) @ Z_k (T, O),  Z = A dy A^T (4x4 from each 2x2 tile
 //   of dy), then dw[o, c] = G^T dU[c, o] G,
-// the tiles of a chunk summed on their own and then added to dU (a two-level sum: its error is that
-// of the im2col path's, 3e-7 to 7e-7 of the largest element at 32 samples).
+// the tiles of a chunk summed on their own and then added to dU (a two-level sum: 4e-7 to 7e-7 of the
+// largest element at 4-32 samples, the channel path's 3e-7 to 8e-7).
 // The error against the float64 reference stays at float32 rounding level (about 2e-7 relative
 // to the largest output; tests/test_conv2d_fast.py). F(4x4, 3x3) has 10-15x that error in float32
 // (benchmarks/README.md) and is not used.
