@@ -188,7 +188,10 @@ constexpr int64_t kChunkBytes = int64_t(1) << 20;   // an item's column matrix: 
 constexpr int64_t kTargetColumns = 512;             // GEMM width nb*L worth batching samples for
 constexpr int64_t kMinItems = 16;                   // keep at least this many items for load balance
 constexpr int64_t kMaxBlocks = 16;                  // dW partial sums (see backward)
-constexpr int64_t kPinCallerMacs = int64_t(1) << 25;  // ~0.3 ms of work: a 4 us pin is ~1%
+// From ~2M multiply-adds (LeNet's layers at batch 32 and up): LeNet conv1's fwd+bwd at b64 (several
+// parallel regions an op) 0.91-1.0 -> 0.67-0.79 ms with its caller kept put, and no cost measured on a
+// 2.4M-MAC forward (80-100 us either way; the VM's noise is larger than the pin's two system calls).
+constexpr int64_t kPinCallerMacs = int64_t(1) << 21;
 
 // How the batch is cut and how many threads work on it.
 struct Plan {
