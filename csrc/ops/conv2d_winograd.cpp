@@ -23,7 +23,7 @@ constexpr int64_t kMinChannelsInputGrad = 64;
 // 0.82x at 64 -> 128; with 64 output channels 0.77-0.78x at 32x32 and 56x56 outputs but 0.95-1.16x at
 // 8x8 to 28x28 (and 1.01x at 128 -> 64), where the channel path's 4 vectors of outputs suit it.
 constexpr int64_t kMinChannelsWeightGrad = 64;
-constexpr int64_t kChunkBytes = int64_t(1) << 21;  // V + M of one chunk: about the L2 cache
+constexpr int64_t kChunkBytes = int64_t(1) << 21;  // V + M (or Z) of one chunk: about the L2 cache
 constexpr int64_t kLanes = 16;                      // chunks are whole vectors of tiles, 64 bytes of floats
 
 // A convolution of `in` (N, C, IH, IW) with a 3x3 kernel already transformed into U (16, O, C),
@@ -34,9 +34,12 @@ struct Geometry {
   int64_t TW() const { return (OW + 1) / 2; }
 };
 
-int64_t chunk_tiles(const Geometry& g, size_t es) {
-  const int64_t per_tile = 16 * (g.C + g.O) * static_cast<int64_t>(es);
-  return std::clamp<int64_t>(kChunkBytes / per_tile / 16 * 16, 16, 1024);
+// Tiles per chunk, for 16 values a tile of each of `channels` (V's and M's or Z's): about kChunkBytes,
+// whole vectors of tiles, no more than the batch's `tiles` rounded up.
+int64_t chunk_tiles(int64_t channels, int64_t tiles, size_t es) {
+  const int64_t per_tile = 16 * channels * static_cast<int64_t>(es);
+  const int64_t fit = std::clamp<int64_t>(kChunkBytes / per_tile / kLanes * kLanes, kLanes, 1024);
+  return std::min(fit, direct::round_up(tiles, kLanes));
 }
 
 // ---------------------------------------------------------------------------- the 16 products
@@ -331,7 +334,7 @@ template <class T>
 void run(const T* in, const T* U, const T* bias, T* out, const Geometry& g) {
   const int64_t tiles = g.N * g.TH() * g.TW();
   if (tiles == 0) return;
-  const int64_t T_ = std::min(chunk_tiles(g, sizeof(T)), (tiles + kLanes - 1) / kLanes * kLanes);
+  const int64_t T_ = chunk_tiles(g.C + g.O, tiles, sizeof(T));
   const int64_t chunks = (tiles + T_ - 1) / T_, rows = std::max(16 * (g.TW() + 2), 8 * T_ + 2 * g.TW());
   const int64_t per = 16 * (g.C + g.O) * T_ + rows;  // V, M, row buffers
   const int threads = in_parallel() ? 1 : static_cast<int>(std::min<int64_t>(num_threads(), chunks));
@@ -384,9 +387,8 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
 template <class T>
 bool conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
   const Geometry g{s.N, s.C, s.H, s.W, s.O, s.OH, s.OW, s.pt, s.pl};
-  const int64_t tiles = g.N * g.TH() * g.TW(), Op = direct::round_up(s.O, kLanes), es = sizeof(T);
-  const int64_t T_ = std::min(std::clamp<int64_t>(kChunkBytes / (16 * (g.C + Op) * es) / 16 * 16, 16, 1024),
-                              direct::round_up(tiles, kLanes));
+  const int64_t tiles = g.N * g.TH() * g.TW(), Op = direct::round_up(s.O, kLanes);
+  const int64_t T_ = chunk_tiles(g.C + Op, tiles, sizeof(T));
   const int64_t chunks = (tiles + T_ - 1) / T_, dU = 16 * g.C * Op;
   const int64_t rows = 16 * (g.TW() + 2), tr = 4 * g.TW() * Op;
   const int64_t per = 16 * g.C * T_ + 16 * T_ * Op + rows + tr;  // V, Z, row buffers: per thread
