@@ -7,6 +7,7 @@
 #include "../workspace.h"
 #include "conv2d_channels.h"
 #include "conv2d_direct.h"
+#include "conv2d_samples.h"
 #include "conv2d_winograd.h"
 
 
@@ -386,6 +387,10 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
   if (N == 0) {
     if (dw) std::fill(dw, dw + WN, T(0));
     return;
+  }
+  if (dx && samples::applies_input_grad(s)) {  // few channels, a wide zero border in the gather form
+    samples::conv2d_input_grad(dy, w, dx, s);
+    dx = nullptr;
   }
   if (dx && direct::applies_input_grad(s) && direct::conv2d_input_grad(dy, w, dx, s)) dx = nullptr;
   if (dw && winograd::applies_weight_grad(s) && winograd::conv2d_weight_grad(dy, x, dw, s)) dw = nullptr;
