@@ -78,17 +78,6 @@ template <class T, int MB, int ACC, int Bytes>
                                       valid);
 }
 
-// Sum of a vector's lanes, pairwise in a fixed order.
-template <class T, int Bytes>
-[[gnu::always_inline]] inline T lane_sum(const Vec<T, Bytes>& v) {
-  constexpr int L = Bytes / int(sizeof(T));
-  T a[L];
-  std::memcpy(a, &v, sizeof(a));
-  for (int w = L / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) a[l] += a[l + w];
-  return a[0];
-}
-
 // dw[m*ldw + k] = sum_n sum_p dy[n*dys + m*ldy + p] * src[n*xs + off[k] + p], m < MB, k < KB;
 // P a multiple of the vector (Bytes).
 template <class T, int MB, int KB, int Bytes>

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../parallel.h"
@@ -55,6 +56,17 @@ bool conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s);
 // instructions of each ISA copy, splitting vectors wider than its registers).
 template <class T, int Bytes>
 using Vec [[gnu::vector_size(Bytes)]] = T;
+
+// Sum of a vector's lanes, pairwise in a fixed order.
+template <class T, int Bytes>
+[[gnu::always_inline]] inline T lane_sum(const Vec<T, Bytes>& v) {
+  constexpr int L = Bytes / int(sizeof(T));
+  T a[L];
+  std::memcpy(a, &v, sizeof(a));
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) a[l] += a[l + w];
+  return a[0];
+}
 
 // Threads for `items` independent pieces of a conv's work: one below the parallel grain (counted
 // in multiply-adds) or inside a parallel region.

@@ -63,44 +63,201 @@ template <class T, int MB, int NP, int Bytes>
     if (r < R) all_taps<T, MB / 2, NP, Bytes>(wt + r * K, R - r, K, dyt, ldo, gbase, L, at + r, g);
 }
 
+// Forward, one tile of MB output channels x NP positions: y[m][q] = init[m] + sum_(k < K) w[m*K + k] *
+// xt[(xoff[k] + gbase[q])*S] (tap k of the padded input planes at position q), stored at yt[(m*L + q)*S].
+template <class T, int MB, int NP, int Bytes>
+[[gnu::always_inline]] inline void out_tile(const T* __restrict w, int64_t K, const T* __restrict xt,
+                                            const int64_t* __restrict xoff, const int64_t* gbase, const T* init,
+                                            T* __restrict yt, int64_t L) {
+  using V = Vec<T, Bytes>;
+  constexpr int S = Bytes / int(sizeof(T));
+  V acc[MB][NP];
+  for (int m = 0; m < MB; ++m)
+    for (int q = 0; q < NP; ++q) acc[m][q] = V{} + (init ? init[m] : T(0));
+  int64_t at[NP];
+  for (int q = 0; q < NP; ++q) at[q] = gbase[q] * S;
+  for (int64_t k = 0; k < K; ++k) {
+    const T* src = xt + xoff[k] * S;
+    V d[NP];
+    for (int q = 0; q < NP; ++q) std::memcpy(&d[q], src + at[q], sizeof(V));
+    for (int m = 0; m < MB; ++m) {
+      const T wv = w[m * K + k];
+      for (int q = 0; q < NP; ++q) acc[m][q] += wv * d[q];
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int q = 0; q < NP; ++q) std::memcpy(yt + (m * L + q) * S, &acc[m][q], sizeof(V));
+}
+
+template <class T, int MB, int NP, int Bytes>
+[[gnu::always_inline]] inline void out_positions(const T* w, int64_t K, const T* xt, const int64_t* xoff,
+                                                 const int64_t* gbase, const T* init, T* yt, int64_t L, int64_t P) {
+  constexpr int S = Bytes / int(sizeof(T));
+  int64_t p = 0;
+  for (; p + NP <= P; p += NP) out_tile<T, MB, NP, Bytes>(w, K, xt, xoff, gbase + p, init, yt + p * S, L);
+  if constexpr (NP > 1)
+    if (p < P) out_positions<T, MB, NP - 1, Bytes>(w, K, xt, xoff, gbase + p, init, yt + p * S, L, P - p);
+}
+
+template <class T, int MB, int NP, int Bytes>
+[[gnu::always_inline]] inline void out_channels(const T* w, int64_t M, int64_t K, const T* xt, const int64_t* xoff,
+                                                const int64_t* gbase, const T* init, T* yt, int64_t L) {
+  constexpr int S = Bytes / int(sizeof(T));
+  int64_t m = 0;
+  for (; m + MB <= M; m += MB)
+    out_positions<T, MB, NP, Bytes>(w + m * K, K, xt, xoff, gbase, init ? init + m : nullptr, yt + m * L * S, L, L);
+  if constexpr (MB > 1)
+    if (m < M)
+      out_channels<T, MB / 2, NP, Bytes>(w + m * K, M - m, K, xt, xoff, gbase, init ? init + m : nullptr,
+                                         yt + m * L * S, L);
+}
+
+// Weight gradient, one tile of MB output channels x KB taps, summed over the L positions of a
+// group with the samples kept apart, lane by lane:
+// dwv[(m*ldw + t)*S + l] (+)= sum_p dyt[m*ldo + p*S + l] * xt[(xoff[t] + gbase[p])*S + l].
+template <class T, int MB, int KB, int Bytes>
+[[gnu::always_inline]] inline void grad_tile(const T* __restrict dyt, int64_t ldo, const T* __restrict xt,
+                                             const int64_t* __restrict xoff, const int64_t* __restrict gbase,
+                                             int64_t L, T* __restrict dwv, int64_t ldw, bool first) {
+  using V = Vec<T, Bytes>;
+  constexpr int S = Bytes / int(sizeof(T));
+  V acc[MB][KB] = {};
+  const T* src[KB];
+  for (int t = 0; t < KB; ++t) src[t] = xt + xoff[t] * S;
+  for (int64_t p = 0; p < L; ++p) {
+    const int64_t at = gbase[p] * S;
+    V d[MB];
+    for (int m = 0; m < MB; ++m) std::memcpy(&d[m], dyt + m * ldo + p * S, sizeof(V));
+    for (int t = 0; t < KB; ++t) {
+      V xv;
+      std::memcpy(&xv, src[t] + at, sizeof(V));
+      for (int m = 0; m < MB; ++m) acc[m][t] += d[m] * xv;
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int t = 0; t < KB; ++t) {
+      T* dst = dwv + (m * ldw + t) * S;
+      if (!first) {
+        V sum;
+        std::memcpy(&sum, dst, sizeof(V));
+        acc[m][t] += sum;
+      }
+      std::memcpy(dst, &acc[m][t], sizeof(V));
+    }
+}
+
+// Taps [0, K) for MB channels: blocks of KB, the rest one tap narrower at a time.
+template <class T, int MB, int KB, int Bytes>
+[[gnu::always_inline]] inline void grad_taps(const T* dyt, int64_t ldo, const T* xt, const int64_t* xoff,
+                                             const int64_t* gbase, int64_t L, int64_t K, T* dwv, int64_t ldw,
+                                             bool first) {
+  constexpr int S = Bytes / int(sizeof(T));
+  int64_t k = 0;
+  for (; k + KB <= K; k += KB) grad_tile<T, MB, KB, Bytes>(dyt, ldo, xt, xoff + k, gbase, L, dwv + k * S, ldw, first);
+  if constexpr (KB > 1)
+    if (k < K) grad_taps<T, MB, KB - 1, Bytes>(dyt, ldo, xt, xoff + k, gbase, L, K - k, dwv + k * S, ldw, first);
+}
+
+// Output channels [0, M): blocks of MB, the rest by halving.
+template <class T, int MB, int KB, int Bytes>
+[[gnu::always_inline]] inline void grad_channels(const T* dyt, int64_t ldo, const T* xt, const int64_t* xoff,
+                                                 const int64_t* gbase, int64_t L, int64_t M, int64_t K, T* dwv,
+                                                 bool first) {
+  constexpr int S = Bytes / int(sizeof(T));
+  int64_t m = 0;
+  for (; m + MB <= M; m += MB)
+    grad_taps<T, MB, KB, Bytes>(dyt + m * ldo, ldo, xt, xoff, gbase, L, K, dwv + m * K * S, K, first);
+  if constexpr (MB > 1)
+    if (m < M)
+      grad_channels<T, MB / 2, KB, Bytes>(dyt + m * ldo, ldo, xt, xoff, gbase, L, M - m, K, dwv + m * K * S, first);
+}
+
+// dw[e] = the lanes' sum of sum_(q < parts) dwv[(q*n + e)*S + lane], parts in order.
+template <class T, int Bytes>
+[[gnu::always_inline]] inline void reduce_parts(const T* dwv, int64_t parts, int64_t n, T* dw) {
+  using V = Vec<T, Bytes>;
+  constexpr int S = Bytes / int(sizeof(T));
+  for (int64_t e = 0; e < n; ++e) {
+    V acc;
+    std::memcpy(&acc, dwv + e * S, sizeof(V));
+    for (int64_t q = 1; q < parts; ++q) {
+      V v;
+      std::memcpy(&v, dwv + (q * n + e) * S, sizeof(V));
+      acc += v;
+    }
+    dw[e] = direct::lane_sum<T, Bytes>(acc);
+  }
+}
+
 }  // namespace
 
-// One copy per x86-64 level: its vector (the samples of a group) and the tile its registers hold
-// (32 x 512-bit: 4 taps x 6 positions; 16 x 256-bit or 128-bit: 2 x 5), accumulators plus the
-// positions' dy vectors and one broadcast weight.
-#define PYCNN_SAMPLES_KERNELS(ATTR, MB, NP, B, T)                                                               \
+// One copy per x86-64 level: its vector (the samples of a group) and the tiles its registers hold,
+// accumulators plus the loaded vectors and one broadcast: with 32 x 512-bit registers 4 taps x 6
+// positions (input gradient), 8 channels x 3 positions (forward), 4 channels x 6 taps (weight
+// gradient); with 16 x 256-bit or 128-bit ones 2 x 5 each.
+#define PYCNN_SAMPLES_KERNELS(ATTR, MB, NP, FM, FP, GM, GK, B, T)                                              \
   ATTR int64_t group_bytes(T) { return B; }                                                                      \
   ATTR void channel_grad(const T* wt, int64_t R, int64_t K, const T* dyt, int64_t ldo, const int64_t* gbase,    \
                          int64_t L, const int64_t* at, T* g) {                                                   \
     all_taps<T, MB, NP, B>(wt, R, K, dyt, ldo, gbase, L, at, g);                                                 \
+  }                                                                                                              \
+  ATTR void group_forward(const T* w, int64_t M, int64_t K, const T* xt, const int64_t* xoff, const int64_t* gbase, \
+                          const T* init, T* yt, int64_t L) {                                                     \
+    out_channels<T, FM, FP, B>(w, M, K, xt, xoff, gbase, init, yt, L);                                           \
+  }                                                                                                              \
+  ATTR void group_weight_grad(const T* dyt, int64_t ldo, const T* xt, const int64_t* xoff, const int64_t* gbase, \
+                              int64_t L, int64_t M, int64_t K, T* dwv, bool first) {                             \
+    grad_channels<T, GM, GK, B>(dyt, ldo, xt, xoff, gbase, L, M, K, dwv, first);                                 \
+  }                                                                                                              \
+  ATTR void weight_grad_sum(const T* dwv, int64_t parts, int64_t n, T* dw) {                                     \
+    reduce_parts<T, B>(dwv, parts, n, dw);                                                                       \
   }
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define PYCNN_SAMPLES_LEVELS(T)                                          \
-  PYCNN_SAMPLES_KERNELS([[gnu::target("arch=x86-64-v4")]], 4, 6, 64, T) \
-  PYCNN_SAMPLES_KERNELS([[gnu::target("arch=x86-64-v3")]], 2, 5, 32, T) \
-  PYCNN_SAMPLES_KERNELS([[gnu::target("default")]], 2, 5, 16, T)
+#define PYCNN_SAMPLES_LEVELS(T)                                                     \
+  PYCNN_SAMPLES_KERNELS([[gnu::target("arch=x86-64-v4")]], 4, 6, 8, 3, 4, 6, 64, T) \
+  PYCNN_SAMPLES_KERNELS([[gnu::target("arch=x86-64-v3")]], 2, 5, 2, 5, 2, 5, 32, T) \
+  PYCNN_SAMPLES_KERNELS([[gnu::target("default")]], 2, 5, 2, 5, 2, 5, 16, T)
 #else
-#define PYCNN_SAMPLES_LEVELS(T) PYCNN_SAMPLES_KERNELS(, 2, 5, 16, T)
+#define PYCNN_SAMPLES_LEVELS(T) PYCNN_SAMPLES_KERNELS(, 2, 5, 2, 5, 2, 5, 16, T)
 #endif
 PYCNN_SAMPLES_LEVELS(float)
 PYCNN_SAMPLES_LEVELS(double)
 
 // ============================================================================ dispatch rule
-// Against conv2d_direct.h's gather form (which conv2d.cpp tries next) on Zen 4, 2 threads, float32,
-// in-process alternation: the gather form computes every dx element from all its group's taps,
-// L*sh*sw / (H*W) of them useful. At <= 0.8 useful: 0.54x at LeNet's 6->16 5x5 (batch 64 and
-// 256), 0.67x at 1->6 5x5 on 32x32, 0.56-0.91x on 4->8 7x7, 10->20 5x5, 16->32 3x3, 16->16
-// dilated, 6->16 5x5 stride 2; at 0.87-1.0 (padded "same" layers) 0.73-1.3x, 3x3 ones slower. A
-// group of samples filled to a half (batch 8 or 17 of 16 lanes) 0.89-1.04x, four output channels
-// a group 1.06x.
-constexpr int64_t kGroup = 16;  // samples a group at float32 with AVX-512 (the rule is the same on every CPU)
+// Measured against the paths conv2d.cpp tries next (in-process alternation, Zen 4, 2 threads,
+// float32, 8-16 shapes each, batch 12-256):
+// - input gradient, against conv2d_direct.h's gather form, which computes every dx element from all
+//   its group's taps, L*sh*sw / (H*W) of them useful. At <= 0.8 useful: 0.54x at LeNet's 6->16 5x5
+//   (batch 64 and 256), 0.67x at 1->6 5x5 on 32x32, 0.56-0.91x on 4->8 7x7, 10->20 5x5, 16->32 3x3,
+//   16->16 dilated, 6->16 5x5 stride 2; at 0.87-1.0 (padded "same" layers) 0.73-1.3x. Four output
+//   channels a group: 1.06x.
+// - forward, against the direct path (same products, same order: the same bits): 0.77-0.80x at
+//   6->16 5x5 (stride 1 and 2), 0.79x at a 3->64 7x7 stride-2 stem, 0.85x at 4->8 7x7, 0.80x at an
+//   unpadded 16->32 3x3, 0.98x at 10->20 5x5; padded 3x3 layers 1.0-1.09x, 1->6 5x5 no gain, grouped
+//   ones with <= 8 channels a group 1.56-1.6x.
+// - weight gradient, against the direct, channel and im2col paths: 0.74-0.97x on every layer with
+//   <= 1024 output positions (0.87-0.92x at LeNet's conv2, 0.24-0.50x depthwise), but 1.5-1.9x at
+//   48x48 to 56x56 outputs (the planes leave the caches), and one sum per lane over every position.
+// - a group filled to a half (batch 8 or 17 of 16 lanes): 0.89-1.14x, so three quarters are asked.
+// The rule is a function of the shape only (the same on every CPU, whatever its vector width).
+namespace {
+constexpr int64_t kGroup = 16;                       // samples a group at float32 with AVX-512
+constexpr int64_t kMaxScratch = int64_t(4) << 20;    // bytes of a group's planes (x or dx, and dy or y)
 
-bool applies_input_grad(const Conv2dShape& s) {
-  const int64_t filled = direct::round_up(s.N, kGroup);
-  const int64_t plane_bytes = (s.O * s.L + (s.H + s.pt + s.pb) * (s.W + s.pl + s.pr)) * 64;
-  return s.kh * s.kw > 1 && s.CK <= 256 && s.Og >= 6 && s.Og <= 64 && 4 * s.N >= 3 * filled &&
-         5 * s.L * s.sh * s.sw <= 4 * s.H * s.W && plane_bytes <= (int64_t(8) << 20);
+bool fits(const Conv2dShape& s) {
+  const int64_t planes = s.C * (s.H + s.pt + s.pb) * (s.W + s.pl + s.pr) + s.O * s.L;
+  return s.kh * s.kw > 1 && s.CK <= 256 && s.Og <= 64 && 4 * s.N >= 3 * direct::round_up(s.N, kGroup) &&
+         planes * 64 <= kMaxScratch;
 }
+// At most 0.8 of a gather form's products useful (unpadded layers).
+bool wide_border(const Conv2dShape& s) { return 5 * s.L * s.sh * s.sw <= 4 * s.H * s.W; }
+}  // namespace
+
+bool applies_forward(const Conv2dShape& s) {
+  return fits(s) && s.Og >= 8 && (s.kh * s.kw >= 25 || wide_border(s));
+}
+bool applies_input_grad(const Conv2dShape& s) { return fits(s) && s.Og >= 6 && wide_border(s); }
+bool applies_weight_grad(const Conv2dShape& s) { return fits(s) && s.L <= 1024; }
 
 // ============================================================================ input gradient
 template <class T>
@@ -137,6 +294,92 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
   }
 }
 
+// ============================================================================ forward
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
+  const int64_t S = group_bytes(T(0)) / static_cast<int64_t>(sizeof(T));
+  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, HW = s.H * s.W, OL = s.O * s.L;
+  const int64_t plane = Hp * Wp;
+  std::vector<int64_t> gbase(static_cast<size_t>(s.L)), xoff(static_cast<size_t>(s.CK));
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) gbase[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
+  for (int64_t c = 0, k = 0; c < s.Cg; ++c)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j, ++k) xoff[k] = c * plane + i * s.dh * Wp + j * s.dw;
+  const int64_t groups = (s.N + S - 1) / S, per_thread = s.C * plane * S + OL * S;
+  const int threads = direct::threads_for(s, groups);
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    T* xt = ws + thread_id() * per_thread;  // (C, Hp, Wp, S): the group's padded input, one vector per element
+    T* yt = xt + s.C * plane * S;           // (O, L, S)
+    std::fill(xt, xt + s.C * plane * S, T(0));  // the border stays zero; lanes past the batch are never stored
+#pragma omp for schedule(static)
+    for (int64_t sg = 0; sg < groups; ++sg) {
+      const int64_t n0 = sg * S, nl = std::min(S, s.N - n0);
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t h = 0; h < s.H; ++h)
+          direct::transpose(x + (n0 * s.C + c) * HW + h * s.W, s.C * HW, xt + (c * plane + (h + s.pt) * Wp + s.pl) * S,
+                            S, nl, s.W);
+      for (int64_t gr = 0; gr < s.groups; ++gr)
+        group_forward(w + gr * s.Og * s.CK, s.Og, s.CK, xt + gr * s.Cg * plane * S, xoff.data(), gbase.data(),
+                      b ? b + gr * s.Og : nullptr, yt + gr * s.Og * s.L * S, s.L);
+      direct::transpose(yt, S, y + n0 * OL, OL, OL, nl);
+    }
+  }
+}
+
+// ============================================================================ weight gradient
+constexpr int64_t kMaxParts = 8;  // partial sums over fixed blocks of groups (a function of the shape)
+
+template <class T>
+void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
+  const int64_t S = group_bytes(T(0)) / static_cast<int64_t>(sizeof(T));
+  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, HW = s.H * s.W, OL = s.O * s.L, WN = s.O * s.CK;
+  const int64_t plane = Hp * Wp;
+  std::vector<int64_t> gbase(static_cast<size_t>(s.L)), xoff(static_cast<size_t>(s.CK));
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) gbase[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
+  for (int64_t c = 0, k = 0; c < s.Cg; ++c)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j, ++k) xoff[k] = c * plane + i * s.dh * Wp + j * s.dw;
+  const int64_t groups = (s.N + S - 1) / S, parts = std::min(groups, kMaxParts);
+  const int64_t per_part = (groups + parts - 1) / parts, used = (groups + per_part - 1) / per_part;  // none empty
+  const int64_t per_thread = s.C * plane * S + OL * S;
+  const int threads = direct::threads_for(s, used);
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(used * WN * S + threads * per_thread) * sizeof(T)));
+  T* sums = ws;  // (used, O, CK, S): each part's sum, the samples still in the lanes
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    T* xt = ws + used * WN * S + thread_id() * per_thread;  // (C, Hp, Wp, S), as in the forward
+    T* dyt = xt + s.C * plane * S;                          // (O, L, S)
+    std::fill(xt, xt + s.C * plane * S, T(0));
+#pragma omp for schedule(static)
+    for (int64_t part = 0; part < used; ++part)
+      for (int64_t sg = part * per_part; sg < std::min(groups, (part + 1) * per_part); ++sg) {
+        const int64_t n0 = sg * S, nl = std::min(S, s.N - n0);
+        for (int64_t c = 0; c < s.C; ++c)
+          for (int64_t h = 0; h < s.H; ++h) {
+            T* row = xt + (c * plane + (h + s.pt) * Wp + s.pl) * S;
+            direct::transpose(x + (n0 * s.C + c) * HW + h * s.W, s.C * HW, row, S, nl, s.W);
+            if (nl < S)  // the lanes past the batch are summed: zero
+              for (int64_t q = 0; q < s.W; ++q) std::fill(row + q * S + nl, row + (q + 1) * S, T(0));
+          }
+        direct::transpose(dy + n0 * OL, OL, dyt, S, nl, OL);
+        if (nl < S)
+          for (int64_t e = 0; e < OL; ++e) std::fill(dyt + e * S + nl, dyt + (e + 1) * S, T(0));
+        for (int64_t gr = 0; gr < s.groups; ++gr)
+          group_weight_grad(dyt + gr * s.Og * s.L * S, s.L * S, xt + gr * s.Cg * plane * S, xoff.data(), gbase.data(),
+                            s.L, s.Og, s.CK, sums + (part * WN + gr * s.Og * s.CK) * S, sg == part * per_part);
+      }
+  }
+  weight_grad_sum(sums, used, WN, dw);
+}
+
+template void conv2d_weight_grad<float>(const float*, const float*, float*, const Conv2dShape&);
+template void conv2d_weight_grad<double>(const double*, const double*, double*, const Conv2dShape&);
+template void conv2d_forward<float>(const float*, const float*, const float*, float*, const Conv2dShape&);
+template void conv2d_forward<double>(const double*, const double*, const double*, double*, const Conv2dShape&);
 template void conv2d_input_grad<float>(const float*, const float*, float*, const Conv2dShape&);
 template void conv2d_input_grad<double>(const double*, const double*, double*, const Conv2dShape&);
 
