@@ -214,9 +214,12 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
 // ============================================================================ forward
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
-  const direct::InputPlanes g(s, sizeof(T));
+  // Compact rows (one plane per kernel column): only output positions are computed. Against wide
+  // rows (in-process alternation, Zen 4, 2 threads): 0.95x at 64->128 3x3 stride 2, 0.91x dilated,
+  // 0.82x at 32->64 5x5, 1.00-1.01x at 128->256 stride 2 on 16x16 and 64->128 on 56x56.
+  const direct::InputPlanes g(s, sizeof(T), true);
   const int64_t ldo = direct::round_up(s.O, direct::kPadBytes / static_cast<int64_t>(sizeof(T))), K = s.CK;
-  const int64_t P = s.OH * g.Ws;  // wide positions of one sample (columns ow >= OW are dropped)
+  const int64_t P = s.OH * g.Ws;  // positions of one sample (Ws = OW)
   std::vector<T> wt(static_cast<size_t>(K * ldo), T(0)), bias(static_cast<size_t>(ldo), T(0));  // (K, ldo): w^T
   for (int64_t o = 0; o < s.O; ++o) {
     for (int64_t k = 0; k < K; ++k) wt[k * ldo + o] = w[o * K + k];
