@@ -67,7 +67,7 @@ raise ImportError("torch is hidden under tools/sanitize_check.sh (ASan run)")
 PY
 
 tests=(
-  tests/test_conv2d.py tests/test_conv2d_direct.py tests/test_conv2d_channels.py tests/test_conv2d_fast.py tests/test_pool2d.py tests/test_linear.py
+  tests/test_conv2d.py tests/test_conv2d_direct.py tests/test_conv2d_channels.py tests/test_conv2d_fast.py tests/test_conv2d_samples.py tests/test_pool2d.py tests/test_linear.py
   tests/test_losses.py
   tests/test_batchnorm.py tests/test_dropout.py tests/test_sgd.py tests/test_tensor_ops.py
   tests/test_fuzz_ops.py tests/test_fuzz_safetensors.py tests/test_errors.py tests/test_threads.py
