@@ -75,11 +75,11 @@ template <class T, int OV, int KT, int Bytes>
 }
 
 // Forward, one tile of PT positions x OV vectors of output channels:
-// out[(p + t)*ldo + v*L + l] = init[v*L + l] + sum_k wt[k*ldo + v*L + l] * src[off[k] + p + t].
+// out[(p + t)*ldo + v*L + l] = init[v*L + l] + sum_k wt[k*ldo + v*L + l] * src[off[k] + base[p + t]].
 template <class T, int PT, int OV, int Bytes>
 [[gnu::always_inline]] inline void out_tile(const T* __restrict wt, int64_t ldo, const T* __restrict src,
-                                            const int64_t* __restrict off, int64_t K, const T* init,
-                                            T* __restrict out) {
+                                            const int64_t* __restrict off, const int64_t* __restrict base, int64_t K,
+                                            const T* init, T* __restrict out) {
   using V = Vec<T, Bytes>;
   constexpr int L = Bytes / int(sizeof(T));
   V acc[PT][OV];
@@ -88,12 +88,14 @@ template <class T, int PT, int OV, int Bytes>
     if (init) std::memcpy(&b, init + v * L, sizeof(V));
     for (int t = 0; t < PT; ++t) acc[t][v] = b;
   }
+  int64_t at[PT];
+  for (int t = 0; t < PT; ++t) at[t] = base[t];
   for (int64_t k = 0; k < K; ++k) {
     const T* s = src + off[k];
     V wv[OV];
     for (int v = 0; v < OV; ++v) std::memcpy(&wv[v], wt + k * ldo + v * L, sizeof(V));
     for (int t = 0; t < PT; ++t) {
-      const T xv = s[t];
+      const T xv = s[at[t]];
       for (int v = 0; v < OV; ++v) acc[t][v] += xv * wv[v];
     }
   }
@@ -103,26 +105,28 @@ template <class T, int PT, int OV, int Bytes>
 
 // Positions [0, P): tiles of PT, the rest by halving.
 template <class T, int PT, int OV, int Bytes>
-[[gnu::always_inline]] inline void out_positions(const T* wt, int64_t ldo, const T* src, const int64_t* off, int64_t K,
-                                                 const T* init, T* out, int64_t P) {
+[[gnu::always_inline]] inline void out_positions(const T* wt, int64_t ldo, const T* src, const int64_t* off,
+                                                 const int64_t* base, int64_t K, const T* init, T* out, int64_t P) {
   int64_t p = 0;
-  for (; p + PT <= P; p += PT) out_tile<T, PT, OV, Bytes>(wt, ldo, src + p, off, K, init, out + p * ldo);
+  for (; p + PT <= P; p += PT) out_tile<T, PT, OV, Bytes>(wt, ldo, src, off, base + p, K, init, out + p * ldo);
   if constexpr (PT > 1)
-    if (p < P) out_positions<T, PT / 2, OV, Bytes>(wt, ldo, src + p, off, K, init, out + p * ldo, P - p);
+    if (p < P) out_positions<T, PT / 2, OV, Bytes>(wt, ldo, src, off, base + p, K, init, out + p * ldo, P - p);
 }
 
 // All nv vectors of channels: blocks of OV (their weights stay in cache over the positions), the
 // rest by halving.
 template <class T, int PT, int OV, int Bytes>
-[[gnu::always_inline]] inline void out_all(const T* wt, int64_t ldo, const T* src, const int64_t* off, int64_t K,
-                                           const T* init, T* out, int64_t P, int64_t nv) {
+[[gnu::always_inline]] inline void out_all(const T* wt, int64_t ldo, const T* src, const int64_t* off,
+                                           const int64_t* base, int64_t K, const T* init, T* out, int64_t P,
+                                           int64_t nv) {
   constexpr int L = Bytes / int(sizeof(T));
   int64_t v = 0;
   for (; v + OV <= nv; v += OV)
-    out_positions<T, PT, OV, Bytes>(wt + v * L, ldo, src, off, K, init ? init + v * L : nullptr, out + v * L, P);
+    out_positions<T, PT, OV, Bytes>(wt + v * L, ldo, src, off, base, K, init ? init + v * L : nullptr, out + v * L, P);
   if constexpr (OV > 1)
     if (v < nv)
-      out_all<T, PT, OV / 2, Bytes>(wt + v * L, ldo, src, off, K, init ? init + v * L : nullptr, out + v * L, P, nv - v);
+      out_all<T, PT, OV / 2, Bytes>(wt + v * L, ldo, src, off, base, K, init ? init + v * L : nullptr, out + v * L, P,
+                                    nv - v);
 }
 
 }  // namespace
@@ -133,9 +137,9 @@ template <class T, int PT, int OV, int Bytes>
 // Forward: all ldo channels (padded) at P wide positions of one sample: tiles of 6 positions x OV
 // vectors (the same register count as the gradient's tile).
 #define PYCNN_CHANNELS_KERNELS(ATTR, OV, KT, B, T)                                                              \
-  ATTR void sample_forward(const T* wt, int64_t ldo, const T* src, const int64_t* off, int64_t K, const T* init, \
-                           T* out, int64_t P) {                                                                 \
-    out_all<T, KT, OV, B>(wt, ldo, src, off, K, init, out, P, ldo * int64_t(sizeof(T)) / B);                    \
+  ATTR void sample_forward(const T* wt, int64_t ldo, const T* src, const int64_t* off, const int64_t* base,     \
+                           int64_t K, const T* init, T* out, int64_t P) {                                       \
+    out_all<T, KT, OV, B>(wt, ldo, src, off, base, K, init, out, P, ldo * int64_t(sizeof(T)) / B);              \
   }                                                                                                             \
   ATTR void block_grad(const T* dyt, int64_t dys, const T* src, int64_t xs, int64_t nb, const int64_t* off,  \
                        int64_t K, int64_t OH, int64_t OW, int64_t Ws, T* dwt, int64_t ldw, bool first) {      \
@@ -214,28 +218,41 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
 // ============================================================================ forward
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
-  // Compact rows (one plane per kernel column): only output positions are computed. Against wide
-  // rows (in-process alternation, Zen 4, 2 threads): 0.95x at 64->128 3x3 stride 2, 0.91x dilated,
-  // 0.82x at 32->64 5x5, 1.00-1.01x at 128->256 stride 2 on 16x16 and 64->128 on 56x56.
-  const direct::InputPlanes g(s, sizeof(T), true);
-  const int64_t ldo = direct::round_up(s.O, direct::kPadBytes / static_cast<int64_t>(sizeof(T))), K = s.CK;
-  const int64_t P = s.OH * g.Ws;  // positions of one sample (Ws = OW)
+  // The taps read one zero-padded copy of the sample (C, Hp, Wp) at off[k] + base[p]: the stride and
+  // dilation are in the offsets, and only output positions are computed. In-process alternation, Zen
+  // 4, 2 threads: compact polyphase planes against wide ones 0.95x at 64->128 3x3 stride 2, 0.91x
+  // dilated, 0.82x at 32->64 5x5, 1.00-1.01x at 128->256 s2 16x16 and 64->128 s2 56x56; the padded
+  // copy (a sixth of the planes' fill at stride 2) against compact planes 0.92-0.94x at stride 2,
+  // 0.97x dilated and at 5x5.
+  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, plane = Hp * Wp, HW = s.H * s.W;
+  const int64_t ldo = direct::round_up(s.O, direct::kPadBytes / static_cast<int64_t>(sizeof(T))), K = s.CK, P = s.L;
   std::vector<T> wt(static_cast<size_t>(K * ldo), T(0)), bias(static_cast<size_t>(ldo), T(0));  // (K, ldo): w^T
   for (int64_t o = 0; o < s.O; ++o) {
     for (int64_t k = 0; k < K; ++k) wt[k * ldo + o] = w[o * K + k];
     if (b) bias[o] = b[o];
   }
-  const int64_t per_thread = g.sample + P * ldo;
+  std::vector<int64_t> off(static_cast<size_t>(K)), base(static_cast<size_t>(P));
+  for (int64_t c = 0, k = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j, ++k) off[k] = c * plane + i * s.dh * Wp + j * s.dw;
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t ow = 0; ow < s.OW; ++ow) base[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
+  const int64_t per_thread = s.C * plane + P * ldo;
   const int threads = direct::threads_for(s, s.N);
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int64_t n = 0; n < s.N; ++n) {
-    T* planes = ws + thread_id() * per_thread;
-    T* out = planes + g.sample;  // (P, ldo): channels last
-    g.fill(x + n * s.C * s.H * s.W, planes, s);
-    sample_forward(wt.data(), ldo, planes, g.off.data(), K, b ? bias.data() : nullptr, out, P);
-    for (int64_t oh = 0; oh < s.OH; ++oh)  // (OW, O) of each row, channels last -> y's channel planes
-      direct::transpose(out + oh * g.Ws * ldo, ldo, y + n * s.O * s.L + oh * s.OW, s.L, s.OW, s.O);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    T* xp = ws + thread_id() * per_thread;  // (C, Hp, Wp): the sample, its padding zero
+    T* out = xp + s.C * plane;               // (P, ldo): channels last
+    std::fill(xp, xp + s.C * plane, T(0));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < s.N; ++n) {
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t h = 0; h < s.H; ++h)
+          std::memcpy(xp + c * plane + (h + s.pt) * Wp + s.pl, x + (n * s.C + c) * HW + h * s.W, s.W * sizeof(T));
+      sample_forward(wt.data(), ldo, xp, off.data(), base.data(), K, b ? bias.data() : nullptr, out, P);
+      direct::transpose(out, ldo, y + n * s.O * s.L, s.L, s.L, s.O);  // (L, O) -> y's channel planes
+    }
   }
 }
 

@@ -4,10 +4,11 @@
 // caches and the GEMM it feeds runs at 60-70% of the FMA peak.
 //
 //   dw[o, k] = sum_n sum_(oh, ow) dy[n, o, oh, ow] * xph[n, off[k] + oh*Ws + ow]
-//   y[n, o, p] = b[o] + sum_k w[o, k] * xpc[n, off[k] + p]     (p = oh*OW + ow)
+//   y[n, o, p] = b[o] + sum_k w[o, k] * xp[n, xoff[k] + base[p]]  (p = oh*OW + ow)
 //
 // with xph the zero-padded polyphase planes of conv2d_direct.h (a stride becomes stride-1 reads;
-// tap k = (c, i, j) reads at off[k]; xpc: its compact planes, one per kernel column, rows OW long) and dy transposed to (N, L, Opad): one vector load gives
+// tap k = (c, i, j) reads at off[k]), xp the sample zero-padded (C, Hp, Wp) with xoff[k] =
+// (c*Hp + i*dh)*Wp + j*dw and base[p] = oh*sh*Wp + ow*sw, and dy transposed to (N, L, Opad): one vector load gives
 // a run of output channels, one broadcast gives the tap's input value, and a register tile holds
 // OV vectors of channels by KT taps. Only real output positions take part (no wide columns), and
 // the padding zeros are the ones im2col multiplies: the products are exactly im2col's, so
@@ -15,8 +16,8 @@
 // vectors; those lanes are dropped.
 //
 // The forward holds a tile of 6 positions x OV vectors of channels, broadcasting the input and
-// loading the transposed weights, over compact planes (every computed position is an output); the
-// output is transposed back to NCHW per sample. Its products are im2col's.
+// loading the transposed weights (every computed position is an output); the output is
+// transposed back to NCHW per sample. Its products are im2col's.
 // Threads own disjoint blocks of taps (weight gradient) or samples (forward); each element is
 // summed in an order fixed by the shape, whatever the thread count: results repeat bit for bit.
 #pragma once
