@@ -18,10 +18,10 @@ using direct::Vec;
 // The sum over nb samples (a block), added to the running sums of an OV-vector x KT-tap tile
 // (two levels: the rounding error grows with the block's and the blocks' count, not their product):
 // dwt[t*ldw + v*L + l] (+)= sum_(n < nb, oh, ow) dyt[n*dys + (oh*OW + ow)*ldw + v*L + l]
-//                                              * src[n*xs + off[t] + oh*Ws + ow].
+//                                              * src[n*xs + off[t] + oh*rs + ow*cs].
 template <class T, int OV, int KT, int Bytes>
 [[gnu::always_inline]] inline void tile(const T* __restrict dyt, int64_t dys, const T* __restrict src, int64_t xs,
-                                        int64_t nb, const int64_t* off, int64_t OH, int64_t OW, int64_t Ws, T* __restrict dwt, int64_t ldw,
+                                        int64_t nb, const int64_t* off, int64_t OH, int64_t OW, int64_t rs, int64_t cs, T* __restrict dwt, int64_t ldw,
                                         bool first) {
   using V = Vec<T, Bytes>;
   constexpr int L = Bytes / int(sizeof(T));
@@ -29,13 +29,13 @@ template <class T, int OV, int KT, int Bytes>
   for (int64_t n = 0; n < nb; ++n)
     for (int64_t oh = 0; oh < OH; ++oh) {
       const T* sp[KT];
-      for (int t = 0; t < KT; ++t) sp[t] = src + n * xs + off[t] + oh * Ws;
+      for (int t = 0; t < KT; ++t) sp[t] = src + n * xs + off[t] + oh * rs;
       const T* __restrict d = dyt + n * dys + oh * OW * ldw;
       for (int64_t ow = 0; ow < OW; ++ow, d += ldw) {
         V dv[OV];
         for (int v = 0; v < OV; ++v) std::memcpy(&dv[v], d + v * L, sizeof(V));
         for (int t = 0; t < KT; ++t) {
-          const T xv = sp[t][ow];
+          const T xv = sp[t][ow * cs];
           for (int v = 0; v < OV; ++v) acc[t][v] += dv[v] * xv;
         }
       }
@@ -55,23 +55,23 @@ template <class T, int OV, int KT, int Bytes>
 template <class T, int OV, int KT, int Bytes>
 [[gnu::always_inline]] inline void tap_block(const T* dyt, int64_t dys, const T* src, int64_t xs, int64_t nb,
                                              const int64_t* off, int64_t nv, int64_t OH,
-                                             int64_t OW, int64_t Ws, T* dwt, int64_t ldw, bool first) {
+                                             int64_t OW, int64_t rs, int64_t cs, T* dwt, int64_t ldw, bool first) {
   constexpr int L = Bytes / int(sizeof(T));
   int64_t v = 0;
-  for (; v + OV <= nv; v += OV) tile<T, OV, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, OH, OW, Ws, dwt + v * L, ldw, first);
+  for (; v + OV <= nv; v += OV) tile<T, OV, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, OH, OW, rs, cs, dwt + v * L, ldw, first);
   if constexpr (OV > 1)
-    if (v < nv) tap_block<T, OV / 2, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, nv - v, OH, OW, Ws, dwt + v * L, ldw, first);
+    if (v < nv) tap_block<T, OV / 2, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, nv - v, OH, OW, rs, cs, dwt + v * L, ldw, first);
 }
 
 // Taps [0, K): blocks of KT, the rest by halving.
 template <class T, int OV, int KT, int Bytes>
 [[gnu::always_inline]] inline void taps(const T* dyt, int64_t dys, const T* src, int64_t xs, int64_t nb,
                                         const int64_t* off, int64_t K, int64_t nv,
-                                        int64_t OH, int64_t OW, int64_t Ws, T* dwt, int64_t ldw, bool first) {
+                                        int64_t OH, int64_t OW, int64_t rs, int64_t cs, T* dwt, int64_t ldw, bool first) {
   int64_t k = 0;
-  for (; k + KT <= K; k += KT) tap_block<T, OV, KT, Bytes>(dyt, dys, src, xs, nb, off + k, nv, OH, OW, Ws, dwt + k * ldw, ldw, first);
+  for (; k + KT <= K; k += KT) tap_block<T, OV, KT, Bytes>(dyt, dys, src, xs, nb, off + k, nv, OH, OW, rs, cs, dwt + k * ldw, ldw, first);
   if constexpr (KT > 1)
-    if (k < K) taps<T, OV, KT / 2, Bytes>(dyt, dys, src, xs, nb, off + k, K - k, nv, OH, OW, Ws, dwt + k * ldw, ldw, first);
+    if (k < K) taps<T, OV, KT / 2, Bytes>(dyt, dys, src, xs, nb, off + k, K - k, nv, OH, OW, rs, cs, dwt + k * ldw, ldw, first);
 }
 
 // Forward, one tile of PT positions x OV vectors of output channels:
@@ -142,8 +142,10 @@ template <class T, int PT, int OV, int Bytes>
     out_all<T, KT, OV, B>(wt, ldo, src, off, base, K, init, out, P, ldo * int64_t(sizeof(T)) / B);              \
   }                                                                                                             \
   ATTR void block_grad(const T* dyt, int64_t dys, const T* src, int64_t xs, int64_t nb, const int64_t* off,  \
-                       int64_t K, int64_t OH, int64_t OW, int64_t Ws, T* dwt, int64_t ldw, bool first) {      \
-    taps<T, OV, KT, B>(dyt, dys, src, xs, nb, off, K, ldw * int64_t(sizeof(T)) / B, OH, OW, Ws, dwt, ldw, first); \
+                       int64_t K, int64_t OH, int64_t OW, int64_t rs, int64_t cs, T* dwt, int64_t ldw,        \
+                       bool first) {                                                                          \
+    taps<T, OV, KT, B>(dyt, dys, src, xs, nb, off, K, ldw * int64_t(sizeof(T)) / B, OH, OW, rs, cs, dwt, ldw,    \
+                       first);                                                                                \
   }
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
 #define PYCNN_CHANNELS_LEVELS(T)                                            \
@@ -181,17 +183,27 @@ bool applies_weight_grad(const Conv2dShape& s) {
 // ============================================================================ weight gradient
 template <class T>
 void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
-  const direct::InputPlanes g(s, sizeof(T));
+  // x as in the forward: each sample zero-padded (C, Hp, Wp), tap k at xoff[k], position (oh, ow) at
+  // oh*sh*Wp + ow*sw (against polyphase planes: the same products in the same order).
+  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, plane = Hp * Wp, HW = s.H * s.W, xs = s.C * plane;
+  std::vector<int64_t> xoff(static_cast<size_t>(s.CK));
+  for (int64_t c = 0, k = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j, ++k) xoff[k] = c * plane + i * s.dh * Wp + j * s.dw;
   const int64_t ldw = direct::round_up(s.O, direct::kPadBytes / static_cast<int64_t>(sizeof(T)));
   const int64_t dys = s.L * ldw, K = s.CK;
   const int threads = direct::threads_for(s, num_threads());  // the taps are shared out below
-  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(s.N * (g.sample + dys) + K * ldw) * sizeof(T)));
-  T* planes = ws;
-  T* dyt = planes + s.N * g.sample;  // (N, L, ldw): dy with the channels last, zero past O
-  T* dwt = dyt + s.N * dys;          // (K, ldw): dw transposed
+  T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(s.N * (xs + dys) + K * ldw) * sizeof(T)));
+  T* xp = ws;
+  T* dyt = xp + s.N * xs;    // (N, L, ldw): dy with the channels last, zero past O
+  T* dwt = dyt + s.N * dys;  // (K, ldw): dw transposed
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t n = 0; n < s.N; ++n) {
-    g.fill(x + n * s.C * s.H * s.W, planes + n * g.sample, s);
+    T* xn = xp + n * xs;
+    std::fill(xn, xn + xs, T(0));
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t h = 0; h < s.H; ++h)
+        std::memcpy(xn + c * plane + (h + s.pt) * Wp + s.pl, x + (n * s.C + c) * HW + h * s.W, s.W * sizeof(T));
     T* tn = dyt + n * dys;
     direct::transpose(dy + n * s.O * s.L, s.L, tn, ldw, s.O, s.L);
     if (ldw > s.O)
@@ -208,8 +220,8 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
     const int64_t k0 = std::min(K, blocks * t / nt * kt), k1 = std::min(K, blocks * (t + 1) / nt * kt);
     if (k1 > k0)
       for (int64_t n = 0; n < s.N; n += nb)
-        block_grad(dyt + n * dys, dys, planes + n * g.sample, g.sample, std::min(nb, s.N - n), g.off.data() + k0,
-                   k1 - k0, s.OH, s.OW, g.Ws, dwt + k0 * ldw, ldw, n == 0);
+        block_grad(dyt + n * dys, dys, xp + n * xs, xs, std::min(nb, s.N - n), xoff.data() + k0, k1 - k0, s.OH, s.OW,
+                   s.sh * Wp, s.sw, dwt + k0 * ldw, ldw, n == 0);
   }
   for (int64_t o = 0; o < s.O; ++o)
     for (int64_t k = 0; k < K; ++k) dw[o * K + k] = dwt[k * ldw + o];
