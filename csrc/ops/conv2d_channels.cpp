@@ -183,13 +183,10 @@ bool applies_weight_grad(const Conv2dShape& s) {
 // ============================================================================ weight gradient
 template <class T>
 void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
-  // x as in the forward: each sample zero-padded (C, Hp, Wp), tap k at xoff[k], position (oh, ow) at
-  // oh*sh*Wp + ow*sw (against polyphase planes: the same products in the same order).
-  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, plane = Hp * Wp, HW = s.H * s.W, xs = s.C * plane;
-  std::vector<int64_t> xoff(static_cast<size_t>(s.CK));
-  for (int64_t c = 0, k = 0; c < s.C; ++c)
-    for (int64_t i = 0; i < s.kh; ++i)
-      for (int64_t j = 0; j < s.kw; ++j, ++k) xoff[k] = c * plane + i * s.dh * Wp + j * s.dw;
+  // x as in the forward: each sample zero-padded, read at direct::PaddedOffsets' tap and position
+  // offsets (against polyphase planes: the same products in the same order).
+  const direct::PaddedOffsets f(s);
+  const int64_t plane = f.plane, Wp = f.Wp, HW = s.H * s.W, xs = s.C * plane;
   const int64_t ldw = direct::round_up(s.O, direct::kPadBytes / static_cast<int64_t>(sizeof(T)));
   const int64_t dys = s.L * ldw, K = s.CK;
   const int threads = direct::threads_for(s, num_threads());  // the taps are shared out below
@@ -201,9 +198,7 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
   for (int64_t n = 0; n < s.N; ++n) {
     T* xn = xp + n * xs;
     std::fill(xn, xn + xs, T(0));
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t h = 0; h < s.H; ++h)
-        std::memcpy(xn + c * plane + (h + s.pt) * Wp + s.pl, x + (n * s.C + c) * HW + h * s.W, s.W * sizeof(T));
+    f.copy_in(x + n * s.C * HW, xn, s);
     T* tn = dyt + n * dys;
     direct::transpose(dy + n * s.O * s.L, s.L, tn, ldw, s.O, s.L);
     if (ldw > s.O)
@@ -220,7 +215,7 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
     const int64_t k0 = std::min(K, blocks * t / nt * kt), k1 = std::min(K, blocks * (t + 1) / nt * kt);
     if (k1 > k0)
       for (int64_t n = 0; n < s.N; n += nb)
-        block_grad(dyt + n * dys, dys, xp + n * xs, xs, std::min(nb, s.N - n), xoff.data() + k0, k1 - k0, s.OH, s.OW,
+        block_grad(dyt + n * dys, dys, xp + n * xs, xs, std::min(nb, s.N - n), f.tap.data() + k0, k1 - k0, s.OH, s.OW,
                    s.sh * Wp, s.sw, dwt + k0 * ldw, ldw, n == 0);
   }
   for (int64_t o = 0; o < s.O; ++o)
@@ -230,25 +225,20 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
 // ============================================================================ forward
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
-  // The taps read one zero-padded copy of the sample (C, Hp, Wp) at off[k] + base[p]: the stride and
-  // dilation are in the offsets, and only output positions are computed. In-process alternation, Zen
+  // The taps read one zero-padded copy of the sample (C, Hp, Wp) at tap[k] + pos[p]
+  // (direct::PaddedOffsets): only output positions are computed. In-process alternation, Zen
   // 4, 2 threads: compact polyphase planes against wide ones 0.95x at 64->128 3x3 stride 2, 0.91x
   // dilated, 0.82x at 32->64 5x5, 1.00-1.01x at 128->256 s2 16x16 and 64->128 s2 56x56; the padded
   // copy (a sixth of the planes' fill at stride 2) against compact planes 0.92-0.94x at stride 2,
   // 0.97x dilated and at 5x5.
-  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, plane = Hp * Wp, HW = s.H * s.W;
+  const direct::PaddedOffsets f(s);
+  const int64_t plane = f.plane, HW = s.H * s.W;
   const int64_t ldo = direct::round_up(s.O, direct::kPadBytes / static_cast<int64_t>(sizeof(T))), K = s.CK, P = s.L;
   std::vector<T> wt(static_cast<size_t>(K * ldo), T(0)), bias(static_cast<size_t>(ldo), T(0));  // (K, ldo): w^T
   for (int64_t o = 0; o < s.O; ++o) {
     for (int64_t k = 0; k < K; ++k) wt[k * ldo + o] = w[o * K + k];
     if (b) bias[o] = b[o];
   }
-  std::vector<int64_t> off(static_cast<size_t>(K)), base(static_cast<size_t>(P));
-  for (int64_t c = 0, k = 0; c < s.C; ++c)
-    for (int64_t i = 0; i < s.kh; ++i)
-      for (int64_t j = 0; j < s.kw; ++j, ++k) off[k] = c * plane + i * s.dh * Wp + j * s.dw;
-  for (int64_t oh = 0; oh < s.OH; ++oh)
-    for (int64_t ow = 0; ow < s.OW; ++ow) base[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
   const int64_t per_thread = s.C * plane + P * ldo;
   const int threads = direct::threads_for(s, s.N);
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
@@ -259,10 +249,8 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
     std::fill(xp, xp + s.C * plane, T(0));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.N; ++n) {
-      for (int64_t c = 0; c < s.C; ++c)
-        for (int64_t h = 0; h < s.H; ++h)
-          std::memcpy(xp + c * plane + (h + s.pt) * Wp + s.pl, x + (n * s.C + c) * HW + h * s.W, s.W * sizeof(T));
-      sample_forward(wt.data(), ldo, xp, off.data(), base.data(), K, b ? bias.data() : nullptr, out, P);
+      f.copy_in(x + n * s.C * HW, xp, s);
+      sample_forward(wt.data(), ldo, xp, f.tap.data(), f.pos.data(), K, b ? bias.data() : nullptr, out, P);
       direct::transpose(out, ldo, y + n * s.O * s.L, s.L, s.L, s.O);  // (L, O) -> y's channel planes
     }
   }

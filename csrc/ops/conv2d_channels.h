@@ -3,12 +3,12 @@
 // whose weight gradient conv2d_winograd.h does not take), where im2col's column matrix (C*kh*kw
 // rows by N*L columns) is larger than the caches and the GEMM it feeds runs at 60-70% of the FMA peak.
 //
-//   dw[o, k] = sum_n sum_(oh, ow) dy[n, o, oh, ow] * xp[n, xoff[k] + base(oh, ow)]
-//   y[n, o, p] = b[o] + sum_k w[o, k] * xp[n, xoff[k] + base(p)]     (p = oh*OW + ow)
+//   dw[o, k] = sum_n sum_(oh, ow) dy[n, o, oh, ow] * xp[n, tap[k] + pos(oh, ow)]
+//   y[n, o, p] = b[o] + sum_k w[o, k] * xp[n, tap[k] + pos(p)]     (p = oh*OW + ow)
 //
-// with xp each sample zero-padded (C, Hp, Wp), tap k = (c, i, j) at xoff[k] = (c*Hp + i*dh)*Wp + j*dw
-// and output position (oh, ow) at base = oh*sh*Wp + ow*sw (the stride and dilation are in the
-// offsets), and dy transposed to (N, L, Opad): one vector load gives a run of output channels, one
+// with xp each sample zero-padded (C, Hp, Wp), tap k = (c, i, j) at tap[k] = (c*Hp + i*dh)*Wp + j*dw
+// and output position (oh, ow) at pos = oh*sh*Wp + ow*sw (conv2d_direct.h's PaddedOffsets: the
+// stride and dilation are in the offsets), and dy transposed to (N, L, Opad): one vector load gives a run of output channels, one
 // broadcast gives the tap's input value, and a register tile holds OV vectors of channels by KT taps. Only real output positions take part (no wide columns), and
 // the padding zeros are the ones im2col multiplies: the products are exactly im2col's, so
 // non-finite values propagate the same way. The channels of dy are padded with zeros to whole

@@ -177,6 +177,32 @@ struct InputPlanes {
   }
 };
 
+// Offsets into a sample zero-padded to (C, Hp, Wp), the padding included (conv2d_channels.cpp,
+// conv2d_samples.cpp): tap k = (c, i, j) of one group at tap[k] = c*Hp*Wp + i*dh*Wp + j*dw, output
+// position p = (oh, ow) at pos[p] = oh*sh*Wp + ow*sw (the stride and dilation are in the offsets).
+struct PaddedOffsets {
+  int64_t Hp, Wp, plane;     // padded rows, columns, Hp*Wp
+  std::vector<int64_t> tap;  // Cg*kh*kw
+  std::vector<int64_t> pos;  // OH*OW
+
+  explicit PaddedOffsets(const Conv2dShape& s)
+      : Hp(s.H + s.pt + s.pb), Wp(s.W + s.pl + s.pr), plane(Hp * Wp), tap(static_cast<size_t>(s.CK)),
+        pos(static_cast<size_t>(s.L)) {
+    for (int64_t c = 0, k = 0; c < s.Cg; ++c)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j, ++k) tap[k] = c * plane + i * s.dh * Wp + j * s.dw;
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow) pos[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
+  }
+  // Sample x (C, H, W) -> the interior of xp (C, Hp, Wp); the padding is the caller's to zero.
+  template <class T>
+  void copy_in(const T* x, T* xp, const Conv2dShape& s) const {
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t h = 0; h < s.H; ++h)
+        std::memcpy(xp + c * plane + (h + s.pt) * Wp + s.pl, x + (c * s.H + h) * s.W, s.W * sizeof(T));
+  }
+};
+
 // Whether the forward computes on compact rows: a tenth fewer positions or more than the wide
 // rows (LeNet's 5x5 layers: 112 of 144 and 784 of 896), for kw/sw times the planes to fill.
 inline bool compact_forward(const Conv2dShape& s, size_t es) {

@@ -17,10 +17,10 @@ using direct::Vec;
 
 // One tile of MB taps x NP output positions of one input channel, S = Bytes / sizeof(T) samples a
 // vector: t[m][q] = sum_(o < K) wt[m*K + o] * dyt[o*ldo + (p + q)*S], then
-// g[(gbase[p + q] + at[m])*S] += t[m][q], taps m in order.
+// g[(pos[p + q] + at[m])*S] += t[m][q], taps m in order.
 template <class T, int MB, int NP, int Bytes>
 [[gnu::always_inline]] inline void tile(const T* __restrict wt, int64_t K, const T* __restrict dyt, int64_t ldo,
-                                        const int64_t* gbase, const int64_t* at, T* __restrict g) {
+                                        const int64_t* pos, const int64_t* at, T* __restrict g) {
   using V = Vec<T, Bytes>;
   constexpr int S = Bytes / int(sizeof(T));
   V acc[MB][NP] = {};
@@ -34,7 +34,7 @@ template <class T, int MB, int NP, int Bytes>
   }
   for (int m = 0; m < MB; ++m)
     for (int q = 0; q < NP; ++q) {
-      T* at_g = g + (gbase[q] + at[m]) * S;
+      T* at_g = g + (pos[q] + at[m]) * S;
       V v;
       std::memcpy(&v, at_g, sizeof(V));
       v += acc[m][q];
@@ -44,30 +44,30 @@ template <class T, int MB, int NP, int Bytes>
 
 // Positions [0, L) for MB taps: tiles of NP, the rest one position narrower at a time.
 template <class T, int MB, int NP, int Bytes>
-[[gnu::always_inline]] inline void positions(const T* wt, int64_t K, const T* dyt, int64_t ldo, const int64_t* gbase,
+[[gnu::always_inline]] inline void positions(const T* wt, int64_t K, const T* dyt, int64_t ldo, const int64_t* pos,
                                              int64_t L, const int64_t* at, T* g) {
   constexpr int S = Bytes / int(sizeof(T));
   int64_t p = 0;
-  for (; p + NP <= L; p += NP) tile<T, MB, NP, Bytes>(wt, K, dyt + p * S, ldo, gbase + p, at, g);
+  for (; p + NP <= L; p += NP) tile<T, MB, NP, Bytes>(wt, K, dyt + p * S, ldo, pos + p, at, g);
   if constexpr (NP > 1)
-    if (p < L) positions<T, MB, NP - 1, Bytes>(wt, K, dyt + p * S, ldo, gbase + p, L - p, at, g);
+    if (p < L) positions<T, MB, NP - 1, Bytes>(wt, K, dyt + p * S, ldo, pos + p, L - p, at, g);
 }
 
 // Taps [0, R): blocks of MB, the rest by halving.
 template <class T, int MB, int NP, int Bytes>
 [[gnu::always_inline]] inline void all_taps(const T* wt, int64_t R, int64_t K, const T* dyt, int64_t ldo,
-                                            const int64_t* gbase, int64_t L, const int64_t* at, T* g) {
+                                            const int64_t* pos, int64_t L, const int64_t* at, T* g) {
   int64_t r = 0;
-  for (; r + MB <= R; r += MB) positions<T, MB, NP, Bytes>(wt + r * K, K, dyt, ldo, gbase, L, at + r, g);
+  for (; r + MB <= R; r += MB) positions<T, MB, NP, Bytes>(wt + r * K, K, dyt, ldo, pos, L, at + r, g);
   if constexpr (MB > 1)
-    if (r < R) all_taps<T, MB / 2, NP, Bytes>(wt + r * K, R - r, K, dyt, ldo, gbase, L, at + r, g);
+    if (r < R) all_taps<T, MB / 2, NP, Bytes>(wt + r * K, R - r, K, dyt, ldo, pos, L, at + r, g);
 }
 
 // Forward, one tile of MB output channels x NP positions: y[m][q] = init[m] + sum_(k < K) w[m*K + k] *
-// xt[(xoff[k] + gbase[q])*S] (tap k of the padded input planes at position q), stored at yt[(m*L + q)*S].
+// xt[(tap[k] + pos[q])*S] (tap k of the padded input planes at position q), stored at yt[(m*L + q)*S].
 template <class T, int MB, int NP, int Bytes>
 [[gnu::always_inline]] inline void out_tile(const T* __restrict w, int64_t K, const T* __restrict xt,
-                                            const int64_t* __restrict xoff, const int64_t* gbase, const T* init,
+                                            const int64_t* __restrict tap, const int64_t* pos, const T* init,
                                             T* __restrict yt, int64_t L) {
   using V = Vec<T, Bytes>;
   constexpr int S = Bytes / int(sizeof(T));
@@ -75,9 +75,9 @@ template <class T, int MB, int NP, int Bytes>
   for (int m = 0; m < MB; ++m)
     for (int q = 0; q < NP; ++q) acc[m][q] = V{} + (init ? init[m] : T(0));
   int64_t at[NP];
-  for (int q = 0; q < NP; ++q) at[q] = gbase[q] * S;
+  for (int q = 0; q < NP; ++q) at[q] = pos[q] * S;
   for (int64_t k = 0; k < K; ++k) {
-    const T* src = xt + xoff[k] * S;
+    const T* src = xt + tap[k] * S;
     V d[NP];
     for (int q = 0; q < NP; ++q) std::memcpy(&d[q], src + at[q], sizeof(V));
     for (int m = 0; m < MB; ++m) {
@@ -90,42 +90,42 @@ template <class T, int MB, int NP, int Bytes>
 }
 
 template <class T, int MB, int NP, int Bytes>
-[[gnu::always_inline]] inline void out_positions(const T* w, int64_t K, const T* xt, const int64_t* xoff,
-                                                 const int64_t* gbase, const T* init, T* yt, int64_t L, int64_t P) {
+[[gnu::always_inline]] inline void out_positions(const T* w, int64_t K, const T* xt, const int64_t* tap,
+                                                 const int64_t* pos, const T* init, T* yt, int64_t L, int64_t P) {
   constexpr int S = Bytes / int(sizeof(T));
   int64_t p = 0;
-  for (; p + NP <= P; p += NP) out_tile<T, MB, NP, Bytes>(w, K, xt, xoff, gbase + p, init, yt + p * S, L);
+  for (; p + NP <= P; p += NP) out_tile<T, MB, NP, Bytes>(w, K, xt, tap, pos + p, init, yt + p * S, L);
   if constexpr (NP > 1)
-    if (p < P) out_positions<T, MB, NP - 1, Bytes>(w, K, xt, xoff, gbase + p, init, yt + p * S, L, P - p);
+    if (p < P) out_positions<T, MB, NP - 1, Bytes>(w, K, xt, tap, pos + p, init, yt + p * S, L, P - p);
 }
 
 template <class T, int MB, int NP, int Bytes>
-[[gnu::always_inline]] inline void out_channels(const T* w, int64_t M, int64_t K, const T* xt, const int64_t* xoff,
-                                                const int64_t* gbase, const T* init, T* yt, int64_t L) {
+[[gnu::always_inline]] inline void out_channels(const T* w, int64_t M, int64_t K, const T* xt, const int64_t* tap,
+                                                const int64_t* pos, const T* init, T* yt, int64_t L) {
   constexpr int S = Bytes / int(sizeof(T));
   int64_t m = 0;
   for (; m + MB <= M; m += MB)
-    out_positions<T, MB, NP, Bytes>(w + m * K, K, xt, xoff, gbase, init ? init + m : nullptr, yt + m * L * S, L, L);
+    out_positions<T, MB, NP, Bytes>(w + m * K, K, xt, tap, pos, init ? init + m : nullptr, yt + m * L * S, L, L);
   if constexpr (MB > 1)
     if (m < M)
-      out_channels<T, MB / 2, NP, Bytes>(w + m * K, M - m, K, xt, xoff, gbase, init ? init + m : nullptr,
+      out_channels<T, MB / 2, NP, Bytes>(w + m * K, M - m, K, xt, tap, pos, init ? init + m : nullptr,
                                          yt + m * L * S, L);
 }
 
 // Weight gradient, one tile of MB output channels x KB taps, summed over the L positions of a
 // group with the samples kept apart, lane by lane:
-// dwv[(m*ldw + t)*S + l] (+)= sum_p dyt[m*ldo + p*S + l] * xt[(xoff[t] + gbase[p])*S + l].
+// dwv[(m*ldw + t)*S + l] (+)= sum_p dyt[m*ldo + p*S + l] * xt[(tap[t] + pos[p])*S + l].
 template <class T, int MB, int KB, int Bytes>
 [[gnu::always_inline]] inline void grad_tile(const T* __restrict dyt, int64_t ldo, const T* __restrict xt,
-                                             const int64_t* __restrict xoff, const int64_t* __restrict gbase,
+                                             const int64_t* __restrict tap, const int64_t* __restrict pos,
                                              int64_t L, T* __restrict dwv, int64_t ldw, bool first) {
   using V = Vec<T, Bytes>;
   constexpr int S = Bytes / int(sizeof(T));
   V acc[MB][KB] = {};
   const T* src[KB];
-  for (int t = 0; t < KB; ++t) src[t] = xt + xoff[t] * S;
+  for (int t = 0; t < KB; ++t) src[t] = xt + tap[t] * S;
   for (int64_t p = 0; p < L; ++p) {
-    const int64_t at = gbase[p] * S;
+    const int64_t at = pos[p] * S;
     V d[MB];
     for (int m = 0; m < MB; ++m) std::memcpy(&d[m], dyt + m * ldo + p * S, sizeof(V));
     for (int t = 0; t < KB; ++t) {
@@ -148,28 +148,28 @@ template <class T, int MB, int KB, int Bytes>
 
 // Taps [0, K) for MB channels: blocks of KB, the rest one tap narrower at a time.
 template <class T, int MB, int KB, int Bytes>
-[[gnu::always_inline]] inline void grad_taps(const T* dyt, int64_t ldo, const T* xt, const int64_t* xoff,
-                                             const int64_t* gbase, int64_t L, int64_t K, T* dwv, int64_t ldw,
+[[gnu::always_inline]] inline void grad_taps(const T* dyt, int64_t ldo, const T* xt, const int64_t* tap,
+                                             const int64_t* pos, int64_t L, int64_t K, T* dwv, int64_t ldw,
                                              bool first) {
   constexpr int S = Bytes / int(sizeof(T));
   int64_t k = 0;
-  for (; k + KB <= K; k += KB) grad_tile<T, MB, KB, Bytes>(dyt, ldo, xt, xoff + k, gbase, L, dwv + k * S, ldw, first);
+  for (; k + KB <= K; k += KB) grad_tile<T, MB, KB, Bytes>(dyt, ldo, xt, tap + k, pos, L, dwv + k * S, ldw, first);
   if constexpr (KB > 1)
-    if (k < K) grad_taps<T, MB, KB - 1, Bytes>(dyt, ldo, xt, xoff + k, gbase, L, K - k, dwv + k * S, ldw, first);
+    if (k < K) grad_taps<T, MB, KB - 1, Bytes>(dyt, ldo, xt, tap + k, pos, L, K - k, dwv + k * S, ldw, first);
 }
 
 // Output channels [0, M): blocks of MB, the rest by halving.
 template <class T, int MB, int KB, int Bytes>
-[[gnu::always_inline]] inline void grad_channels(const T* dyt, int64_t ldo, const T* xt, const int64_t* xoff,
-                                                 const int64_t* gbase, int64_t L, int64_t M, int64_t K, T* dwv,
+[[gnu::always_inline]] inline void grad_channels(const T* dyt, int64_t ldo, const T* xt, const int64_t* tap,
+                                                 const int64_t* pos, int64_t L, int64_t M, int64_t K, T* dwv,
                                                  bool first) {
   constexpr int S = Bytes / int(sizeof(T));
   int64_t m = 0;
   for (; m + MB <= M; m += MB)
-    grad_taps<T, MB, KB, Bytes>(dyt + m * ldo, ldo, xt, xoff, gbase, L, K, dwv + m * K * S, K, first);
+    grad_taps<T, MB, KB, Bytes>(dyt + m * ldo, ldo, xt, tap, pos, L, K, dwv + m * K * S, K, first);
   if constexpr (MB > 1)
     if (m < M)
-      grad_channels<T, MB / 2, KB, Bytes>(dyt + m * ldo, ldo, xt, xoff, gbase, L, M - m, K, dwv + m * K * S, first);
+      grad_channels<T, MB / 2, KB, Bytes>(dyt + m * ldo, ldo, xt, tap, pos, L, M - m, K, dwv + m * K * S, first);
 }
 
 // dw[e] = the lanes' sum of sum_(q < parts) dwv[(q*n + e)*S + lane], parts in order.
@@ -197,17 +197,17 @@ template <class T, int Bytes>
 // gradient); with 16 x 256-bit or 128-bit ones 2 x 5 each.
 #define PYCNN_SAMPLES_KERNELS(ATTR, MB, NP, FM, FP, GM, GK, B, T)                                              \
   ATTR int64_t group_bytes(T) { return B; }                                                                      \
-  ATTR void channel_grad(const T* wt, int64_t R, int64_t K, const T* dyt, int64_t ldo, const int64_t* gbase,    \
+  ATTR void channel_grad(const T* wt, int64_t R, int64_t K, const T* dyt, int64_t ldo, const int64_t* pos,    \
                          int64_t L, const int64_t* at, T* g) {                                                   \
-    all_taps<T, MB, NP, B>(wt, R, K, dyt, ldo, gbase, L, at, g);                                                 \
+    all_taps<T, MB, NP, B>(wt, R, K, dyt, ldo, pos, L, at, g);                                                 \
   }                                                                                                              \
-  ATTR void group_forward(const T* w, int64_t M, int64_t K, const T* xt, const int64_t* xoff, const int64_t* gbase, \
+  ATTR void group_forward(const T* w, int64_t M, int64_t K, const T* xt, const int64_t* tap, const int64_t* pos, \
                           const T* init, T* yt, int64_t L) {                                                     \
-    out_channels<T, FM, FP, B>(w, M, K, xt, xoff, gbase, init, yt, L);                                           \
+    out_channels<T, FM, FP, B>(w, M, K, xt, tap, pos, init, yt, L);                                           \
   }                                                                                                              \
-  ATTR void group_weight_grad(const T* dyt, int64_t ldo, const T* xt, const int64_t* xoff, const int64_t* gbase, \
+  ATTR void group_weight_grad(const T* dyt, int64_t ldo, const T* xt, const int64_t* tap, const int64_t* pos, \
                               int64_t L, int64_t M, int64_t K, T* dwv, bool first) {                             \
-    grad_channels<T, GM, GK, B>(dyt, ldo, xt, xoff, gbase, L, M, K, dwv, first);                                 \
+    grad_channels<T, GM, GK, B>(dyt, ldo, xt, tap, pos, L, M, K, dwv, first);                                 \
   }                                                                                                              \
   ATTR void weight_grad_sum(const T* dwv, int64_t parts, int64_t n, T* dw) {                                     \
     reduce_parts<T, B>(dwv, parts, n, dw);                                                                       \
@@ -259,21 +259,46 @@ bool applies_forward(const Conv2dShape& s) {
 bool applies_input_grad(const Conv2dShape& s) { return fits(s) && s.Og >= 6 && wide_border(s); }
 bool applies_weight_grad(const Conv2dShape& s) { return fits(s) && s.L <= 1024; }
 
+// ============================================================================ a group's vectors
+namespace {
+
+// dyt (O, L, S) = dy of samples n0 .. n0 + nl, one vector per element; lanes past nl zero.
+template <class T>
+void group_grad_output(const T* dy, int64_t n0, int64_t nl, int64_t S, const Conv2dShape& s, T* dyt) {
+  const int64_t OL = s.O * s.L;
+  direct::transpose(dy + n0 * OL, OL, dyt, S, nl, OL);
+  if (nl < S)
+    for (int64_t e = 0; e < OL; ++e) std::fill(dyt + e * S + nl, dyt + (e + 1) * S, T(0));
+}
+
+// The interior of xt (C, Hp, Wp, S) = x of samples n0 .. n0 + nl; lanes past nl zeroed when
+// `zero_lanes` (the weight gradient sums them), else left as they were (the forward never stores them).
+template <class T>
+void group_input(const T* x, int64_t n0, int64_t nl, int64_t S, const Conv2dShape& s, const direct::PaddedOffsets& f,
+                 bool zero_lanes, T* xt) {
+  const int64_t HW = s.H * s.W;
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t h = 0; h < s.H; ++h) {
+      T* row = xt + (c * f.plane + (h + s.pt) * f.Wp + s.pl) * S;
+      direct::transpose(x + (n0 * s.C + c) * HW + h * s.W, s.C * HW, row, S, nl, s.W);
+      if (zero_lanes && nl < S)
+        for (int64_t q = 0; q < s.W; ++q) std::fill(row + q * S + nl, row + (q + 1) * S, T(0));
+    }
+}
+
+}  // namespace
+
 // ============================================================================ input gradient
 template <class T>
 void conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
   const int64_t S = group_bytes(T(0)) / static_cast<int64_t>(sizeof(T));
-  const int64_t R = s.kh * s.kw, Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, HW = s.H * s.W, OL = s.O * s.L;
+  const direct::PaddedOffsets f(s);
+  const int64_t R = s.kh * s.kw, Wp = f.Wp, HW = s.H * s.W, OL = s.O * s.L;
   std::vector<T> wt(static_cast<size_t>(s.O * s.CK));  // (C, R, Og): each channel's taps, the group's o last
   for (int64_t gr = 0; gr < s.groups; ++gr)
     for (int64_t o = 0; o < s.Og; ++o)
       for (int64_t k = 0; k < s.CK; ++k) wt[(gr * s.CK + k) * s.Og + o] = w[(gr * s.Og + o) * s.CK + k];
-  std::vector<int64_t> gbase(static_cast<size_t>(s.L)), at(static_cast<size_t>(R));
-  for (int64_t oh = 0; oh < s.OH; ++oh)
-    for (int64_t ow = 0; ow < s.OW; ++ow) gbase[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
-  for (int64_t i = 0; i < s.kh; ++i)
-    for (int64_t j = 0; j < s.kw; ++j) at[i * s.kw + j] = i * s.dh * Wp + j * s.dw;
-  const int64_t groups = (s.N + S - 1) / S, plane = Hp * Wp * S, per_thread = OL * S + plane;
+  const int64_t groups = (s.N + S - 1) / S, plane = f.plane * S, per_thread = OL * S + plane;
   const int threads = direct::threads_for(s, groups);
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
@@ -281,13 +306,11 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
     T* dyt = ws + thread_id() * per_thread;  // (O, L, S): the group's dy, one vector per element
     T* g = dyt + OL * S;                     // (Hp, Wp, S): one channel's padded input gradient
     const int64_t n0 = sg * S, nl = std::min(S, s.N - n0);
-    direct::transpose(dy + n0 * OL, OL, dyt, S, nl, OL);
-    if (nl < S)
-      for (int64_t e = 0; e < OL; ++e) std::fill(dyt + e * S + nl, dyt + (e + 1) * S, T(0));
+    group_grad_output(dy, n0, nl, S, s, dyt);
     for (int64_t c = 0; c < s.C; ++c) {
       std::fill(g, g + plane, T(0));
-      channel_grad(wt.data() + c * R * s.Og, R, s.Og, dyt + (c / s.Cg) * s.Og * s.L * S, s.L * S, gbase.data(),
-                   s.L, at.data(), g);
+      channel_grad(wt.data() + c * R * s.Og, R, s.Og, dyt + (c / s.Cg) * s.Og * s.L * S, s.L * S, f.pos.data(),
+                   s.L, f.tap.data(), g);  // the first R taps: channel 0's, relative to its plane
       for (int64_t h = 0; h < s.H; ++h)
         direct::transpose(g + ((h + s.pt) * Wp + s.pl) * S, S, dx + (n0 * s.C + c) * HW + h * s.W, s.C * HW, s.W, nl);
     }
@@ -298,14 +321,8 @@ void conv2d_input_grad(const T* dy, const T* w, T* dx, const Conv2dShape& s) {
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape& s) {
   const int64_t S = group_bytes(T(0)) / static_cast<int64_t>(sizeof(T));
-  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, HW = s.H * s.W, OL = s.O * s.L;
-  const int64_t plane = Hp * Wp;
-  std::vector<int64_t> gbase(static_cast<size_t>(s.L)), xoff(static_cast<size_t>(s.CK));
-  for (int64_t oh = 0; oh < s.OH; ++oh)
-    for (int64_t ow = 0; ow < s.OW; ++ow) gbase[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
-  for (int64_t c = 0, k = 0; c < s.Cg; ++c)
-    for (int64_t i = 0; i < s.kh; ++i)
-      for (int64_t j = 0; j < s.kw; ++j, ++k) xoff[k] = c * plane + i * s.dh * Wp + j * s.dw;
+  const direct::PaddedOffsets f(s);
+  const int64_t OL = s.O * s.L, plane = f.plane;
   const int64_t groups = (s.N + S - 1) / S, per_thread = s.C * plane * S + OL * S;
   const int threads = direct::threads_for(s, groups);
   T* ws = static_cast<T*>(workspace(Device{}, static_cast<size_t>(threads * per_thread) * sizeof(T)));
@@ -317,12 +334,9 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
 #pragma omp for schedule(static)
     for (int64_t sg = 0; sg < groups; ++sg) {
       const int64_t n0 = sg * S, nl = std::min(S, s.N - n0);
-      for (int64_t c = 0; c < s.C; ++c)
-        for (int64_t h = 0; h < s.H; ++h)
-          direct::transpose(x + (n0 * s.C + c) * HW + h * s.W, s.C * HW, xt + (c * plane + (h + s.pt) * Wp + s.pl) * S,
-                            S, nl, s.W);
+      group_input(x, n0, nl, S, s, f, false, xt);
       for (int64_t gr = 0; gr < s.groups; ++gr)
-        group_forward(w + gr * s.Og * s.CK, s.Og, s.CK, xt + gr * s.Cg * plane * S, xoff.data(), gbase.data(),
+        group_forward(w + gr * s.Og * s.CK, s.Og, s.CK, xt + gr * s.Cg * plane * S, f.tap.data(), f.pos.data(),
                       b ? b + gr * s.Og : nullptr, yt + gr * s.Og * s.L * S, s.L);
       direct::transpose(yt, S, y + n0 * OL, OL, OL, nl);
     }
@@ -335,14 +349,8 @@ constexpr int64_t kMaxParts = 8;  // partial sums over fixed blocks of groups (a
 template <class T>
 void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
   const int64_t S = group_bytes(T(0)) / static_cast<int64_t>(sizeof(T));
-  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr, HW = s.H * s.W, OL = s.O * s.L, WN = s.O * s.CK;
-  const int64_t plane = Hp * Wp;
-  std::vector<int64_t> gbase(static_cast<size_t>(s.L)), xoff(static_cast<size_t>(s.CK));
-  for (int64_t oh = 0; oh < s.OH; ++oh)
-    for (int64_t ow = 0; ow < s.OW; ++ow) gbase[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
-  for (int64_t c = 0, k = 0; c < s.Cg; ++c)
-    for (int64_t i = 0; i < s.kh; ++i)
-      for (int64_t j = 0; j < s.kw; ++j, ++k) xoff[k] = c * plane + i * s.dh * Wp + j * s.dw;
+  const direct::PaddedOffsets f(s);
+  const int64_t OL = s.O * s.L, WN = s.O * s.CK, plane = f.plane;
   const int64_t groups = (s.N + S - 1) / S, parts = std::min(groups, kMaxParts);
   const int64_t per_part = (groups + parts - 1) / parts, used = (groups + per_part - 1) / per_part;  // none empty
   const int64_t per_thread = s.C * plane * S + OL * S;
@@ -358,18 +366,10 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
     for (int64_t part = 0; part < used; ++part)
       for (int64_t sg = part * per_part; sg < std::min(groups, (part + 1) * per_part); ++sg) {
         const int64_t n0 = sg * S, nl = std::min(S, s.N - n0);
-        for (int64_t c = 0; c < s.C; ++c)
-          for (int64_t h = 0; h < s.H; ++h) {
-            T* row = xt + (c * plane + (h + s.pt) * Wp + s.pl) * S;
-            direct::transpose(x + (n0 * s.C + c) * HW + h * s.W, s.C * HW, row, S, nl, s.W);
-            if (nl < S)  // the lanes past the batch are summed: zero
-              for (int64_t q = 0; q < s.W; ++q) std::fill(row + q * S + nl, row + (q + 1) * S, T(0));
-          }
-        direct::transpose(dy + n0 * OL, OL, dyt, S, nl, OL);
-        if (nl < S)
-          for (int64_t e = 0; e < OL; ++e) std::fill(dyt + e * S + nl, dyt + (e + 1) * S, T(0));
+        group_input(x, n0, nl, S, s, f, true, xt);  // the lanes past the batch are summed: zero
+        group_grad_output(dy, n0, nl, S, s, dyt);
         for (int64_t gr = 0; gr < s.groups; ++gr)
-          group_weight_grad(dyt + gr * s.Og * s.L * S, s.L * S, xt + gr * s.Cg * plane * S, xoff.data(), gbase.data(),
+          group_weight_grad(dyt + gr * s.Og * s.L * S, s.L * S, xt + gr * s.Cg * plane * S, f.tap.data(), f.pos.data(),
                             s.L, s.Og, s.CK, sums + (part * WN + gr * s.Og * s.CK) * S, sg == part * per_part);
       }
   }

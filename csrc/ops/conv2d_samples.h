@@ -5,11 +5,11 @@
 // A group of S samples (S = one vector of T: 16 floats with AVX-512) is one vector per element, in
 // each sample's zero-padded input plane (Hp x Wp, the padding included) and output positions p:
 //   xt[(c*Hp*Wp + r*Wp + q)*S + l] = x[n0 + l, c, r - pt, q - pl]   (zero in the padding)
-//   dyt[(o*L + p)*S + l] = dy[n0 + l, o, p],   tap k = (c, i, j) at xoff[k] = c*Hp*Wp + i*dh*Wp + j*dw,
-//   position p = (oh, ow) at gbase[p] = oh*sh*Wp + ow*sw
-//   forward  y[o, p]    = b[o] + sum_k w[o, k] * xt[xoff[k] + gbase[p]]          (k in order)
-//   input g  g[c][gbase[p] + i*dh*Wp + j*dw] += sum_o w[o, c, i, j] * dyt[o, p]  (taps in order; dx: g's interior)
-//   weight   dw[o, k]   = sum over lanes of sum_p dyt[o, p] * xt[xoff[k] + gbase[p]]
+//   dyt[(o*L + p)*S + l] = dy[n0 + l, o, p],   tap k = (c, i, j) at tap[k] = c*Hp*Wp + i*dh*Wp + j*dw,
+//   position p = (oh, ow) at pos[p] = oh*sh*Wp + ow*sw
+//   forward  y[o, p]    = b[o] + sum_k w[o, k] * xt[tap[k] + pos[p]]          (k in order)
+//   input g  g[c][pos[p] + i*dh*Wp + j*dw] += sum_o w[o, c, i, j] * dyt[o, p]  (taps in order; dx: g's interior)
+//   weight   dw[o, k]   = sum over lanes of sum_p dyt[o, p] * xt[tap[k] + pos[p]]
 // Every product is one of im2col's (the padding zeros included) or col2im's (no padding zero): inf
 // and NaN propagate as they do there. The forward sums in the direct path's order (the same bits).
 // The weight gradient sums each lane over the positions, then the groups in blocks fixed by the
