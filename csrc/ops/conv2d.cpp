@@ -330,7 +330,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
   const int64_t HW = s.H * s.W;
   if (N == 0) return;
   const CallerStaysPut stay(heavy(s));
-  if (samples::applies_forward(s)) return samples::conv2d_forward(x, w, b, y, s);
+  if (samples::applies_forward(s)) return samples::conv2d_forward(x, w, b, y, s);  // few taps, a full batch
   if (direct::applies(s)) return direct::conv2d_forward(x, w, b, y, s);      // few taps: LeNet's layers
   if (winograd::applies(s)) return winograd::conv2d_forward(x, w, b, y, s);  // fast path: 3x3 stride 1
   if (channels::applies_forward(s)) return channels::conv2d_forward(x, w, b, y, s);  // many taps and channels
@@ -394,7 +394,7 @@ void conv2d_backward(const T* dy, const T* x, const T* w, T* dx, T* dw, T* db, c
     dx = nullptr;
   }
   if (dx && direct::applies_input_grad(s) && direct::conv2d_input_grad(dy, w, dx, s)) dx = nullptr;
-  if (dw && samples::applies_weight_grad(s)) {
+  if (dw && samples::applies_weight_grad(s)) {  // few taps, a full batch, <= 1024 output positions
     samples::conv2d_weight_grad(dy, x, dw, s);
     dw = nullptr;
   }
