@@ -21,8 +21,8 @@ using direct::Vec;
 //                                              * src[n*xs + off[t] + oh*rs + ow*cs].
 template <class T, int OV, int KT, int Bytes>
 [[gnu::always_inline]] inline void tile(const T* __restrict dyt, int64_t dys, const T* __restrict src, int64_t xs,
-                                        int64_t nb, const int64_t* off, int64_t OH, int64_t OW, int64_t rs, int64_t cs, T* __restrict dwt, int64_t ldw,
-                                        bool first) {
+                                        int64_t nb, const int64_t* off, int64_t OH, int64_t OW, int64_t rs, int64_t cs,
+                                        T* __restrict dwt, int64_t ldw, bool first) {
   using V = Vec<T, Bytes>;
   constexpr int L = Bytes / int(sizeof(T));
   V acc[KT][OV] = {};
@@ -58,20 +58,26 @@ template <class T, int OV, int KT, int Bytes>
                                              int64_t OW, int64_t rs, int64_t cs, T* dwt, int64_t ldw, bool first) {
   constexpr int L = Bytes / int(sizeof(T));
   int64_t v = 0;
-  for (; v + OV <= nv; v += OV) tile<T, OV, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, OH, OW, rs, cs, dwt + v * L, ldw, first);
+  for (; v + OV <= nv; v += OV)
+    tile<T, OV, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, OH, OW, rs, cs, dwt + v * L, ldw, first);
   if constexpr (OV > 1)
-    if (v < nv) tap_block<T, OV / 2, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, nv - v, OH, OW, rs, cs, dwt + v * L, ldw, first);
+    if (v < nv)
+      tap_block<T, OV / 2, KT, Bytes>(dyt + v * L, dys, src, xs, nb, off, nv - v, OH, OW, rs, cs, dwt + v * L, ldw,
+                                      first);
 }
 
 // Taps [0, K): blocks of KT, the rest by halving.
 template <class T, int OV, int KT, int Bytes>
 [[gnu::always_inline]] inline void taps(const T* dyt, int64_t dys, const T* src, int64_t xs, int64_t nb,
                                         const int64_t* off, int64_t K, int64_t nv,
-                                        int64_t OH, int64_t OW, int64_t rs, int64_t cs, T* dwt, int64_t ldw, bool first) {
+                                        int64_t OH, int64_t OW, int64_t rs, int64_t cs, T* dwt, int64_t ldw,
+                                        bool first) {
   int64_t k = 0;
-  for (; k + KT <= K; k += KT) tap_block<T, OV, KT, Bytes>(dyt, dys, src, xs, nb, off + k, nv, OH, OW, rs, cs, dwt + k * ldw, ldw, first);
+  for (; k + KT <= K; k += KT)
+    tap_block<T, OV, KT, Bytes>(dyt, dys, src, xs, nb, off + k, nv, OH, OW, rs, cs, dwt + k * ldw, ldw, first);
   if constexpr (KT > 1)
-    if (k < K) taps<T, OV, KT / 2, Bytes>(dyt, dys, src, xs, nb, off + k, K - k, nv, OH, OW, rs, cs, dwt + k * ldw, ldw, first);
+    if (k < K)
+      taps<T, OV, KT / 2, Bytes>(dyt, dys, src, xs, nb, off + k, K - k, nv, OH, OW, rs, cs, dwt + k * ldw, ldw, first);
 }
 
 // Forward, one tile of PT positions x OV vectors of output channels:
@@ -134,8 +140,8 @@ template <class T, int PT, int OV, int Bytes>
 // One copy per x86-64 level with the tile its registers hold (32 x 512-bit: 4 vectors x 6 taps;
 // 16 x 256-bit or 128-bit: 2 x 6), accumulators plus the channel vectors and one broadcast.
 // Taps [0, K) of nb samples, ldw = padded channels (a multiple of every vector width).
-// Forward: all ldo channels (padded) at P wide positions of one sample: tiles of 6 positions x OV
-// vectors (the same register count as the gradient's tile).
+// Forward: all ldo channels (padded) at the P output positions of one sample: tiles of 6 positions
+// x OV vectors (the same register count as the gradient's tile).
 #define PYCNN_CHANNELS_KERNELS(ATTR, OV, KT, B, T)                                                              \
   ATTR void sample_forward(const T* wt, int64_t ldo, const T* src, const int64_t* off, const int64_t* base,     \
                            int64_t K, const T* init, T* out, int64_t P) {                                       \
@@ -196,9 +202,7 @@ void conv2d_weight_grad(const T* dy, const T* x, T* dw, const Conv2dShape& s) {
   T* dwt = dyt + s.N * dys;  // (K, ldw): dw transposed
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t n = 0; n < s.N; ++n) {
-    T* xn = xp + n * xs;
-    std::fill(xn, xn + xs, T(0));
-    f.copy_in(x + n * s.C * HW, xn, s);
+    f.copy_in(x + n * s.C * HW, xp + n * xs, s);
     T* tn = dyt + n * dys;
     direct::transpose(dy + n * s.O * s.L, s.L, tn, ldw, s.O, s.L);
     if (ldw > s.O)
@@ -246,7 +250,6 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const Conv2dShape&
   {
     T* xp = ws + thread_id() * per_thread;  // (C, Hp, Wp): the sample, its padding zero
     T* out = xp + s.C * plane;               // (P, ldo): channels last
-    std::fill(xp, xp + s.C * plane, T(0));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.N; ++n) {
       f.copy_in(x + n * s.C * HW, xp, s);

@@ -194,12 +194,19 @@ struct PaddedOffsets {
     for (int64_t oh = 0; oh < s.OH; ++oh)
       for (int64_t ow = 0; ow < s.OW; ++ow) pos[oh * s.OW + ow] = oh * s.sh * Wp + ow * s.sw;
   }
-  // Sample x (C, H, W) -> the interior of xp (C, Hp, Wp); the padding is the caller's to zero.
+  // Sample x (C, H, W) -> xp (C, Hp, Wp), the padding zero: every element written once.
   template <class T>
   void copy_in(const T* x, T* xp, const Conv2dShape& s) const {
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t h = 0; h < s.H; ++h)
-        std::memcpy(xp + c * plane + (h + s.pt) * Wp + s.pl, x + (c * s.H + h) * s.W, s.W * sizeof(T));
+    for (int64_t c = 0; c < s.C; ++c) {
+      T* p = xp + c * plane;
+      std::fill(p, p + s.pt * Wp + s.pl, T(0));  // top rows, then the first row's left padding
+      for (int64_t h = 0; h < s.H; ++h) {
+        T* row = p + (h + s.pt) * Wp + s.pl;
+        std::memcpy(row, x + (c * s.H + h) * s.W, s.W * sizeof(T));
+        std::fill(row + s.W, row + s.W + s.pr + (h + 1 < s.H ? s.pl : 0), T(0));  // right padding, next row's left
+      }
+      std::fill(p + (s.pt + s.H) * Wp, p + plane, T(0));  // bottom rows
+    }
   }
 };
 
